@@ -1,0 +1,29 @@
+"""``GET /v1/models``: the configured models the calling key may use, in OpenAI's list format."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from broker.config import ModelConfig
+from broker.edge.credentials import presented_key
+from broker.kernel.identity.service import Identity
+
+
+class ModelList:
+    """Lists models from configuration, filtered by the key's ``allowed_models``."""
+
+    def __init__(self, identity: Identity, models: tuple[ModelConfig, ...], created_at: int) -> None:
+        self._identity = identity
+        self._models = models
+        self._created_at = created_at
+
+    async def endpoint(self, request: Request) -> Response:
+        principal = await self._identity.principal_for_key(presented_key(request, allow_x_api_key=True), "ai")
+        allowed = principal.key.allowed_models if principal.key else None
+        data = [
+            {"id": m.name, "object": "model", "created": self._created_at, "owned_by": m.routes[0].provider}
+            for m in self._models
+            if allowed is None or m.name in allowed
+        ]
+        return JSONResponse({"object": "list", "data": data})

@@ -1,0 +1,176 @@
+"""Composition root: ``create_app(config)`` builds every adapter and service and wires them together.
+
+Only this module knows which adapters are in use. Everything opened here is closed here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+import anyio
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+
+from ai_proxy.models import ModelList
+from broker.config import WardenConfig
+from broker.edge.health import Check, HealthChecks
+from broker.edge.metrics import HttpMetrics
+from broker.gateway import build_gateway
+from broker.kernel.bus.memory import LocalBroadcast
+from broker.kernel.bus.ports import Broadcast
+from broker.kernel.bus.redis import RedisBroadcast
+from broker.kernel.clock import Clock, SystemClock
+from broker.kernel.crypto import KeyHasher, PasswordHashing, SecretBox, SecretKeyError
+from broker.kernel.events import KernelEvents
+from broker.kernel.identity.keys import ApiKeyRegistry, KeyCache
+from broker.kernel.identity.maintenance import IdentityUpkeep, UpkeepPolicy
+from broker.kernel.identity.passwords import PasswordPolicy, Passwords
+from broker.kernel.identity.roles import RoleCatalog
+from broker.kernel.identity.service import Identity
+from broker.kernel.identity.sessions import ConsoleSessions, SessionPolicy
+from broker.kernel.identity.setup import FirstRunSetup
+from broker.kernel.identity.teams import TeamDirectory
+from broker.kernel.identity.users import UserDirectory
+from broker.kernel.store.migrations import migrate
+from broker.kernel.store.ports import Database
+from broker.kernel.vault import SecretVault
+from broker.reconcile import reconcile_api_keys
+from broker.secrets_file import load_server_secrets
+from broker.storage import StartupError, open_database, open_redis
+from console.app import ConsoleSettings, build_console
+
+log = logging.getLogger(__name__)
+
+
+def warden_version() -> str:
+    try:
+        return version("warden")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Warden:
+    """A running Warden: its two ASGI apps and the services behind them."""
+
+    config: WardenConfig
+    kernel: Kernel
+    gateway: Starlette
+    console: Starlette
+
+    @property
+    def identity(self) -> Identity:
+        return self.kernel.identity
+
+
+def build_identity(config: WardenConfig, db: Database, broadcast: Broadcast, hasher: KeyHasher,
+                   clock: Clock) -> Identity:
+    passwords = Passwords(PasswordHashing(), PasswordPolicy(config.security.password_min_length))
+    users = UserDirectory(db, passwords, clock)
+    roles = RoleCatalog(db, clock)
+    security = config.security
+    sessions = ConsoleSessions(db, users, passwords, clock, SessionPolicy(
+        ttl_seconds=security.session_ttl_hours * 3600, bind_ip=security.session_bind_ip,
+        max_failures=security.login_max_failures, lockout_seconds=security.lockout_minutes * 60,
+    ))
+    keys = ApiKeyRegistry(db, hasher, broadcast, clock, KeyCache(config.keys.cache_ttl_seconds, clock))
+    return Identity(users, TeamDirectory(db, clock), roles, keys, sessions, FirstRunSetup(db, users, roles, clock))
+
+
+@dataclass(frozen=True, slots=True)
+class Kernel:
+    """The shared kernel without the HTTP surfaces (what CLI commands need)."""
+
+    config: WardenConfig
+    db: Database
+    redis: Redis | None
+    broadcast: Broadcast
+    identity: Identity
+    vault: SecretVault
+    events: KernelEvents
+    upkeep: IdentityUpkeep
+
+
+@asynccontextmanager
+async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> AsyncIterator[Kernel]:
+    """Check the secret key, the database and Redis (naming the one that fails), migrate, seed, reconcile."""
+    clock = clock or SystemClock()
+    try:
+        secrets = load_server_secrets(config)
+    except (SecretKeyError, OSError, ValueError, KeyError) as exc:
+        raise StartupError(f"secret key: {exc}") from exc
+    db = await open_database(config)
+    redis: Redis | None = None
+    try:
+        redis = await open_redis(config)
+        await migrate(db)
+        broadcast: Broadcast = RedisBroadcast(redis, config.redis.timeout_seconds) if redis else LocalBroadcast()
+        identity = build_identity(config, db, broadcast, KeyHasher(secrets.server_secret), clock)
+        events = KernelEvents(db, broadcast, clock)
+        upkeep = IdentityUpkeep(db, identity.keys, identity.sessions, events, clock, UpkeepPolicy(
+            config.keys.purge_after_days, config.keys.inactivity_days, config.keys.expiry_warning_days,
+        ))
+        await identity.roles.seed_builtins()
+        await reconcile_api_keys(identity, config.api_keys)
+        yield Kernel(config, db, redis, broadcast, identity, SecretVault(db, SecretBox(secrets.key_ring), clock),
+                     events, upkeep)
+        with anyio.CancelScope(shield=True):
+            await identity.keys.flush_last_used()
+    finally:
+        with anyio.CancelScope(shield=True):
+            if redis is not None:
+                await redis.aclose()
+            await db.close()
+
+
+@asynccontextmanager
+async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncIterator[Warden]:
+    """Open the kernel, build both listeners' apps, run background upkeep; close it all on exit."""
+    clock = clock or SystemClock()
+    async with open_kernel(config, clock) as kernel:
+        warden = _wire(config, kernel, clock)
+        async with anyio.create_task_group() as background:
+            background.start_soon(kernel.broadcast.run)
+            background.start_soon(_upkeep_loop, kernel.upkeep, config.keys.maintenance_interval_seconds)
+            try:
+                yield warden
+            finally:
+                background.cancel_scope.cancel()
+
+
+def _wire(config: WardenConfig, kernel: Kernel, clock: Clock) -> Warden:
+    checks: dict[str, Check] = {"database": kernel.db.ping}
+    if kernel.redis is not None:
+        checks["redis"] = _redis_ping(kernel.redis)
+    metrics = HttpMetrics(CollectorRegistry())
+    health = HealthChecks(checks, time.time())
+    gateway = build_gateway(health, metrics, ModelList(kernel.identity, config.models, int(time.time())))
+    console = build_console(kernel.identity, clock, metrics, ConsoleSettings(
+        config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
+        warden_version(),
+    ))
+    return Warden(config, kernel, gateway, console)
+
+
+def _redis_ping(redis: Redis) -> Callable[[], Awaitable[None]]:
+    async def ping() -> None:
+        await redis.ping()
+
+    return ping
+
+
+async def _upkeep_loop(upkeep: IdentityUpkeep, interval: float) -> None:
+    while True:
+        try:
+            report = await upkeep.run_once()
+            if any((report.purged, report.disabled_inactive, report.expiry_warnings)):
+                log.info("identity upkeep: %s", report)
+        except Exception:
+            log.exception("identity upkeep pass failed")
+        await anyio.sleep(interval)

@@ -1,0 +1,197 @@
+"""The ``warden`` command: serve, migrate, setup, config check, keys, users, roles, secrets."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from broker.app import Kernel, open_kernel
+from broker.config import ConfigError, WardenConfig, load_config
+from broker.kernel.errors import WardenError
+from broker.kernel.identity.keys import KeySpec
+from broker.kernel.store.errors import StoreError
+from broker.storage import StartupError
+
+KernelCommand = Callable[[Kernel, argparse.Namespace], Awaitable[int]]
+DAY = 86400.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="warden", description="MCP-first tool broker and AI-API proxy")
+    parser.add_argument("--config", type=Path, help="YAML configuration file (default: $WARDEN_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the gateway and console listeners")
+    commands.add_parser("migrate", help="apply pending database migrations")
+    setup = commands.add_parser("setup", help="create the first super admin without the browser")
+    setup.add_argument("--email", required=True)
+    setup.add_argument("--name", default="")
+    config = commands.add_parser("config", help="configuration commands")
+    config.add_subparsers(dest="action", required=True).add_parser("check", help="validate and exit")
+    _keys_parser(commands.add_parser("keys", help="manage API keys"))
+    _users_parser(commands.add_parser("users", help="manage users"))
+    roles = commands.add_parser("roles", help="export or import roles and assignments as JSON")
+    role_actions = roles.add_subparsers(dest="action", required=True)
+    role_actions.add_parser("export")
+    role_actions.add_parser("import").add_argument("file", type=Path)
+    secrets = commands.add_parser("secrets", help="secret box maintenance")
+    secrets.add_subparsers(dest="action", required=True).add_parser(
+        "rotate", help="re-encrypt every stored secret under the newest key version")
+    for sub in (commands.choices.values()):
+        sub.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def _keys_parser(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a key; prints the secret once")
+    create.add_argument("--owner", required=True, help="owner's email")
+    create.add_argument("--name", required=True)
+    create.add_argument("--surfaces", default="ai,mcp", help="comma-separated: ai, mcp, management")
+    create.add_argument("--models", help="comma-separated allowed models (default: all)")
+    create.add_argument("--expires-days", type=float)
+    listing = actions.add_parser("list", help="list keys")
+    listing.add_argument("--owner", help="only this owner's keys")
+    actions.add_parser("revoke").add_argument("key_id")
+    rotate = actions.add_parser("rotate", help="issue a successor; the old key works for the grace period")
+    rotate.add_argument("key_id")
+    rotate.add_argument("--grace-hours", type=float)
+
+
+def _users_parser(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("list")
+    create = actions.add_parser("create", help="create a user (password from $WARDEN_USER_PASSWORD, if set)")
+    create.add_argument("--email", required=True)
+    create.add_argument("--name", default="")
+    create.add_argument("--role", action="append", default=[], help="role id to assign globally")
+    for action in ("disable", "enable", "delete"):
+        actions.add_parser(action).add_argument("email")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"warden: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.server.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "config":
+        print(f"configuration OK (database: {config.database_url.split('://')[0]},"
+              f" redis: {'yes' if config.redis.url else 'no'})")
+        return 0
+    try:
+        if args.command == "serve":
+            from broker.serve import serve
+
+            anyio.run(serve, config)
+            return 0
+        return anyio.run(_with_kernel, config, _COMMANDS[args.command], args)
+    except StartupError as exc:
+        print(f"warden: start-up failed: {exc}", file=sys.stderr)
+        return 3
+    except (WardenError, StoreError) as exc:
+        print(f"warden: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _with_kernel(config: WardenConfig, command: KernelCommand, args: argparse.Namespace) -> int:
+    async with open_kernel(config) as kernel:
+        return await command(kernel, args)
+
+
+async def _migrate(kernel: Kernel, args: argparse.Namespace) -> int:
+    print("database is up to date")  # open_kernel has migrated under the lock
+    return 0
+
+
+async def _setup(kernel: Kernel, args: argparse.Namespace) -> int:
+    password = os.environ.get("WARDEN_ADMIN_PASSWORD") or getpass.getpass("Password for the super admin: ")
+    user = await kernel.identity.setup.create_super_admin(args.email, args.name, password)
+    print(f"created super admin {user.email}")
+    return 0
+
+
+async def _keys(kernel: Kernel, args: argparse.Namespace) -> int:
+    identity = kernel.identity
+    if args.action == "create":
+        owner = await identity.user_by_email(args.owner)
+        models = frozenset(m.strip() for m in args.models.split(",")) if args.models else None
+        expires = time.time() + args.expires_days * DAY if args.expires_days else None
+        surfaces = frozenset(s.strip() for s in args.surfaces.split(",") if s.strip())
+        issued = await identity.keys.issue(KeySpec(args.name, owner, None, surfaces, models, expires))
+        print(json.dumps({"id": issued.key.id, "secret": issued.secret}))
+        print("store the secret now: it is not shown again", file=sys.stderr)
+    elif args.action == "list":
+        owner_id = await identity.user_by_email(args.owner) if args.owner else None
+        keys = await identity.keys.visible(owner_id, include_all=owner_id is None)
+        now = time.time()
+        for key in keys:
+            print(f"{key.id}  {key.lookup_prefix}…  {key.name:<20} {','.join(sorted(key.surfaces)):<18}"
+                  f" {key.state(now)}")
+    elif args.action == "revoke":
+        await identity.keys.revoke(args.key_id)
+        print(f"revoked {args.key_id}")
+    elif args.action == "rotate":
+        grace = args.grace_hours if args.grace_hours is not None else kernel.config.keys.rotation_grace_hours
+        issued = await identity.keys.rotate(args.key_id, grace * 3600)
+        print(json.dumps({"id": issued.key.id, "secret": issued.secret, "rotated_from": args.key_id}))
+    return 0
+
+
+async def _users(kernel: Kernel, args: argparse.Namespace) -> int:
+    identity = kernel.identity
+    if args.action == "list":
+        for user in await identity.users.page(limit=10_000):
+            print(f"{user.id}  {user.email:<32} {'disabled' if user.disabled else 'active'}")
+    elif args.action == "create":
+        user = await identity.users.create(args.email, args.name, os.environ.get("WARDEN_USER_PASSWORD"))
+        for role in args.role:
+            await identity.roles.assign(user.id, role)
+        print(f"created {user.email} ({user.id})")
+    else:
+        user_id = await identity.user_by_email(args.email)
+        if args.action == "delete":
+            await identity.delete_user(user_id)
+        else:
+            await identity.update_user(user_id, {"disabled": args.action == "disable"})
+        print(f"{args.action}d {args.email}")
+    return 0
+
+
+async def _roles(kernel: Kernel, args: argparse.Namespace) -> int:
+    roles = kernel.identity.roles
+    if args.action == "export":
+        print(json.dumps(await roles.export(), indent=2))
+        return 0
+    document: dict[str, Any] = json.loads(args.file.read_text(encoding="utf-8"))
+    counts = await roles.import_(document, kernel.identity.user_by_email, kernel.identity.team_by_name)
+    print(json.dumps(counts))
+    return 0
+
+
+async def _secrets(kernel: Kernel, args: argparse.Namespace) -> int:
+    changed = await kernel.vault.rotate()
+    print(f"re-encrypted {changed} secret(s) under the current key version")
+    return 0
+
+
+_COMMANDS: dict[str, KernelCommand] = {
+    "migrate": _migrate, "setup": _setup, "keys": _keys, "users": _users, "roles": _roles, "secrets": _secrets,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Configuration: defaults, then an optional YAML file, then ``WARDEN_*`` environment variables.
+
+Parsed once into a frozen object. Every bad value becomes a ``ConfigError`` whose single-line message
+names the key, the value and what is allowed, so ``warden config check`` and start-up can print it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Surface = Literal["ai", "mcp", "management"]
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+# Short names for the variables people set most; every other key is WARDEN_<SECTION>_<FIELD>.
+_ENV_ALIASES = {
+    "WARDEN_SECRET_KEY": ("security", "secret_key"),
+    "WARDEN_SERVER_SECRET": ("security", "server_secret"),
+}
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, malformed or out of range."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    console_host: str | None = None
+    gateway_port: int = Field(3000, ge=0, le=65535)
+    console_port: int = Field(3001, ge=0, le=65535)
+    data_dir: Path = Path("./data")
+    shutdown_grace_seconds: float = Field(10.0, gt=0, le=600)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def console_bind(self) -> str:
+        return self.console_host or self.host
+
+
+class DatabaseConfig(_Section):
+    url: str = ""
+    connect_timeout_seconds: float = Field(5.0, gt=0, le=120)
+    pool_size: int = Field(10, ge=1, le=200)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if url and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:///, postgresql:// or postgres://")
+        return url
+
+
+class RedisConfig(_Section):
+    url: str | None = None
+    timeout_seconds: float = Field(0.5, gt=0, le=30)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, url: str | None) -> str | None:
+        if url and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return url or None
+
+
+class SecurityConfig(_Section):
+    secret_key: str | None = None
+    server_secret: str | None = None
+    session_ttl_hours: float = Field(12.0, gt=0, le=24 * 30)
+    session_bind_ip: bool = False
+    cookie_secure: Literal["auto", "always", "never"] = "auto"
+    cors_origins: tuple[str, ...] = ()
+    password_min_length: int = Field(12, ge=8, le=128)
+    login_max_failures: int = Field(5, ge=1, le=100)
+    lockout_minutes: float = Field(15.0, gt=0, le=24 * 60)
+
+
+class ApiKeysConfig(_Section):
+    rotation_grace_hours: float = Field(24.0, ge=0, le=24 * 90)
+    inactivity_days: int = Field(0, ge=0, le=3650)
+    expiry_warning_days: int = Field(7, ge=0, le=365)
+    cache_ttl_seconds: float = Field(30.0, ge=0, le=3600)
+    purge_after_days: int = Field(30, ge=1, le=3650)
+    maintenance_interval_seconds: float = Field(60.0, gt=0, le=86400)
+
+
+class ProviderConfig(_Section):
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    type: Literal["openai", "anthropic", "gemini", "azure_openai", "bedrock", "openai_compatible"]
+    base_url: str | None = None
+    api_key: str | None = None
+
+
+class RouteConfig(_Section):
+    provider: str
+    weight: int = Field(1, ge=0, le=1000)
+
+
+class ModelConfig(_Section):
+    name: str = Field(min_length=1)
+    routes: tuple[RouteConfig, ...] = Field(min_length=1)
+
+
+class McpServerConfig(_Section):
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    transport: Literal["stdio", "streamable_http", "sse"]
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _transport_fields(self) -> McpServerConfig:
+        if self.transport == "stdio" and not self.command:
+            raise ValueError("a stdio server needs 'command'")
+        if self.transport != "stdio" and not self.url:
+            raise ValueError(f"a {self.transport} server needs 'url'")
+        return self
+
+
+class ApiKeyImport(_Section):
+    name: str = Field(min_length=1)
+    owner: str = Field(min_length=3)
+    secret: str = Field(min_length=36, pattern=r"^wdn_[A-Za-z0-9_-]+$")
+    surfaces: tuple[Surface, ...] = ("ai", "mcp")
+    allowed_models: tuple[str, ...] | None = None
+
+
+class WardenConfig(_Section):
+    """The whole validated configuration."""
+
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    redis: RedisConfig = RedisConfig()
+    security: SecurityConfig = SecurityConfig()
+    keys: ApiKeysConfig = ApiKeysConfig()
+    providers: tuple[ProviderConfig, ...] = ()
+    models: tuple[ModelConfig, ...] = ()
+    mcp_servers: tuple[McpServerConfig, ...] = ()
+    api_keys: tuple[ApiKeyImport, ...] = ()
+
+    @property
+    def database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file inside the data dir."""
+        return self.database.url or f"sqlite:///{self.server.data_dir / 'warden.db'}"
+
+    @model_validator(mode="after")
+    def _references(self) -> WardenConfig:
+        _unique("providers", [p.name for p in self.providers])
+        _unique("models", [m.name for m in self.models])
+        _unique("mcp_servers", [s.name for s in self.mcp_servers])
+        _unique("api_keys", [k.name for k in self.api_keys])
+        known = {p.name for p in self.providers}
+        for model in self.models:
+            for route in model.routes:
+                if route.provider not in known:
+                    raise ValueError(f"model {model.name!r} routes to unknown provider {route.provider!r}")
+        return self
+
+
+def _unique(section: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{section}: name {name!r} is declared twice")
+        seen.add(name)
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> WardenConfig:
+    """Build the configuration from defaults, the file (``path`` or ``WARDEN_CONFIG``) and the environment."""
+    env = dict(os.environ if environ is None else environ)
+    file_path = path or (Path(env["WARDEN_CONFIG"]) if env.get("WARDEN_CONFIG") else None)
+    raw: dict[str, Any] = _read_file(file_path, env) if file_path else {}
+    _overlay_environment(raw, env)
+    try:
+        return WardenConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _read_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r}: cannot be read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(path)!r}: not valid YAML ({exc})".replace("\n", " ")) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r}: top level must be a mapping of sections")
+    substituted = _substitute(data, env, "")
+    assert isinstance(substituted, dict)
+    return substituted
+
+
+def _substitute(value: Any, env: Mapping[str, str], where: str) -> Any:
+    """Replace ``${VAR}`` in every string; an unset variable is an error naming where it is used."""
+    if isinstance(value, dict):
+        return {k: _substitute(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str):
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                raise ConfigError(f"{where}: environment variable {name} is referenced but not set")
+            return env[name]
+
+        return _ENV_REFERENCE.sub(replace, value)
+    return value
+
+
+def _overlay_environment(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    for var, value in env.items():
+        target = _ENV_ALIASES.get(var) or _env_target(var)
+        if target is None:
+            continue
+        section, key = target
+        current = raw.setdefault(section, {})
+        if not isinstance(current, dict):
+            raise ConfigError(f"{section}: must be a mapping, got {type(current).__name__}")
+        current[key] = _env_value(section, key, value)
+
+
+def _env_target(var: str) -> tuple[str, str] | None:
+    if not var.startswith("WARDEN_"):
+        return None
+    rest = var[len("WARDEN_") :].lower()
+    for section, model in WardenConfig.model_fields.items():
+        annotation = model.annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, _Section)):
+            continue
+        prefix = section + "_"
+        if rest.startswith(prefix) and rest[len(prefix) :] in annotation.model_fields:
+            return section, rest[len(prefix) :]
+    return None
+
+
+def _env_value(section: str, key: str, value: str) -> Any:
+    if key == "cors_origins":
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if value == "" and key in {"url", "console_host", "secret_key", "server_secret"} and section != "database":
+        return None
+    return value
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    value = error.get("input")
+    shown = "<secret>" if any(w in key for w in ("secret", "api_key", "password")) else repr(value)
+    if isinstance(value, dict):
+        shown = "{...}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{key}: invalid value {shown}: {message}"

@@ -1,0 +1,63 @@
+"""The one place where errors become HTTP responses, for both listeners.
+
+Every body is ``{"error": {"code", "message", "fields"?}}``; nothing from a stack trace ever leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from broker.kernel.errors import AuthenticationFailed, InvalidInput, TooManyAttempts, WardenError
+from broker.kernel.store.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "payload_too_large"}
+
+
+def error_body(code: str, message: str, fields: list[dict[str, str]] | None = None) -> dict[str, object]:
+    error: dict[str, object] = {"code": code, "message": message}
+    if fields is not None:
+        error["fields"] = fields
+    return {"error": error}
+
+
+async def warden_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, WardenError)
+    fields = [{"field": f.field, "message": f.message} for f in exc.fields] if isinstance(exc, InvalidInput) \
+        else None
+    headers: dict[str, str] = {}
+    if isinstance(exc, TooManyAttempts):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, AuthenticationFailed):
+        headers["WWW-Authenticate"] = 'Bearer realm="warden"'
+    return JSONResponse(error_body(exc.code, exc.message, fields), exc.status, headers=headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    log.error("database unavailable while serving %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(error_body("dependency_unavailable", "the database is unavailable; retry shortly"), 503,
+                        headers={"Retry-After": "1"})
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error serving %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(error_body("internal_error", "internal error"), 500)
+
+
+EXCEPTION_HANDLERS = {
+    WardenError: warden_error,
+    HTTPException: http_error,
+    StoreUnavailable: store_unavailable,
+    Exception: unexpected_error,
+}

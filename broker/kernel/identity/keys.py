@@ -1,0 +1,245 @@
+"""API keys: issue, verify, revoke, rotate with a grace period, import keys made elsewhere.
+
+A key is ``wdn_`` + 32 random bytes (base64url). Only an HMAC-SHA256 of it under the server secret and
+a short lookup prefix are stored: verification is one indexed lookup by prefix plus a constant-time
+compare, and results are cached in-process until a revoke broadcast (or the TTL) drops them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from broker.kernel.bus.ports import Broadcast, Message
+from broker.kernel.clock import Clock
+from broker.kernel.crypto import KeyHasher, new_token
+from broker.kernel.errors import AuthenticationFailed, Conflict, FieldError, InvalidInput, NotFound
+from broker.kernel.identity.models import SURFACES, ApiKey, IssuedKey, Surface
+from broker.kernel.store.errors import UniqueViolation
+from broker.kernel.store.ports import Database, Row
+
+KEY_PREFIX = "wdn_"
+LOOKUP_LENGTH = 12  # "wdn_" + 8 characters: 48 bits, enough to make prefix collisions rare
+INVALIDATE_CHANNEL = "keys.invalidate"
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """What a new key is for: its owner, surfaces, models and lifetime."""
+
+    name: str
+    owner_user_id: str | None
+    owner_team_id: str | None = None
+    surfaces: frozenset[Surface] = frozenset({"ai", "mcp"})
+    allowed_models: frozenset[str] | None = None
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedKey:
+    """A key that passed verification, with the owner facts the caller needs."""
+
+    key: ApiKey
+    owner_disabled: bool
+
+
+def _key(row: Row) -> ApiKey:
+    models = json.loads(row["allowed_models"]) if row["allowed_models"] is not None else None
+    return ApiKey(
+        id=row["id"], name=row["name"], lookup_prefix=row["lookup_prefix"],
+        owner_user_id=row["owner_user_id"], owner_team_id=row["owner_team_id"],
+        surfaces=frozenset(json.loads(row["surfaces"])),
+        allowed_models=frozenset(models) if models is not None else None,
+        expires_at=row["expires_at"], revoked_at=row["revoked_at"], disabled_reason=row["disabled_reason"],
+        grace_until=row["grace_until"], rotated_to=row["rotated_to"], last_used_at=row["last_used_at"],
+        created_at=row["created_at"],
+    )
+
+
+def validate_spec(spec: KeySpec) -> None:
+    problems = []
+    if not spec.surfaces:
+        problems.append(FieldError("surfaces", "at least one surface is required"))
+    if unknown := sorted(set(spec.surfaces) - set(SURFACES)):
+        problems.append(FieldError("surfaces", f"unknown surfaces {unknown}; allowed: {list(SURFACES)}"))
+    if spec.owner_user_id is None and spec.owner_team_id is None:
+        problems.append(FieldError("owner", "a key is owned by a user or a team"))
+    if "management" in spec.surfaces and spec.owner_user_id is None:
+        problems.append(FieldError("surfaces", "a management key must be owned by a user"))
+    if problems:
+        raise InvalidInput("invalid API key", problems)
+
+
+class KeyCache:
+    """Verified keys by digest, dropped on TTL or on an invalidation broadcast."""
+
+    def __init__(self, ttl: float, clock: Clock) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._entries: dict[str, tuple[float, VerifiedKey]] = {}
+
+    def get(self, digest: str) -> VerifiedKey | None:
+        entry = self._entries.get(digest)
+        if entry is None or entry[0] <= self._clock.now():
+            self._entries.pop(digest, None)
+            return None
+        return entry[1]
+
+    def put(self, digest: str, verified: VerifiedKey) -> None:
+        if self._ttl > 0:
+            self._entries[digest] = (self._clock.now() + self._ttl, verified)
+
+    async def on_invalidate(self, message: Message) -> None:
+        key_ids = set(message.get("key_ids", ()))
+        if message.get("all"):
+            self._entries.clear()
+            return
+        for digest in [d for d, (_, v) in self._entries.items() if v.key.id in key_ids]:
+            del self._entries[digest]
+
+
+class ApiKeyRegistry:
+    """The API key records and their verification."""
+
+    def __init__(self, db: Database, hasher: KeyHasher, broadcast: Broadcast, clock: Clock,
+                 cache: KeyCache) -> None:
+        self._db = db
+        self._hasher = hasher
+        self._broadcast = broadcast
+        self._clock = clock
+        self._cache = cache
+        self._last_used: dict[str, float] = {}
+        broadcast.subscribe(INVALIDATE_CHANNEL, cache.on_invalidate)
+
+    async def issue(self, spec: KeySpec, created_by: str | None = None) -> IssuedKey:
+        validate_spec(spec)
+        secret = KEY_PREFIX + new_token(32)
+        key = await self._insert(spec, secret, created_by)
+        return IssuedKey(key, secret)
+
+    async def import_secret(self, spec: KeySpec, secret: str, created_by: str | None = None) -> ApiKey:
+        """Store a key made elsewhere (CI, benchmarks); idempotent for the same secret."""
+        validate_spec(spec)
+        if not secret.startswith(KEY_PREFIX) or len(secret) < 36:
+            raise InvalidInput("invalid key", [FieldError("secret", "must be 'wdn_' and 32+ characters")])
+        row = await self._db.fetchrow("SELECT * FROM api_keys WHERE key_hash = ?", self._hasher.digest(secret))
+        if row is not None:
+            return _key(row)
+        return await self._insert(spec, secret, created_by)
+
+    async def _insert(self, spec: KeySpec, secret: str, created_by: str | None,
+                      key_id: str | None = None) -> ApiKey:
+        key_id = key_id or uuid.uuid4().hex
+        models = json.dumps(sorted(spec.allowed_models)) if spec.allowed_models is not None else None
+        try:
+            await self._db.execute(
+                "INSERT INTO api_keys (id, name, lookup_prefix, key_hash, owner_user_id, owner_team_id,"
+                " surfaces, allowed_models, expires_at, created_at, created_by)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                key_id, spec.name, secret[:LOOKUP_LENGTH], self._hasher.digest(secret), spec.owner_user_id,
+                spec.owner_team_id, json.dumps(sorted(spec.surfaces)), models, spec.expires_at,
+                self._clock.now(), created_by,
+            )
+        except UniqueViolation as exc:
+            raise Conflict("this key already exists") from exc
+        return await self.get(key_id)
+
+    async def get(self, key_id: str) -> ApiKey:
+        row = await self._db.fetchrow("SELECT * FROM api_keys WHERE id = ? AND deleted_at IS NULL", key_id)
+        if row is None:
+            raise NotFound(f"API key {key_id!r} not found")
+        return _key(row)
+
+    async def visible(self, owner_user_id: str | None = None, owner_team_ids: Iterable[str] | None = None,
+                   include_all: bool = False) -> list[ApiKey]:
+        rows = await self._db.fetch(
+            "SELECT * FROM api_keys WHERE deleted_at IS NULL ORDER BY created_at DESC"
+        )
+        keys = [_key(r) for r in rows]
+        if include_all:
+            return keys
+        teams = set(owner_team_ids or ())
+        return [k for k in keys if (owner_user_id and k.owner_user_id == owner_user_id)
+                or (k.owner_team_id in teams)]
+
+    async def verify(self, secret: str) -> VerifiedKey:
+        """Authenticate a presented key, or raise AuthenticationFailed saying why."""
+        if not secret.startswith(KEY_PREFIX) or len(secret) < 36 or len(secret) > 256:
+            raise AuthenticationFailed("malformed API key")
+        digest = self._hasher.digest(secret)
+        verified = self._cache.get(digest)
+        if verified is None:
+            verified = await self._lookup(secret[:LOOKUP_LENGTH], digest)
+            self._cache.put(digest, verified)
+        now = self._clock.now()
+        state = verified.key.state(now)
+        if state not in ("active", "rotating"):
+            raise AuthenticationFailed(f"API key is {state.replace('_', ' ')}")
+        if verified.owner_disabled:
+            raise AuthenticationFailed("the key's owner is disabled")
+        self._last_used[verified.key.id] = now
+        return verified
+
+    async def _lookup(self, prefix: str, digest: str) -> VerifiedKey:
+        rows = await self._db.fetch(
+            "SELECT k.*, u.disabled AS user_disabled, u.deleted_at AS user_deleted,"
+            " t.deleted_at AS team_deleted FROM api_keys k"
+            " LEFT JOIN users u ON u.id = k.owner_user_id LEFT JOIN teams t ON t.id = k.owner_team_id"
+            " WHERE k.lookup_prefix = ? AND k.deleted_at IS NULL",
+            prefix,
+        )
+        for row in rows:
+            if self._hasher.matches_digest(digest, row["key_hash"]):
+                owner_gone = bool(row["user_disabled"]) or row["user_deleted"] is not None \
+                    or row["team_deleted"] is not None
+                return VerifiedKey(_key(row), owner_gone)
+        raise AuthenticationFailed("unknown API key")
+
+    async def revoke(self, key_id: str) -> ApiKey:
+        key = await self.get(key_id)
+        if key.revoked_at is None:
+            await self._db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", self._clock.now(), key_id)
+        await self.invalidate([key_id])
+        return await self.get(key_id)
+
+    async def rotate(self, key_id: str, grace_seconds: float) -> IssuedKey:
+        """Issue a successor with the same settings; the old key keeps working for ``grace_seconds``."""
+        old = await self.get(key_id)
+        if old.state(self._clock.now()) != "active":
+            raise Conflict(f"only an active key can be rotated; this one is {old.state(self._clock.now())}")
+        spec = KeySpec(old.name, old.owner_user_id, old.owner_team_id, old.surfaces, old.allowed_models,
+                       old.expires_at)
+        issued = await self.issue(spec)
+        await self._db.execute(
+            "UPDATE api_keys SET grace_until = ?, rotated_to = ? WHERE id = ?",
+            self._clock.now() + grace_seconds, issued.key.id, key_id,
+        )
+        await self.invalidate([key_id])
+        return issued
+
+    async def soft_delete(self, key_id: str) -> None:
+        await self.get(key_id)
+        now = self._clock.now()
+        await self._db.execute(
+            "UPDATE api_keys SET deleted_at = ?, revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+            now, now, key_id,
+        )
+        await self.invalidate([key_id])
+
+    async def invalidate(self, key_ids: list[str] | None = None) -> None:
+        """Drop cached verifications on every instance (all of them when ``key_ids`` is None)."""
+        message: dict[str, Any] = {"all": True} if key_ids is None else {"key_ids": key_ids}
+        await self._broadcast.publish(INVALIDATE_CHANNEL, message)
+
+    async def flush_last_used(self) -> int:
+        """Write the last-used times gathered since the previous flush (one write per key, not per call)."""
+        pending, self._last_used = self._last_used, {}
+        for key_id, at in pending.items():
+            await self._db.execute(
+                "UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+                at, key_id, at,
+            )
+        return len(pending)

@@ -1,0 +1,79 @@
+"""The identity kernel as one object: its parts, plus the operations that span several of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from broker.kernel.errors import AuthenticationFailed, NotFound, PermissionDenied
+from broker.kernel.identity.keys import ApiKeyRegistry
+from broker.kernel.identity.models import Permissions, Principal, Surface, Team, User
+from broker.kernel.identity.roles import RoleCatalog
+from broker.kernel.identity.sessions import ActiveSession, ConsoleSessions
+from broker.kernel.identity.setup import FirstRunSetup
+from broker.kernel.identity.teams import TeamDirectory
+from broker.kernel.identity.users import UserDirectory
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Users, teams, roles, API keys and console sessions."""
+
+    users: UserDirectory
+    teams: TeamDirectory
+    roles: RoleCatalog
+    keys: ApiKeyRegistry
+    sessions: ConsoleSessions
+    setup: FirstRunSetup
+
+    async def principal_for_key(self, secret: str, surface: Surface) -> Principal:
+        """Authenticate an API key for one surface (401 when unknown or dead, 403 without the surface)."""
+        verified = await self.keys.verify(secret)
+        key = verified.key
+        if surface not in key.surfaces:
+            raise PermissionDenied(f"this API key may not use the {surface!r} surface")
+        user = await self.users.get(key.owner_user_id) if key.owner_user_id else None
+        permissions = await self.roles.permissions_of(user.id) if user else Permissions()
+        return Principal(user, key.owner_team_id, key, permissions, "api_key")
+
+    async def principal_for_session(self, token: str, client_ip: str | None) -> tuple[Principal, ActiveSession]:
+        session = await self.sessions.resolve(token, client_ip)
+        permissions = await self.roles.permissions_of(session.user.id)
+        return Principal(session.user, None, None, permissions, "session"), session
+
+    async def update_user(self, user_id: str, changes: dict[str, Any]) -> User:
+        user = await self.users.update(user_id, changes)
+        if "disabled" in changes:
+            await self.keys.invalidate()
+        return user
+
+    async def delete_user(self, user_id: str) -> None:
+        await self.users.soft_delete(user_id)
+        await self.keys.invalidate()
+
+    async def delete_team(self, team_id: str) -> None:
+        await self.teams.soft_delete(team_id)
+        await self.keys.invalidate()
+
+    async def user_by_email(self, email: str) -> str:
+        found = await self.users.find_by_email(email)
+        if found is None:
+            raise NotFound(f"no user with email {email!r}")
+        return found[0].id
+
+    async def team_by_name(self, name: str) -> str:
+        team = await self.teams.find_by_name(name)
+        if team is None:
+            raise NotFound(f"no team named {name!r}")
+        return team.id
+
+    async def teams_of(self, user_id: str) -> list[Team]:
+        return [t for t in await self.teams.all() if await self.teams.is_member(t.id, user_id)]
+
+
+def require(principal: Principal, permission: str, team_id: str | None = None) -> None:
+    """Raise PermissionDenied unless the principal holds ``permission`` (globally or in ``team_id``)."""
+    if principal.user is None:
+        raise AuthenticationFailed("this credential does not act as a user")
+    if not principal.permissions.allows(permission, team_id):
+        raise PermissionDenied(f"missing permission {permission!r}")

@@ -1,0 +1,109 @@
+"""PostgreSQL adapter over an asyncpg pool; rewrites ``?`` placeholders to ``$n`` once per query text."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from broker.kernel.store.errors import StoreError, StoreUnavailable, UniqueViolation
+from broker.kernel.store.ports import Dialect, Executor, Row
+
+_PLACEHOLDER = re.compile(r"\?")
+_UNAVAILABLE = (OSError, TimeoutError, asyncpg.exceptions.InterfaceError,
+                asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.ConnectionDoesNotExistError)
+
+
+@functools.lru_cache(maxsize=1024)
+def to_postgres(sql: str) -> str:
+    """Rewrite ``?`` placeholders to asyncpg's ``$1..$n`` (our SQL never has ``?`` inside literals)."""
+    counter = iter(range(1, 10_000))
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+
+
+def _translate(exc: Exception) -> StoreError:
+    if isinstance(exc, asyncpg.exceptions.UniqueViolationError):
+        return UniqueViolation(str(exc))
+    if isinstance(exc, _UNAVAILABLE):
+        return StoreUnavailable(f"PostgreSQL unavailable: {exc}")
+    return StoreError(str(exc))
+
+
+def _rowcount(status: str) -> int:
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+class _Connection:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        try:
+            return _rowcount(await self._conn.execute(to_postgres(sql), *args))
+        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+            raise _translate(exc) from exc
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        try:
+            return [dict(r) for r in await self._conn.fetch(to_postgres(sql), *args)]
+        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+            raise _translate(exc) from exc
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+
+class PostgresDatabase:
+    """The store for deployments of several instances."""
+
+    dialect: Dialect = "postgres"
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, url: str, pool_size: int = 10, connect_timeout: float = 5.0) -> PostgresDatabase:
+        try:
+            pool = await asyncpg.create_pool(
+                url, min_size=1, max_size=pool_size, timeout=connect_timeout, command_timeout=30
+            )
+        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+        return cls(pool)
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        async with self._acquire() as conn:
+            return await conn.execute(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        async with self._acquire() as conn:
+            return await conn.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        async with self._acquire() as conn:
+            return await conn.fetchrow(sql, *args)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Executor]:
+        async with self._pool.acquire() as raw, raw.transaction():
+            yield _Connection(raw)
+
+    @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[_Connection]:
+        try:
+            async with self._pool.acquire(timeout=10) as raw:
+                yield _Connection(raw)
+        except _UNAVAILABLE as exc:
+            raise _translate(exc) from exc
+
+    async def ping(self) -> None:
+        await self.fetch("SELECT 1")
+
+    async def close(self) -> None:
+        await self._pool.close()

@@ -1,0 +1,66 @@
+"""Serving both listeners from one process, with signal-driven graceful shutdown that drains (bounded)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import anyio
+import uvicorn
+from starlette.types import ASGIApp
+
+from broker.app import create_app
+from broker.config import WardenConfig
+
+log = logging.getLogger(__name__)
+
+
+class _Listener(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to ``serve`` (two servers cannot both own SIGTERM)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _listener(app: ASGIApp, host: str, port: int, config: WardenConfig) -> _Listener:
+    return _Listener(uvicorn.Config(
+        app, host=host, port=port, lifespan="off", log_config=None, access_log=False,
+        timeout_graceful_shutdown=int(config.server.shutdown_grace_seconds),
+        server_header=False, proxy_headers=False,
+    ))
+
+
+async def serve(config: WardenConfig) -> None:
+    """Start Warden; return after SIGINT/SIGTERM once in-flight requests drained or the grace ran out."""
+    async with create_app(config) as warden:
+        gateway = _listener(warden.gateway, config.server.host, config.server.gateway_port, config)
+        console = _listener(warden.console, config.server.console_bind, config.server.console_port, config)
+        async with anyio.create_task_group() as group:
+            group.start_soon(_stop_on_signal, [gateway, console])
+            group.start_soon(_announce, [gateway, console], config)
+            async with anyio.create_task_group() as listeners:
+                # uvicorn exits the process (SystemExit) when a port cannot be bound: no half-started Warden.
+                listeners.start_soon(gateway.serve)
+                listeners.start_soon(console.serve)
+            group.cancel_scope.cancel()
+    log.info("Warden stopped")
+
+
+async def _announce(servers: list[_Listener], config: WardenConfig) -> None:
+    # uvicorn exposes only a ``started`` flag, no event to wait on.
+    while not all(s.started for s in servers):  # noqa: ASYNC110
+        await anyio.sleep(0.05)
+    log.info("Warden serving: gateway http://%s:%d  console http://%s:%d", config.server.host,
+             config.server.gateway_port, config.server.console_bind, config.server.console_port)
+
+
+async def _stop_on_signal(servers: list[_Listener]) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s: draining in-flight requests", signal.Signals(signum).name)
+            for server in servers:
+                server.should_exit = True
+            return

@@ -1,0 +1,81 @@
+"""The console listener (default port 3001): management API, OpenAPI document, web pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from broker.edge.errors import EXCEPTION_HANDLERS
+from broker.edge.metrics import HttpMetrics, MetricsMiddleware
+from broker.kernel.clock import Clock
+from broker.kernel.identity.service import Identity
+from console.endpoints import CSRF_HEADER, ApiRoute, Authenticator, to_starlette
+from console.key_routes import KeyRoutes
+from console.openapi import openapi_document
+from console.pages import Pages
+from console.role_routes import RoleRoutes
+from console.security import SecurityHeadersMiddleware
+from console.session_routes import CookiePolicy, SessionRoutes
+from console.team_routes import TeamRoutes
+from console.user_routes import UserRoutes
+
+STATIC = Path(__file__).parent / "static"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    """The configuration the console reads."""
+
+    cookie_secure: str
+    cors_origins: tuple[str, ...]
+    rotation_grace_hours: float
+    version: str
+
+
+def api_routes(identity: Identity, clock: Clock, settings: ConsoleSettings) -> list[ApiRoute]:
+    return [
+        *SessionRoutes(identity, CookiePolicy(settings.cookie_secure), clock).routes(),
+        *UserRoutes(identity).routes(),
+        *TeamRoutes(identity).routes(),
+        *RoleRoutes(identity).routes(),
+        *KeyRoutes(identity, clock, settings.rotation_grace_hours).routes(),
+    ]
+
+
+def build_console(identity: Identity, clock: Clock, metrics: HttpMetrics, settings: ConsoleSettings) -> Starlette:
+    table = api_routes(identity, clock, settings)
+    document = openapi_document(table, settings.version)
+    auth = Authenticator(identity)
+    pages = Pages(identity)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    routes: list[BaseRoute] = [
+        Route("/api/openapi.json", openapi, methods=["GET"]),
+        *(to_starlette(route, auth) for route in table),
+        Route("/", pages.home, methods=["GET"]),
+        Route("/setup", pages.setup, methods=["GET"]),
+        Route("/login", pages.login, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    middleware = [
+        Middleware(MetricsMiddleware, metrics=metrics, listener="console"),
+        Middleware(SecurityHeadersMiddleware),
+    ]
+    if settings.cors_origins:
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_credentials=True,
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+            allow_headers=["authorization", "content-type", CSRF_HEADER],
+        ))
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers=EXCEPTION_HANDLERS)

@@ -1,0 +1,131 @@
+"""Declaring management API routes once: the route table builds the Starlette routes and the OpenAPI document.
+
+Each handler receives a ``Call`` whose body is already validated and whose principal is already
+authenticated (session cookie + CSRF header, or an API key with the ``management`` surface).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from broker.edge.credentials import client_ip, presented_key
+from broker.kernel.errors import AuthenticationFailed, FieldError, InvalidInput, PermissionDenied
+from broker.kernel.identity.models import Principal
+from broker.kernel.identity.service import Identity
+
+SESSION_COOKIE = "warden_session"
+CSRF_COOKIE = "warden_csrf"
+CSRF_HEADER = "x-csrf-token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_BODY_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One management API call after authentication and validation."""
+
+    request: Request
+    principal: Principal | None
+    body: Any
+
+    def path(self, name: str) -> str:
+        return str(self.request.path_params[name])
+
+    @property
+    def actor(self) -> Principal:
+        if self.principal is None:
+            raise AuthenticationFailed("sign in first")
+        return self.principal
+
+    @property
+    def user_id(self) -> str:
+        if self.actor.user is None:
+            raise AuthenticationFailed("this credential does not act as a user")
+        return self.actor.user.id
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRoute:
+    """A management API operation: where it lives, what it takes, who may call it."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    status: int = 200
+    public: bool = False
+
+
+class Authenticator:
+    """Resolves the principal of a console request."""
+
+    def __init__(self, identity: Identity) -> None:
+        self._identity = identity
+
+    async def principal(self, request: Request) -> Principal:
+        if "authorization" in request.headers:
+            return await self._identity.principal_for_key(presented_key(request), "management")
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token:
+            raise AuthenticationFailed("sign in, or send an API key with the management surface")
+        principal, session = await self._identity.principal_for_session(token, client_ip(request))
+        if request.method not in _SAFE_METHODS:
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
+                raise PermissionDenied(f"missing or wrong {CSRF_HEADER} header")
+        return principal
+
+
+def to_starlette(route: ApiRoute, auth: Authenticator) -> Route:
+    async def endpoint(request: Request) -> Response:
+        principal = None if route.public else await auth.principal(request)
+        body = await _parse_body(request, route.body) if route.body else None
+        result = await route.handler(Call(request, principal, body))
+        if isinstance(result, Response):
+            return result
+        if result is None:
+            return Response(status_code=204)
+        return JSONResponse(result, route.status)
+
+    return Route(route.path, endpoint, methods=[route.method], name=f"{route.method} {route.path}")
+
+
+async def _parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidInput("request body too large", [FieldError("body", f"at most {MAX_BODY_BYTES} bytes")])
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    # Requiring JSON also blocks cross-site HTML form posts, which cannot send this content type.
+    if raw and content_type != "application/json":
+        raise InvalidInput("request body must be JSON",
+                           [FieldError("content-type", "must be application/json")])
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError as exc:
+        raise InvalidInput("malformed JSON", [FieldError("body", f"not valid JSON: {exc}")]) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_fields(exc) from None
+
+
+def invalid_fields(exc: ValidationError) -> InvalidInput:
+    fields = [
+        FieldError(".".join(str(p) for p in err["loc"]) or "body", str(err["msg"]).removeprefix("Value error, "))
+        for err in exc.errors(include_url=False)
+    ]
+    return InvalidInput("invalid fields: " + ", ".join(f.field for f in fields), fields)

@@ -1,0 +1,44 @@
+"""The console's HTML pages: setup until an admin exists, sign-in, and the signed-in home page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+
+from broker.edge.credentials import client_ip
+from broker.kernel.errors import AuthenticationFailed
+from broker.kernel.identity.service import Identity
+from console.endpoints import SESSION_COOKIE
+
+PAGES = Path(__file__).parent / "pages"
+
+
+class Pages:
+    """Chooses the page a browser should see for the installation's state."""
+
+    def __init__(self, identity: Identity) -> None:
+        self._identity = identity
+
+    async def home(self, request: Request) -> Response:
+        if await self._identity.setup.required():
+            return RedirectResponse("/setup", 303)
+        token = request.cookies.get(SESSION_COOKIE)
+        try:
+            if not token:
+                raise AuthenticationFailed("no session")
+            await self._identity.sessions.resolve(token, client_ip(request))
+        except AuthenticationFailed:
+            return RedirectResponse("/login", 303)
+        return FileResponse(PAGES / "home.html")
+
+    async def setup(self, request: Request) -> Response:
+        if not await self._identity.setup.required():
+            return RedirectResponse("/login", 303)
+        return FileResponse(PAGES / "setup.html")
+
+    async def login(self, request: Request) -> Response:
+        if await self._identity.setup.required():
+            return RedirectResponse("/setup", 303)
+        return FileResponse(PAGES / "login.html")

@@ -1,0 +1,93 @@
+"""Request bodies of the management API, validated at the edge (unknown fields are refused)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+SurfaceName = Literal["ai", "mcp", "management"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class SetupBody(_Body):
+    email: EmailStr
+    name: str = Field("", max_length=200)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class LoginBody(_Body):
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class CreateUser(_Body):
+    email: EmailStr
+    name: str = Field("", max_length=200)
+    password: str | None = Field(None, max_length=1024)
+    roles: list[str] = Field(default_factory=list, description="role ids to assign globally")
+
+
+class UpdateUser(_Body):
+    email: EmailStr | None = None
+    name: str | None = Field(None, max_length=200)
+    password: str | None = Field(None, max_length=1024)
+    disabled: bool | None = None
+
+
+class CreateTeam(_Body):
+    name: str = Field(min_length=1, max_length=100)
+    description: str = Field("", max_length=1000)
+
+
+class UpdateTeam(_Body):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    description: str | None = Field(None, max_length=1000)
+
+
+class CreateRole(_Body):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$")
+    description: str = Field("", max_length=1000)
+    permissions: list[str] = Field(min_length=1)
+
+
+class UpdateRole(_Body):
+    name: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$")
+    description: str | None = Field(None, max_length=1000)
+    permissions: list[str] | None = Field(None, min_length=1)
+
+
+class CloneRole(_Body):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$")
+
+
+class AssignRole(_Body):
+    role_id: str = Field(min_length=1)
+    team_id: str | None = None
+
+
+class RolesDocument(_Body):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    format: str
+    roles: list[dict[str, Any]] = Field(default_factory=list)
+    assignments: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def _default_surfaces() -> list[SurfaceName]:
+    return ["ai", "mcp"]
+
+
+class CreateKey(_Body):
+    name: str = Field(min_length=1, max_length=100)
+    owner_user_id: str | None = Field(None, description="defaults to the caller when no team is given")
+    owner_team_id: str | None = None
+    surfaces: list[SurfaceName] = Field(default_factory=_default_surfaces, min_length=1)
+    allowed_models: list[str] | None = None
+    expires_in_days: float | None = Field(None, gt=0, le=3650)
+
+
+class RotateKey(_Body):
+    grace_hours: float | None = Field(None, ge=0, le=24 * 90)

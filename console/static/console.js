@@ -1,0 +1,59 @@
+// Console behaviour: JSON form posts, the CSRF header, and the signed-in header bar.
+"use strict";
+
+function csrfToken() {
+  const match = document.cookie.match(/(?:^|; )warden_csrf=([^;]+)/);
+  return match ? decodeURIComponent(match[1]) : "";
+}
+
+async function api(method, path, body) {
+  const headers = { "X-CSRF-Token": csrfToken() };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = response.status === 204 ? null : await response.json();
+  if (!response.ok) {
+    const error = data && data.error ? data.error : { message: response.statusText };
+    const fields = (error.fields || []).map((f) => `${f.field}: ${f.message}`).join("; ");
+    throw new Error(fields ? `${error.message} (${fields})` : error.message);
+  }
+  return data;
+}
+
+function wireForm(form) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const errorBox = form.querySelector(".error");
+    errorBox.hidden = true;
+    const body = {};
+    for (const [name, value] of new FormData(form).entries()) body[name] = value;
+    try {
+      await api("POST", form.dataset.endpoint, body);
+      window.location.assign(form.dataset.next);
+    } catch (error) {
+      errorBox.textContent = error.message;
+      errorBox.hidden = false;
+    }
+  });
+}
+
+async function showHome() {
+  const me = await api("GET", "/api/auth/me");
+  document.getElementById("whoami").textContent = `Signed in as ${me.user.email}`;
+  const list = document.getElementById("permissions");
+  for (const permission of me.permissions) {
+    const item = document.createElement("li");
+    item.textContent = permission === "*" ? "everything (super admin)" : permission;
+    list.appendChild(item);
+  }
+  document.getElementById("logout").addEventListener("click", async () => {
+    await api("POST", "/api/auth/logout");
+    window.location.assign("/login");
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("form[data-endpoint]").forEach(wireForm);
+  if (document.getElementById("whoami")) showHome().catch(() => window.location.assign("/login"));
+});

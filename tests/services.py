@@ -1,0 +1,59 @@
+"""Make sure the services the suite needs are up: the machine's PostgreSQL and Redis.
+
+Run by ``make test`` before pytest. They normally run already; when one is down it is started with the
+machine's own commands, and the script fails loudly if it still does not answer.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import socket
+import subprocess
+import sys
+import time
+
+POSTGRES = ("127.0.0.1", 5432)
+REDIS = ("127.0.0.1", 6379)
+
+
+def answers(address: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(address, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def start_postgres() -> None:
+    versions = sorted(os.path.basename(p) for p in glob.glob("/etc/postgresql/*"))
+    if versions:
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"], check=False)
+
+
+def start_redis() -> None:
+    subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
+                    "--save", "", "--appendonly", "no"], check=False)
+
+
+def ensure(name: str, address: tuple[str, int], start: object) -> bool:
+    if answers(address):
+        return True
+    print(f"{name} is not answering on {address[0]}:{address[1]}; starting it", flush=True)
+    start()  # type: ignore[operator]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if answers(address):
+            return True
+        time.sleep(0.5)
+    print(f"{name} did not come up", file=sys.stderr)
+    return False
+
+
+def main() -> int:
+    ok = ensure("PostgreSQL", POSTGRES, start_postgres) & ensure("Redis", REDIS, start_redis)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
