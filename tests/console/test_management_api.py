@@ -107,7 +107,8 @@ async def test_malformed_json_is_422_naming_the_body(admin: httpx.AsyncClient) -
     response = await admin.post("/api/teams", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert response.json()["error"]["fields"][0]["field"] == "body"
-    form = await admin.post("/api/teams", content=b"name=x", headers={"content-type": "application/x-www-form-urlencoded"})
+    form_type = {"content-type": "application/x-www-form-urlencoded"}
+    form = await admin.post("/api/teams", content=b"name=x", headers=form_type)
     assert form.status_code == 422
 
 

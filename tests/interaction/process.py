@@ -1,0 +1,107 @@
+"""Running ``warden`` as a real process on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from broker.kernel.crypto import KeyRing
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def warden_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "broker.cli", *args]
+
+
+def base_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDEN_")}
+    env.update({
+        "WARDEN_SERVER_DATA_DIR": str(data_dir),
+        "WARDEN_DATABASE_URL": database_url,
+        "WARDEN_SERVER_GATEWAY_PORT": str(free_port()),
+        "WARDEN_SERVER_CONSOLE_PORT": str(free_port()),
+        "WARDEN_SERVER_LOG_LEVEL": "debug",
+    })
+    env.update(extra)
+    return env
+
+
+def shared_secrets() -> dict[str, str]:
+    """Explicit secrets, as several instances sharing a database must have."""
+    return {"WARDEN_SECRET_KEY": KeyRing.generate_entry(1), "WARDEN_SERVER_SECRET": "shared-" + os.urandom(8).hex()}
+
+
+@dataclass
+class WardenProcess:
+    """One ``warden serve`` process; its combined output goes to ``log_path``."""
+
+    env: dict[str, str]
+    log_path: Path
+    args: tuple[str, ...] = ()
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.env['WARDEN_SERVER_GATEWAY_PORT']}"
+
+    @property
+    def console(self) -> str:
+        return f"http://127.0.0.1:{self.env['WARDEN_SERVER_CONSOLE_PORT']}"
+
+    def start(self, ready_timeout: float = 30) -> WardenProcess:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(warden_command(*self.args, "serve"), env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        if not wait_until(self._ready, ready_timeout, 0.1):
+            self.stop()
+            raise AssertionError(f"warden did not become ready:\n{self.log_path.read_text()[-3000:]}")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"warden exited early:\n{self.log_path.read_text()[-3000:]}")
+        try:
+            return httpx.get(self.gateway + "/health/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, timeout: float = 20) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        return int(self.process.returncode)
+
+    def __enter__(self) -> WardenProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
