@@ -42,10 +42,23 @@ class ServerConfig(_Section):
     data_dir: Path = Path("./data")
     shutdown_grace_seconds: float = Field(10.0, gt=0, le=600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Proxies whose X-Forwarded-For/-Proto are trusted (client IP, https); empty trusts none.
+    forwarded_allow_ips: tuple[str, ...] = ()
 
     @property
     def console_bind(self) -> str:
         return self.console_host or self.host
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        for path in (self.tls_cert_file, self.tls_key_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file {str(path)!r} does not exist")
+        return self
 
 
 class DatabaseConfig(_Section):
@@ -249,9 +262,10 @@ def _env_target(var: str) -> tuple[str, str] | None:
 
 
 def _env_value(section: str, key: str, value: str) -> Any:
-    if key == "cors_origins":
+    if key in ("cors_origins", "forwarded_allow_ips"):
         return tuple(v.strip() for v in value.split(",") if v.strip())
-    if value == "" and key in {"url", "console_host", "secret_key", "server_secret"} and section != "database":
+    if value == "" and key in {"url", "console_host", "secret_key", "server_secret", "tls_cert_file",
+                               "tls_key_file"} and section != "database":
         return None
     return value
 

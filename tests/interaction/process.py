@@ -64,12 +64,16 @@ class WardenProcess:
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.env.get("WARDEN_SERVER_TLS_CERT_FILE") else "http"
+
+    @property
     def gateway(self) -> str:
-        return f"http://127.0.0.1:{self.env['WARDEN_SERVER_GATEWAY_PORT']}"
+        return f"{self.scheme}://127.0.0.1:{self.env['WARDEN_SERVER_GATEWAY_PORT']}"
 
     @property
     def console(self) -> str:
-        return f"http://127.0.0.1:{self.env['WARDEN_SERVER_CONSOLE_PORT']}"
+        return f"{self.scheme}://127.0.0.1:{self.env['WARDEN_SERVER_CONSOLE_PORT']}"
 
     def start(self, ready_timeout: float = 30) -> WardenProcess:
         with self.log_path.open("ab") as log:
@@ -85,7 +89,7 @@ class WardenProcess:
         if self.process.poll() is not None:
             raise AssertionError(f"warden exited early:\n{self.log_path.read_text()[-3000:]}")
         try:
-            return httpx.get(self.gateway + "/health/ready", timeout=1).status_code == 200
+            return httpx.get(self.gateway + "/health/ready", timeout=1, verify=False).status_code == 200
         except httpx.HTTPError:
             return False
 

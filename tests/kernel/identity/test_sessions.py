@@ -57,3 +57,4 @@ async def test_disabled_user_cannot_sign_in(kernel: Kernel) -> None:
         await kernel.identity.sessions.resolve(session.token, None)
     with pytest.raises(AuthenticationFailed):
         await kernel.identity.sessions.login("u@example.com", STRONG_PASSWORD, None)
+
