@@ -18,7 +18,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.interaction.process import WardenProcess, base_env  # noqa: E402
+from tests.interaction.process import WardenProcess, base_env
 
 PASSWORD = "correct horse 9 battery"
 

@@ -35,6 +35,8 @@ class UpdateUser(_Body):
     email: EmailStr | None = None
     name: str | None = Field(None, max_length=200)
     password: str | None = Field(None, max_length=1024)
+    current_password: str | None = Field(None, max_length=1024,
+                                         description="required when changing one's own password")
     disabled: bool | None = None
 
 

@@ -37,7 +37,7 @@ class TeamRoutes:
         if call.actor.permissions.allows("teams:read"):
             teams = await self._identity.teams.all()
         else:
-            teams = await self._identity.teams_of(call.user_id)
+            teams = await self._identity.teams.of_user(call.user_id)
         return {"items": [team_view(t) for t in teams]}
 
     async def create(self, call: Call) -> dict[str, Any]:

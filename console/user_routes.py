@@ -6,7 +6,7 @@ from typing import Any
 
 from broker.kernel.errors import FieldError, InvalidInput, PermissionDenied
 from broker.kernel.identity.service import Identity, require
-from console.endpoints import ApiRoute, Call
+from console.endpoints import SESSION_COOKIE, ApiRoute, Call
 from console.schemas import AssignRole, CreateUser, UpdateUser
 from console.views import assignment_view, user_view
 
@@ -76,11 +76,21 @@ class UserRoutes:
     async def update(self, call: Call) -> dict[str, Any]:
         user_id = call.path("user_id")
         changes = call.body.model_dump(exclude_unset=True)
-        self_service = user_id == call.user_id and set(changes) <= {"name", "password"}
-        if not self_service:
+        current_password = changes.pop("current_password", None)
+        if user_id == call.user_id and changes.get("password") is not None:
+            await self._check_current_password(call, current_password)
+        if not (user_id == call.user_id and set(changes) <= {"name", "password"}):
             require(call.actor, "users:manage")
             await self._guard_super_admin(call, user_id)
-        return user_view(await self._identity.update_user(user_id, changes))
+        keep = call.request.cookies.get(SESSION_COOKIE)
+        return user_view(await self._identity.update_user(user_id, changes, keep_session=keep))
+
+    async def _check_current_password(self, call: Call, current_password: str | None) -> None:
+        """Changing one's own password needs the current one, so a borrowed session cannot take over."""
+        if current_password is None or not await self._identity.users.password_matches(call.user_id,
+                                                                                       current_password):
+            raise InvalidInput("current password required",
+                               [FieldError("current_password", "missing or wrong")])
 
     async def delete(self, call: Call) -> None:
         user_id = call.path("user_id")

@@ -5,7 +5,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import STRONG_PASSWORD, FakeClock
+from tests.conftest import STRONG_PASSWORD, FakeClock, asgi_client
 from tests.console.conftest import sign_in
 
 
@@ -81,13 +81,13 @@ async def test_expired_key_is_401(admin: httpx.AsyncClient, gateway: httpx.Async
 
 async def test_management_key_drives_the_api_without_csrf(admin: httpx.AsyncClient, warden: Any) -> None:
     key = await create(admin, "/api/keys", {"name": "automation", "surfaces": ["management"]})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(warden.console),
-                                 base_url="http://console.test", headers=bearer(key["secret"])) as robot:
+    async with asgi_client(warden.console, "http://console.test") as robot:
+        robot.headers.update(bearer(key["secret"]))
         assert (await robot.get("/api/users")).status_code == 200
         assert (await robot.post("/api/teams", json={"name": "robots"})).status_code == 201
     ai_key = await create(admin, "/api/keys", {"name": "ai", "surfaces": ["ai"]})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(warden.console),
-                                 base_url="http://console.test", headers=bearer(ai_key["secret"])) as wrong:
+    async with asgi_client(warden.console, "http://console.test") as wrong:
+        wrong.headers.update(bearer(ai_key["secret"]))
         assert (await wrong.get("/api/users")).status_code == 403
 
 
@@ -196,3 +196,25 @@ async def test_openapi_document_lists_every_operation(admin: httpx.AsyncClient) 
     assert {"get", "post"} <= set(document["paths"]["/api/keys"])
     assert "CreateKey" in document["components"]["schemas"]
     assert document["paths"]["/api/setup"]["post"]["security"] == []
+
+
+async def test_changing_ones_own_password_needs_the_current_one_and_ends_other_sessions(
+        admin: httpx.AsyncClient, warden: Any) -> None:
+    me = (await admin.get("/api/auth/me")).json()["user"]
+    async with asgi_client(warden.console, "http://console.test") as other:
+        await sign_in(other)
+        new = "another strong 7 pass"
+        wrong = await admin.patch(f"/api/users/{me['id']}", json={"password": new, "current_password": "nope"})
+        assert wrong.status_code == 422 and wrong.json()["error"]["fields"][0]["field"] == "current_password"
+        missing = await admin.patch(f"/api/users/{me['id']}", json={"password": new})
+        assert missing.status_code == 422
+        ok = await admin.patch(f"/api/users/{me['id']}", json={"password": new, "current_password": STRONG_PASSWORD})
+        assert ok.status_code == 200
+        assert (await admin.get("/api/auth/me")).status_code == 200  # this session survives
+        assert (await other.get("/api/auth/me")).status_code == 401  # the other one ended
+
+
+async def test_admin_resets_another_users_password_without_the_current_one(admin: httpx.AsyncClient) -> None:
+    user = await create(admin, "/api/users", {"email": "reset@example.com", "password": STRONG_PASSWORD})
+    response = await admin.patch(f"/api/users/{user['id']}", json={"password": "brand new 5 password"})
+    assert response.status_code == 200

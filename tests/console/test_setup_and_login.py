@@ -76,3 +76,13 @@ async def test_unauthenticated_api_call_is_401_json(console: httpx.AsyncClient) 
 async def test_unknown_api_path_is_404_json(console: httpx.AsyncClient) -> None:
     response = await console.get("/api/nothing-here")
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+async def test_setup_claims_a_passwordless_owner_declared_in_the_config(console: httpx.AsyncClient,
+                                                                        warden: object) -> None:
+    owner = await warden.identity.users.create(ADMIN_EMAIL)  # type: ignore[attr-defined]
+    body = {"email": ADMIN_EMAIL, "name": "Admin", "password": STRONG_PASSWORD}
+    response = await console.post("/api/setup", json=body)
+    assert response.status_code == 201 and response.json()["user"]["id"] == owner.id
+    login = await console.post("/api/auth/login", json={"email": ADMIN_EMAIL, "password": STRONG_PASSWORD})
+    assert login.status_code == 200

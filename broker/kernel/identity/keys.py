@@ -153,17 +153,19 @@ class ApiKeyRegistry:
             raise NotFound(f"API key {key_id!r} not found")
         return _key(row)
 
-    async def visible(self, owner_user_id: str | None = None, owner_team_ids: Iterable[str] | None = None,
-                   include_all: bool = False) -> list[ApiKey]:
-        rows = await self._db.fetch(
-            "SELECT * FROM api_keys WHERE deleted_at IS NULL ORDER BY created_at DESC"
-        )
-        keys = [_key(r) for r in rows]
-        if include_all:
-            return keys
-        teams = set(owner_team_ids or ())
-        return [k for k in keys if (owner_user_id and k.owner_user_id == owner_user_id)
-                or (k.owner_team_id in teams)]
+    async def visible(self, owner_user_id: str | None = None, owner_team_ids: Iterable[str] = (),
+                      include_all: bool = False) -> list[ApiKey]:
+        """All live keys, or those owned by the user or by one of the teams."""
+        where, args = "deleted_at IS NULL", []
+        if not include_all:
+            teams = list(owner_team_ids)
+            owners = ["owner_user_id = ?"] + (
+                [f"owner_team_id IN ({', '.join('?' * len(teams))})"] if teams else []
+            )
+            where += f" AND ({' OR '.join(owners)})"
+            args = [owner_user_id, *teams]
+        rows = await self._db.fetch(f"SELECT * FROM api_keys WHERE {where} ORDER BY created_at DESC", *args)
+        return [_key(r) for r in rows]
 
     async def verify(self, secret: str) -> VerifiedKey:
         """Authenticate a presented key, or raise AuthenticationFailed saying why."""

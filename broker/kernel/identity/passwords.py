@@ -40,19 +40,21 @@ class PasswordPolicy:
 class Passwords:
     """Hashes and verifies in a worker thread so a login never stalls other requests."""
 
-    def __init__(self, hashing: PasswordHashing, policy: PasswordPolicy) -> None:
+    def __init__(self, hashing: PasswordHashing, policy: PasswordPolicy, concurrency: int = 4) -> None:
         self._hashing = hashing
         self.policy = policy
         self._dummy: str | None = None
+        # Each Argon2 computation holds 64 MiB: a burst of sign-ins must queue, not exhaust memory.
+        self._limiter = anyio.CapacityLimiter(concurrency)
 
     async def hash(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(self._hashing.hash, password)
+        return await anyio.to_thread.run_sync(self._hashing.hash, password, limiter=self._limiter)
 
     async def verify(self, stored: str | None, password: str) -> bool:
         """Verify; with no stored hash, still spend the same time so timing does not reveal accounts."""
         if stored is None:
             if self._dummy is None:
                 self._dummy = await self.hash("warden-timing-equaliser-0")
-            await anyio.to_thread.run_sync(self._hashing.verify, self._dummy, password)
+            await anyio.to_thread.run_sync(self._hashing.verify, self._dummy, password, limiter=self._limiter)
             return False
-        return await anyio.to_thread.run_sync(self._hashing.verify, stored, password)
+        return await anyio.to_thread.run_sync(self._hashing.verify, stored, password, limiter=self._limiter)

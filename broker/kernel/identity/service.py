@@ -7,7 +7,7 @@ from typing import Any
 
 from broker.kernel.errors import AuthenticationFailed, NotFound, PermissionDenied
 from broker.kernel.identity.keys import ApiKeyRegistry
-from broker.kernel.identity.models import Permissions, Principal, Surface, Team, User
+from broker.kernel.identity.models import Permissions, Principal, Surface, User
 from broker.kernel.identity.roles import RoleCatalog
 from broker.kernel.identity.sessions import ActiveSession, ConsoleSessions
 from broker.kernel.identity.setup import FirstRunSetup
@@ -41,10 +41,13 @@ class Identity:
         permissions = await self.roles.permissions_of(session.user.id)
         return Principal(session.user, None, None, permissions, "session"), session
 
-    async def update_user(self, user_id: str, changes: dict[str, Any]) -> User:
+    async def update_user(self, user_id: str, changes: dict[str, Any], keep_session: str | None = None) -> User:
+        """Apply changes; a new password ends the user's other console sessions."""
         user = await self.users.update(user_id, changes)
         if "disabled" in changes:
             await self.keys.invalidate()
+        if changes.get("password") is not None:
+            await self.sessions.end_all(user_id, keep_token=keep_session)
         return user
 
     async def delete_user(self, user_id: str) -> None:
@@ -67,8 +70,6 @@ class Identity:
             raise NotFound(f"no team named {name!r}")
         return team.id
 
-    async def teams_of(self, user_id: str) -> list[Team]:
-        return [t for t in await self.teams.all() if await self.teams.is_member(t.id, user_id)]
 
 
 def require(principal: Principal, permission: str, team_id: str | None = None) -> None:

@@ -93,6 +93,13 @@ class ConsoleSessions:
     async def logout(self, token: str) -> None:
         await self._db.execute("DELETE FROM console_sessions WHERE id_hash = ?", sha256_hex(token))
 
+    async def end_all(self, user_id: str, keep_token: str | None = None) -> int:
+        """End every session of the user, except the one whose token is ``keep_token``."""
+        keep = sha256_hex(keep_token) if keep_token else ""
+        return await self._db.execute(
+            "DELETE FROM console_sessions WHERE user_id = ? AND id_hash <> ?", user_id, keep
+        )
+
     async def purge_expired(self) -> int:
         return await self._db.execute("DELETE FROM console_sessions WHERE expires_at <= ?", self._clock.now())
 

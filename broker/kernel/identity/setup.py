@@ -38,9 +38,22 @@ class FirstRunSetup:
         except UniqueViolation as exc:
             raise Conflict("setup is already complete") from exc
         try:
-            user = await self._users.create(email, name, password)
+            user = await self._claim_or_create(email, name, password)
             await self._roles.assign(user.id, "super_admin")
         except BaseException:
             await self._db.execute("DELETE FROM kernel_settings WHERE key = ?", _MARKER)
             raise
         return user
+
+    async def _claim_or_create(self, email: str, name: str, password: str) -> User:
+        """A passwordless user may already exist (the owner of a key declared in the configuration)."""
+        found = await self._users.find_by_email(email)
+        if found is None:
+            return await self._users.create(email, name, password)
+        user, password_hash = found
+        if password_hash is not None:
+            raise Conflict(f"a user with email {email!r} already exists")
+        changes: dict[str, object] = {"password": password, "disabled": False}
+        if name:
+            changes["name"] = name
+        return await self._users.update(user.id, changes)

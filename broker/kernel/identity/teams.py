@@ -97,6 +97,14 @@ class TeamDirectory:
         )
         return [user_from_row(r) for r in rows]
 
+    async def of_user(self, user_id: str) -> list[Team]:
+        rows = await self._db.fetch(
+            "SELECT t.* FROM teams t JOIN team_members m ON m.team_id = t.id"
+            " WHERE m.user_id = ? AND t.deleted_at IS NULL ORDER BY t.name",
+            user_id,
+        )
+        return [_team(r) for r in rows]
+
     async def is_member(self, team_id: str, user_id: str) -> bool:
         row = await self._db.fetchrow(
             "SELECT 1 AS one FROM team_members WHERE team_id = ? AND user_id = ?", team_id, user_id

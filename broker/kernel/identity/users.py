@@ -69,6 +69,10 @@ class UserDirectory:
         )
         return (user_from_row(row), row["password_hash"]) if row else None
 
+    async def password_matches(self, user_id: str, password: str) -> bool:
+        row = await self._db.fetchrow(f"SELECT password_hash FROM users WHERE id = ? AND {_LIVE}", user_id)
+        return await self._passwords.verify(row["password_hash"] if row else None, password)
+
     async def page(self, limit: int = 100, offset: int = 0) -> list[User]:
         rows = await self._db.fetch(
             f"SELECT * FROM users WHERE {_LIVE} ORDER BY email LIMIT ? OFFSET ?", limit, offset

@@ -46,7 +46,7 @@ async def test_team_membership(kernel: Kernel) -> None:
     await teams.add_member(team.id, user.id)
     await teams.add_member(team.id, user.id)  # idempotent
     assert [u.id for u in await teams.members(team.id)] == [user.id]
-    assert [t.id for t in await kernel.identity.teams_of(user.id)] == [team.id]
+    assert [t.id for t in await teams.of_user(user.id)] == [team.id]
     await teams.remove_member(team.id, user.id)
     with pytest.raises(NotFound):
         await teams.remove_member(team.id, user.id)

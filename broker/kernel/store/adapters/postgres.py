@@ -91,8 +91,11 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Executor]:
-        async with self._pool.acquire() as raw, raw.transaction():
-            yield _Connection(raw)
+        try:
+            async with self._pool.acquire(timeout=10) as raw, raw.transaction():
+                yield _Connection(raw)
+        except _UNAVAILABLE as exc:
+            raise _translate(exc) from exc
 
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[_Connection]:
