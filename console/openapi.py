@@ -45,7 +45,8 @@ def _operation(route: ApiRoute, schemas: dict[str, Any]) -> dict[str, Any]:
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     responses: dict[str, Any] = {str(route.status): {"description": "Success"}}
     for status, text in (("401", "Not signed in"), ("403", "Not permitted"), ("404", "Not found"),
-                         ("422", "Invalid input; names the fields")):
+                         ("409", "Conflicts with the current state"), ("422", "Invalid input; names the fields"),
+                         ("429", "Too many failed sign-ins"), ("503", "Database unavailable")):
         responses[status] = {"description": text, **error}
     operation: dict[str, Any] = {
         "summary": route.summary,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
@@ -71,11 +71,22 @@ class AssignRole(_Body):
     team_id: str | None = None
 
 
+class RoleSpec(_Body):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$")
+    description: str = Field("", max_length=1000)
+    permissions: list[str] = Field(min_length=1)
+
+
+class AssignmentSpec(_Body):
+    email: str = Field(min_length=3, max_length=320)
+    role: str = Field(min_length=1)
+    team: str | None = None
+
+
 class RolesDocument(_Body):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     format: str
-    roles: list[dict[str, Any]] = Field(default_factory=list)
-    assignments: list[dict[str, Any]] = Field(default_factory=list)
+    roles: list[RoleSpec] = Field(default_factory=list)
+    assignments: list[AssignmentSpec] = Field(default_factory=list)
 
 
 def _default_surfaces() -> list[SurfaceName]:

@@ -42,7 +42,7 @@ class SessionRoutes:
                      "session", body=SetupBody, status=201, public=True),
             ApiRoute("POST", "/api/auth/login", self.login, "Sign in; sets the session and CSRF cookies",
                      "session", body=LoginBody, public=True),
-            ApiRoute("POST", "/api/auth/logout", self.logout, "Sign out", "session"),
+            ApiRoute("POST", "/api/auth/logout", self.logout, "Sign out", "session", status=204),
             ApiRoute("GET", "/api/auth/me", self.me, "The signed-in user and their permissions", "session"),
         ]
 

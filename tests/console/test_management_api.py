@@ -218,3 +218,21 @@ async def test_admin_resets_another_users_password_without_the_current_one(admin
     user = await create(admin, "/api/users", {"email": "reset@example.com", "password": STRONG_PASSWORD})
     response = await admin.patch(f"/api/users/{user['id']}", json={"password": "brand new 5 password"})
     assert response.status_code == 200
+
+
+async def test_openapi_document_is_valid_openapi_3_1(console: httpx.AsyncClient) -> None:
+    from openapi_spec_validator import validate
+
+    validate((await console.get("/api/openapi.json")).json())
+
+
+@pytest.mark.parametrize("document", [
+    {"format": "warden.roles/v1", "roles": [{}]},
+    {"format": "warden.roles/v1", "assignments": [{"email": "a@example.com"}]},
+    {"format": "warden.roles/v1", "roles": [{"name": "x", "permissions": ["nope"]}]},
+    {"format": "other"},
+])
+async def test_malformed_role_documents_are_422(admin: httpx.AsyncClient, document: dict[str, Any]) -> None:
+    response = await admin.post("/api/roles/import", json=document)
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"]
