@@ -43,7 +43,18 @@ def _load_or_generate(path: Path) -> dict[str, str]:
     )
     data = {"secret_key": KeyRing.generate_entry(1), "server_secret": new_token(32)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(data, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        # link() fails if another process won the race; then everyone uses the winner's secrets.
+        os.link(partial, path)
+    except FileExistsError:
+        stored: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+        return stored
+    finally:
+        partial.unlink()
     return data

@@ -130,9 +130,8 @@ class ApiKeyRegistry:
             return _key(row)
         return await self._insert(spec, secret, created_by)
 
-    async def _insert(self, spec: KeySpec, secret: str, created_by: str | None,
-                      key_id: str | None = None) -> ApiKey:
-        key_id = key_id or uuid.uuid4().hex
+    async def _insert(self, spec: KeySpec, secret: str, created_by: str | None) -> ApiKey:
+        key_id = uuid.uuid4().hex
         models = json.dumps(sorted(spec.allowed_models)) if spec.allowed_models is not None else None
         try:
             await self._db.execute(
