@@ -20,7 +20,8 @@ from broker.config import ConfigError, WardenConfig, load_config
 from broker.kernel.errors import WardenError
 from broker.kernel.identity.keys import KeySpec
 from broker.kernel.store.errors import StoreError
-from broker.storage import StartupError
+from broker.kernel.store.migrations import migrate
+from broker.storage import StartupError, open_database
 
 KernelCommand = Callable[[Kernel, argparse.Namespace], Awaitable[int]]
 DAY = 86400.0
@@ -46,9 +47,17 @@ def _parser() -> argparse.ArgumentParser:
     secrets = commands.add_parser("secrets", help="secret box maintenance")
     secrets.add_subparsers(dest="action", required=True).add_parser(
         "rotate", help="re-encrypt every stored secret under the newest key version")
-    for sub in (commands.choices.values()):
-        sub.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    _accept_config_everywhere(parser)
     return parser
+
+
+def _accept_config_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Let ``--config`` follow any (sub)command too: ``warden config check --config FILE``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="YAML configuration file")
+                _accept_config_everywhere(sub)
 
 
 def _keys_parser(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
 
             anyio.run(serve, config)
             return 0
+        if args.command == "migrate":
+            return anyio.run(_migrate, config)
         return anyio.run(_with_kernel, config, _COMMANDS[args.command], args)
     except StartupError as exc:
         print(f"warden: start-up failed: {exc}", file=sys.stderr)
@@ -113,8 +124,15 @@ async def _with_kernel(config: WardenConfig, command: KernelCommand, args: argpa
         return await command(kernel, args)
 
 
-async def _migrate(kernel: Kernel, args: argparse.Namespace) -> int:
-    print("database is up to date")  # open_kernel has migrated under the lock
+async def _migrate(config: WardenConfig) -> int:
+    db = await open_database(config)
+    try:
+        applied = await migrate(db)
+    finally:
+        await db.close()
+    for migration in applied:
+        print(f"applied {migration.version:04d}_{migration.name}")
+    print("database is up to date")
     return 0
 
 
@@ -190,7 +208,7 @@ async def _secrets(kernel: Kernel, args: argparse.Namespace) -> int:
 
 
 _COMMANDS: dict[str, KernelCommand] = {
-    "migrate": _migrate, "setup": _setup, "keys": _keys, "users": _users, "roles": _roles, "secrets": _secrets,
+    "setup": _setup, "keys": _keys, "users": _users, "roles": _roles, "secrets": _secrets,
 }
 
 if __name__ == "__main__":
