@@ -13,6 +13,16 @@ from broker.kernel.identity.service import Identity
 from console.endpoints import SESSION_COOKIE
 
 PAGES = Path(__file__).parent / "pages"
+# Which page a URL shows depends on state (setup done, signed in): a cached copy would show the wrong one.
+_NO_STORE = {"cache-control": "no-store"}
+
+
+def _page(name: str) -> Response:
+    return FileResponse(PAGES / name, headers=_NO_STORE)
+
+
+def _redirect(url: str) -> Response:
+    return RedirectResponse(url, 303, headers=_NO_STORE)
 
 
 class Pages:
@@ -23,22 +33,22 @@ class Pages:
 
     async def home(self, request: Request) -> Response:
         if await self._identity.setup.required():
-            return RedirectResponse("/setup", 303)
+            return _redirect("/setup")
         token = request.cookies.get(SESSION_COOKIE)
         try:
             if not token:
                 raise AuthenticationFailed("no session")
             await self._identity.sessions.resolve(token, client_ip(request))
         except AuthenticationFailed:
-            return RedirectResponse("/login", 303)
-        return FileResponse(PAGES / "home.html")
+            return _redirect("/login")
+        return _page("home.html")
 
     async def setup(self, request: Request) -> Response:
         if not await self._identity.setup.required():
-            return RedirectResponse("/login", 303)
-        return FileResponse(PAGES / "setup.html")
+            return _redirect("/login")
+        return _page("setup.html")
 
     async def login(self, request: Request) -> Response:
         if await self._identity.setup.required():
-            return RedirectResponse("/setup", 303)
-        return FileResponse(PAGES / "login.html")
+            return _redirect("/setup")
+        return _page("login.html")

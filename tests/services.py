@@ -1,7 +1,8 @@
-"""Make sure the services the suite needs are up: the machine's PostgreSQL and Redis.
+"""Make sure what the suite needs is here: the machine's PostgreSQL and Redis, and a headless Chromium.
 
-Run by ``make test`` before pytest. They normally run already; when one is down it is started with the
-machine's own commands, and the script fails loudly if it still does not answer.
+Run by ``make test`` before pytest. The services normally run already; when one is down it is started
+with the machine's own commands. Chromium comes from Debian's packages (Playwright cannot download its
+own browser here). The script fails loudly if something is still missing.
 """
 
 from __future__ import annotations
@@ -50,9 +51,25 @@ def ensure(name: str, address: tuple[str, int], start: object) -> bool:
     return False
 
 
+CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
+
+
+def ensure_chromium() -> bool:
+    if os.path.exists(CHROMIUM):
+        return True
+    print("installing Debian's chromium-headless-shell for the console browser tests", flush=True)
+    subprocess.run(["apt-get", "update", "-qq"], check=False)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium-headless-shell"],
+                   check=False, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if not os.path.exists(CHROMIUM):
+        print(f"{CHROMIUM} is still missing", file=sys.stderr)
+        return False
+    return True
+
+
 def main() -> int:
     ok = ensure("PostgreSQL", POSTGRES, start_postgres) & ensure("Redis", REDIS, start_redis)
-    return 0 if ok else 1
+    return 0 if ok & ensure_chromium() else 1
 
 
 if __name__ == "__main__":

@@ -86,3 +86,9 @@ async def test_setup_claims_a_passwordless_owner_declared_in_the_config(console:
     assert response.status_code == 201 and response.json()["user"]["id"] == owner.id
     login = await console.post("/api/auth/login", json={"email": ADMIN_EMAIL, "password": STRONG_PASSWORD})
     assert login.status_code == 200
+
+
+async def test_state_dependent_pages_are_never_cached(console: httpx.AsyncClient) -> None:
+    for path in ("/", "/setup", "/login"):
+        response = await console.get(path, follow_redirects=False)
+        assert response.headers["cache-control"] == "no-store"
