@@ -23,7 +23,7 @@ from broker.edge.health import Check, HealthChecks
 from broker.edge.metrics import HttpMetrics
 from broker.gateway import build_gateway
 from broker.kernel.bus.memory import LocalBroadcast
-from broker.kernel.bus.ports import Broadcast
+from broker.kernel.bus.ports import Broadcast, Message
 from broker.kernel.bus.redis import RedisBroadcast
 from broker.kernel.clock import Clock, SystemClock
 from broker.kernel.crypto import KeyHasher, PasswordHashing, SecretBox, SecretKeyError
@@ -37,15 +37,24 @@ from broker.kernel.identity.sessions import ConsoleSessions, SessionPolicy
 from broker.kernel.identity.setup import FirstRunSetup
 from broker.kernel.identity.teams import TeamDirectory
 from broker.kernel.identity.users import UserDirectory
+from broker.kernel.quota.adapters.memory import MemoryCounters
+from broker.kernel.quota.adapters.redis import RedisCounters, quota_redis
+from broker.kernel.quota.alerts import BudgetAlerts
+from broker.kernel.quota.engine import QuotaEngine, QuotaPolicy
+from broker.kernel.quota.ports import CounterStore
+from broker.kernel.quota.rulebook import RuleBook
+from broker.kernel.quota.rules import QuotaRuleStore
 from broker.kernel.store.migrations import migrate
 from broker.kernel.store.ports import Database
 from broker.kernel.vault import SecretVault
-from broker.reconcile import reconcile_api_keys
+from broker.reconcile import reconcile_api_keys, reconcile_quota_rules
 from broker.secrets_file import load_server_secrets
 from broker.storage import StartupError, open_database, open_redis
-from console.app import ConsoleSettings, build_console
+from broker.webhooks import WebhookSender, WebhookTarget
+from console.app import ConsoleServices, ConsoleSettings, build_console
 
 log = logging.getLogger(__name__)
+QUOTA_RULES_CHANNEL = "quota.rules"
 
 
 def warden_version() -> str:
@@ -95,6 +104,17 @@ class Kernel:
     vault: SecretVault
     events: KernelEvents
     upkeep: IdentityUpkeep
+    registry: CollectorRegistry
+    quotas: QuotaEngine
+    quota_rules: QuotaRuleStore
+    webhooks: WebhookSender
+
+    async def reload_quota_rules(self, message: Message | None = None) -> None:
+        self.quotas.rules.replace(await self.quota_rules.all())
+
+    async def quota_rules_changed(self) -> None:
+        """Reload the rules on every instance."""
+        await self.broadcast.publish(QUOTA_RULES_CHANNEL, {})
 
 
 @asynccontextmanager
@@ -107,8 +127,11 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         raise StartupError(f"secret key: {exc}") from exc
     db = await open_database(config)
     redis: Redis | None = None
+    counters_redis: Redis | None = None
     try:
         redis = await open_redis(config)
+        if config.redis.url:
+            counters_redis = quota_redis(config.redis.url, config.quotas.redis_timeout_ms / 1000)
         await migrate(db)
         broadcast: Broadcast = RedisBroadcast(redis, config.redis.timeout_seconds) if redis else LocalBroadcast()
         identity = build_identity(config, db, broadcast, KeyHasher(secrets.server_secret), clock)
@@ -118,14 +141,30 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         ))
         await identity.roles.seed_builtins()
         await reconcile_api_keys(identity, config.api_keys)
-        yield Kernel(config, db, redis, broadcast, identity, SecretVault(db, SecretBox(secrets.key_ring), clock),
-                     events, upkeep)
+        registry = CollectorRegistry()
+        quota_rules = QuotaRuleStore(db, clock)
+        await reconcile_quota_rules(identity, quota_rules, config.quotas.rules)
+        webhooks = WebhookSender([WebhookTarget(w.url, w.secret) for w in config.quotas.webhooks])
+        counters: CounterStore = (RedisCounters(counters_redis, config.quotas.redis_timeout_ms / 1000)
+                                  if counters_redis else MemoryCounters())
+        quotas = QuotaEngine(counters, RuleBook(), clock, QuotaPolicy(
+            config.quotas.timezone, config.quotas.fail_mode, config.quotas.alert_thresholds,
+        ), registry, BudgetAlerts(events, webhooks.send))
+        kernel = Kernel(config, db, redis, broadcast, identity, SecretVault(db, SecretBox(secrets.key_ring), clock),
+                        events, upkeep, registry, quotas, quota_rules, webhooks)
+        await kernel.reload_quota_rules()
+        broadcast.subscribe(QUOTA_RULES_CHANNEL, kernel.reload_quota_rules)
+        try:
+            yield kernel
+        finally:
+            webhooks.close()
         with anyio.CancelScope(shield=True):
             await identity.keys.flush_last_used()
     finally:
         with anyio.CancelScope(shield=True):
-            if redis is not None:
-                await redis.aclose()
+            for client in (redis, counters_redis):
+                if client is not None:
+                    await client.aclose()
             await db.close()
 
 
@@ -138,6 +177,8 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
         async with anyio.create_task_group() as background:
             background.start_soon(kernel.broadcast.run)
             background.start_soon(_upkeep_loop, kernel.upkeep, config.keys.maintenance_interval_seconds)
+            background.start_soon(kernel.quotas.watch_store)
+            background.start_soon(kernel.webhooks.run)
             try:
                 yield warden
             finally:
@@ -148,10 +189,12 @@ def _wire(config: WardenConfig, kernel: Kernel, clock: Clock) -> Warden:
     checks: dict[str, Check] = {"database": kernel.db.ping}
     if kernel.redis is not None:
         checks["redis"] = _redis_ping(kernel.redis)
-    metrics = HttpMetrics(CollectorRegistry())
+    metrics = HttpMetrics(kernel.registry)
     health = HealthChecks(checks, time.time())
-    gateway = build_gateway(health, metrics, ModelList(kernel.identity, config.models, int(time.time())))
-    console = build_console(kernel.identity, clock, metrics, ConsoleSettings(
+    gateway = build_gateway(health, metrics, ModelList(kernel.identity, kernel.quotas, config.models,
+                                                      int(time.time())))
+    services = ConsoleServices(kernel.identity, kernel.quotas, kernel.quota_rules, kernel.quota_rules_changed)
+    console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
         warden_version(),
     ))

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -122,6 +123,60 @@ class RouteConfig(_Section):
 class ModelConfig(_Section):
     name: str = Field(min_length=1)
     routes: tuple[RouteConfig, ...] = Field(min_length=1)
+    input_weight: float = Field(1.0, ge=0, le=1000)
+    output_weight: float = Field(1.0, ge=0, le=1000)
+    input_price_per_million: float = Field(0.0, ge=0, le=100_000)
+    output_price_per_million: float = Field(0.0, ge=0, le=100_000)
+
+
+class QuotaRuleConfig(_Section):
+    subject: str = Field(pattern=r"^(api_key|user|team|provider|model|mcp_server|tool):.+$",
+                         description="kind:id, e.g. user:*, user:alice@example.com, team:platform, model:gpt-4o")
+    metric: Literal["requests", "tokens", "usd"]
+    window: Literal["1m", "5m", "1h", "5h", "1d", "1w"] | None = None
+    period: Literal["daily", "weekly", "monthly"] | None = None
+    limit: float = Field(gt=0)
+    surface: Literal["ai", "mcp", "both"] = "both"
+    enabled: bool = True
+    precheck: bool = False
+
+    @model_validator(mode="after")
+    def _window_or_period(self) -> QuotaRuleConfig:
+        if (self.window is None) == (self.period is None):
+            raise ValueError("a rule has exactly one of 'window' (rate limit) or 'period' (budget)")
+        if self.period is not None and self.metric == "requests":
+            raise ValueError("budgets count tokens or usd; use a window to limit requests")
+        return self
+
+
+class WebhookConfig(_Section):
+    url: str = Field(pattern=r"^https?://")
+    secret: str | None = None
+
+
+class QuotasConfig(_Section):
+    timezone: str = "UTC"
+    fail_mode: Literal["open", "closed"] = "open"
+    redis_timeout_ms: int = Field(50, ge=5, le=5000)
+    alert_thresholds: tuple[float, ...] = (50.0, 80.0, 95.0, 100.0)
+    webhooks: tuple[WebhookConfig, ...] = ()
+    rules: tuple[QuotaRuleConfig, ...] = ()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as UTC or Europe/Paris") from None
+        return zone
+
+    @field_validator("alert_thresholds")
+    @classmethod
+    def _thresholds(cls, values: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 < v <= 1000 for v in values):
+            raise ValueError("thresholds are percentages between 0 and 1000")
+        return tuple(sorted(set(values)))
 
 
 class McpServerConfig(_Section):
@@ -156,6 +211,7 @@ class WardenConfig(_Section):
     redis: RedisConfig = RedisConfig()
     security: SecurityConfig = SecurityConfig()
     keys: ApiKeysConfig = ApiKeysConfig()
+    quotas: QuotasConfig = QuotasConfig()
     providers: tuple[ProviderConfig, ...] = ()
     models: tuple[ModelConfig, ...] = ()
     mcp_servers: tuple[McpServerConfig, ...] = ()
@@ -262,7 +318,7 @@ def _env_target(var: str) -> tuple[str, str] | None:
 
 
 def _env_value(section: str, key: str, value: str) -> Any:
-    if key in ("cors_origins", "forwarded_allow_ips"):
+    if key in ("cors_origins", "forwarded_allow_ips", "alert_thresholds"):
         return tuple(v.strip() for v in value.split(",") if v.strip())
     if value == "" and key in {"url", "console_host", "secret_key", "server_secret", "tls_cert_file",
                                "tls_key_file"} and section != "database":

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from broker.config import ApiKeyImport
+from broker.config import ApiKeyImport, QuotaRuleConfig
+from broker.kernel.errors import NotFound
 from broker.kernel.identity.keys import KeySpec
 from broker.kernel.identity.service import Identity
+from broker.kernel.quota.models import ANY, Rule
+from broker.kernel.quota.rules import QuotaRuleStore
+from broker.storage import StartupError
 
 log = logging.getLogger(__name__)
 
@@ -22,3 +26,29 @@ async def reconcile_api_keys(identity: Identity, declared: tuple[ApiKeyImport, .
                        frozenset(item.allowed_models) if item.allowed_models is not None else None)
         await identity.keys.import_secret(spec, item.secret)
     return len(declared)
+
+
+async def reconcile_quota_rules(identity: Identity, store: QuotaRuleStore,
+                                declared: tuple[QuotaRuleConfig, ...]) -> int:
+    """Make the file's quota rules the store's ``config`` rules; users by email and teams by name."""
+    rules = []
+    for index, item in enumerate(declared):
+        kind, _, ident = item.subject.partition(":")
+        try:
+            subject_id = await _subject_id(identity, kind, ident)
+        except NotFound as exc:
+            raise StartupError(f"quotas.rules[{index}].subject: {exc.message}") from exc
+        rules.append(Rule("", kind, subject_id, item.metric, item.limit, item.window, item.period,  # type: ignore[arg-type]
+                          item.surface, item.enabled, item.precheck))
+    return await store.reconcile_config(rules)
+
+
+async def _subject_id(identity: Identity, kind: str, ident: str) -> str:
+    if ident == ANY:
+        return ANY
+    if kind == "user" and "@" in ident:
+        return await identity.user_by_email(ident)
+    if kind == "team":
+        team = await identity.teams.find_by_name(ident)
+        return team.id if team else ident
+    return ident

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +18,13 @@ from broker.edge.errors import EXCEPTION_HANDLERS
 from broker.edge.metrics import HttpMetrics, MetricsMiddleware
 from broker.kernel.clock import Clock
 from broker.kernel.identity.service import Identity
+from broker.kernel.quota.engine import QuotaEngine
+from broker.kernel.quota.rules import QuotaRuleStore
 from console.endpoints import CSRF_HEADER, ApiRoute, Authenticator, to_starlette
 from console.key_routes import KeyRoutes
 from console.openapi import openapi_document
 from console.pages import Pages
+from console.quota_routes import QuotaRoutes
 from console.role_routes import RoleRoutes
 from console.security import SecurityHeadersMiddleware
 from console.session_routes import CookiePolicy, SessionRoutes
@@ -40,18 +44,32 @@ class ConsoleSettings:
     version: str
 
 
-def api_routes(identity: Identity, clock: Clock, settings: ConsoleSettings) -> list[ApiRoute]:
+@dataclass(frozen=True, slots=True)
+class ConsoleServices:
+    """The kernel services the console's API drives."""
+
+    identity: Identity
+    quotas: QuotaEngine
+    quota_rules: QuotaRuleStore
+    quota_rules_changed: Callable[[], Awaitable[None]]
+
+
+def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSettings) -> list[ApiRoute]:
+    identity = services.identity
     return [
         *SessionRoutes(identity, CookiePolicy(settings.cookie_secure), clock).routes(),
         *UserRoutes(identity).routes(),
         *TeamRoutes(identity).routes(),
         *RoleRoutes(identity).routes(),
         *KeyRoutes(identity, clock, settings.rotation_grace_hours).routes(),
+        *QuotaRoutes(identity, services.quotas, services.quota_rules, services.quota_rules_changed).routes(),
     ]
 
 
-def build_console(identity: Identity, clock: Clock, metrics: HttpMetrics, settings: ConsoleSettings) -> Starlette:
-    table = api_routes(identity, clock, settings)
+def build_console(services: ConsoleServices, clock: Clock, metrics: HttpMetrics,
+                  settings: ConsoleSettings) -> Starlette:
+    identity = services.identity
+    table = api_routes(services, clock, settings)
     document = openapi_document(table, settings.version)
     auth = Authenticator(identity)
     pages = Pages(identity)

@@ -104,3 +104,25 @@ class CreateKey(_Body):
 
 class RotateKey(_Body):
     grace_hours: float | None = Field(None, ge=0, le=24 * 90)
+
+
+SubjectKindName = Literal["api_key", "user", "team", "provider", "model", "mcp_server", "tool"]
+
+
+class CreateQuotaRule(_Body):
+    subject_kind: SubjectKindName
+    subject_id: str = Field(min_length=1, max_length=200, description="an id, or * for every subject of the kind")
+    metric: Literal["requests", "tokens", "usd"]
+    window: Literal["1m", "5m", "1h", "5h", "1d", "1w"] | None = None
+    period: Literal["daily", "weekly", "monthly"] | None = None
+    limit: float = Field(gt=0)
+    surface: Literal["ai", "mcp", "both"] = "both"
+    enabled: bool = True
+    precheck: bool = Field(False, description="refuse up front when the pre-call estimate cannot fit")
+
+
+class UpdateQuotaRule(_Body):
+    limit: float | None = Field(None, gt=0)
+    enabled: bool | None = None
+    precheck: bool | None = None
+    surface: Literal["ai", "mcp", "both"] | None = None

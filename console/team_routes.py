@@ -67,12 +67,12 @@ class TeamRoutes:
     async def add_member(self, call: Call) -> None:
         team_id = call.path("team_id")
         require(call.actor, "teams:manage", team_id)
-        await self._identity.teams.add_member(team_id, call.path("user_id"))
+        await self._identity.add_team_member(team_id, call.path("user_id"))
 
     async def remove_member(self, call: Call) -> None:
         team_id = call.path("team_id")
         require(call.actor, "teams:manage", team_id)
-        await self._identity.teams.remove_member(team_id, call.path("user_id"))
+        await self._identity.remove_team_member(team_id, call.path("user_id"))
 
     async def _require_read(self, call: Call, team_id: str) -> None:
         if not await self._identity.teams.is_member(team_id, call.user_id):

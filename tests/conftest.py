@@ -134,3 +134,6 @@ def tmp_data(tmp_path: Path) -> Iterator[Path]:
 async def kernel(config: WardenConfig, clock: FakeClock) -> AsyncIterator[Kernel]:
     async with open_kernel(config, clock) as opened:
         yield opened
+
+
+pytest_plugins = ["tests.webhook_receiver"]

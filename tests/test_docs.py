@@ -31,9 +31,10 @@ def test_every_configuration_key_is_documented(section: str, model: type[BaseMod
 
 def test_every_management_operation_is_documented() -> None:
     from broker.kernel.clock import SystemClock
-    from console.app import ConsoleSettings, api_routes
+    from console.app import ConsoleServices, ConsoleSettings, api_routes
 
-    routes = api_routes(None, SystemClock(), ConsoleSettings("auto", (), 24, "0"))  # type: ignore[arg-type]
+    services = ConsoleServices(None, None, None, None)  # type: ignore[arg-type]
+    routes = api_routes(services, SystemClock(), ConsoleSettings("auto", (), 24, "0"))
     text = (DOCS / "management-api.md").read_text()
     missing = [f"{r.method} {r.path}" for r in routes if f"`{r.method} {r.path}`" not in text]
     assert missing == []

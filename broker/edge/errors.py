@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from broker.kernel.errors import AuthenticationFailed, InvalidInput, TooManyAttempts, WardenError
+from broker.kernel.errors import AuthenticationFailed, InvalidInput, WardenError
 from broker.kernel.store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "payload_too_large"}
 
 
-def error_body(code: str, message: str, fields: list[dict[str, str]] | None = None) -> dict[str, object]:
-    error: dict[str, object] = {"code": code, "message": message}
+def error_body(code: str, message: str, fields: list[dict[str, str]] | None = None,
+               details: dict[str, object] | None = None) -> dict[str, object]:
+    error: dict[str, object] = {"code": code, "message": message, **(details or {})}
     if fields is not None:
         error["fields"] = fields
     return {"error": error}
@@ -31,11 +32,11 @@ async def warden_error(request: Request, exc: Exception) -> Response:
     fields = [{"field": f.field, "message": f.message} for f in exc.fields] if isinstance(exc, InvalidInput) \
         else None
     headers: dict[str, str] = {}
-    if isinstance(exc, TooManyAttempts):
+    if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, AuthenticationFailed):
         headers["WWW-Authenticate"] = 'Bearer realm="warden"'
-    return JSONResponse(error_body(exc.code, exc.message, fields), exc.status, headers=headers)
+    return JSONResponse(error_body(exc.code, exc.message, fields, exc.details()), exc.status, headers=headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -28,10 +28,15 @@ class WardenError(Exception):
 
     status = 500
     code = "internal_error"
+    retry_after: int | None = None  # seconds, sent as Retry-After when set
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def details(self) -> dict[str, object]:
+        """Extra machine-readable fields for the error body."""
+        return {}
 
 
 class AuthenticationFailed(WardenError):
@@ -69,7 +74,7 @@ class TooManyAttempts(WardenError):
 
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.retry_after: int | None = retry_after
 
 
 class DependencyUnavailable(WardenError):

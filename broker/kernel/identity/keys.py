@@ -44,6 +44,7 @@ class VerifiedKey:
 
     key: ApiKey
     owner_disabled: bool
+    team_ids: tuple[str, ...] = ()
 
 
 def _key(row: Row) -> ApiKey:
@@ -196,8 +197,19 @@ class ApiKeyRegistry:
             if self._hasher.matches_digest(digest, row["key_hash"]):
                 owner_gone = bool(row["user_disabled"]) or row["user_deleted"] is not None \
                     or row["team_deleted"] is not None
-                return VerifiedKey(_key(row), owner_gone)
+                return VerifiedKey(_key(row), owner_gone, await self._teams_of(_key(row)))
         raise AuthenticationFailed("unknown API key")
+
+    async def _teams_of(self, key: ApiKey) -> tuple[str, ...]:
+        """Teams the key's usage counts against; cached with the key, refreshed on membership changes."""
+        if key.owner_team_id is not None:
+            return (key.owner_team_id,)
+        rows = await self._db.fetch(
+            "SELECT m.team_id FROM team_members m JOIN teams t ON t.id = m.team_id"
+            " WHERE m.user_id = ? AND t.deleted_at IS NULL ORDER BY m.team_id",
+            key.owner_user_id,
+        )
+        return tuple(r["team_id"] for r in rows)
 
     async def revoke(self, key_id: str) -> ApiKey:
         key = await self.get(key_id)

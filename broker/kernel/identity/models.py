@@ -125,6 +125,7 @@ class Principal:
     key: ApiKey | None
     permissions: Permissions
     via: Literal["session", "api_key"]
+    team_ids: tuple[str, ...] = ()  # the teams usage is attributed to: the key's team, or the user's teams
 
     @property
     def actor_id(self) -> str | None:

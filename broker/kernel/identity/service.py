@@ -34,7 +34,7 @@ class Identity:
             raise PermissionDenied(f"this API key may not use the {surface!r} surface")
         user = await self.users.get(key.owner_user_id) if key.owner_user_id else None
         permissions = await self.roles.permissions_of(user.id) if user else Permissions()
-        return Principal(user, key.owner_team_id, key, permissions, "api_key")
+        return Principal(user, key.owner_team_id, key, permissions, "api_key", verified.team_ids)
 
     async def principal_for_session(self, token: str, client_ip: str | None) -> tuple[Principal, ActiveSession]:
         session = await self.sessions.resolve(token, client_ip)
@@ -56,6 +56,14 @@ class Identity:
 
     async def delete_team(self, team_id: str) -> None:
         await self.teams.soft_delete(team_id)
+        await self.keys.invalidate()
+
+    async def add_team_member(self, team_id: str, user_id: str) -> None:
+        await self.teams.add_member(team_id, user_id)
+        await self.keys.invalidate()  # cached keys carry their owner's teams
+
+    async def remove_team_member(self, team_id: str, user_id: str) -> None:
+        await self.teams.remove_member(team_id, user_id)
         await self.keys.invalidate()
 
     async def user_by_email(self, email: str) -> str:

@@ -20,8 +20,8 @@ from broker.kernel.quota.errors import CounterStoreDown, LimiterUnavailable, Quo
 from broker.kernel.quota.models import (
     Admission,
     BudgetMove,
-    ChargeResult,
     Counted,
+    Estimate,
     QuotaRequest,
     Rule,
     Subject,
@@ -30,7 +30,7 @@ from broker.kernel.quota.models import (
 )
 from broker.kernel.quota.ports import Add, Check, CounterStore
 from broker.kernel.quota.rulebook import RuleBook
-from broker.kernel.quota.slots import retry_after, slot_for
+from broker.kernel.quota.slots import Binding, PeriodCalendar, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,9 @@ class QuotaEngine:
         self.rules = rules
         self._clock = clock
         self._policy = policy
-        self._zone = ZoneInfo(policy.timezone)
+        self._calendar = PeriodCalendar(ZoneInfo(policy.timezone))
         self._alert = alert
+        self._lowest_threshold = min(policy.alert_thresholds, default=100.0) / 100
         self._quiet_until = 0.0
         self.fail_open_total = Counter("quota_fail_open", "Requests let through because the quota store was"
                                        " unavailable", registry=registry)
@@ -77,62 +78,63 @@ class QuotaEngine:
 
     async def admit(self, request: QuotaRequest) -> Admission:
         """Check every applicable rule and count the request, or raise naming the rule that refused it."""
-        pairs = self.rules.applicable(request.subjects, request.surface)
-        if not pairs:
+        bindings = self.rules.bindings(request.subjects, request.surface)
+        if not bindings:
             return Admission()
-        now = self._clock.now()
-        checks = [self._check(rule, subject, now, request) for rule, subject in pairs]
+        now, calendar = self._clock.now(), self._calendar
+        if request.estimate is None:
+            checks = [b.check(now, calendar) for b in bindings]
+        else:
+            checks = [self._with_estimate(b, b.check(now, calendar), request.estimate) for b in bindings]
         try:
             outcome = await self._store.admit(checks)
         except CounterStoreDown as exc:
             return self._store_down("admit", exc)
-        if not outcome.allowed:
-            assert outcome.failed is not None
-            rule, _ = pairs[outcome.failed]
-            check = checks[outcome.failed]
+        if outcome.failed is not None:
+            rule, check = bindings[outcome.failed].rule, checks[outcome.failed]
             wait = retry_after(check.slot, outcome.oldest[outcome.failed], now)
             raise QuotaExceeded(Refusal(rule.label, rule.limit, outcome.used[outcome.failed],
                                         max(1, math.ceil(wait))))
-        counted = tuple(
-            Counted(rule, subject, outcome.used[i] + checks[i].cost, checks[i].slot.resets_in)
-            for i, (rule, subject) in enumerate(pairs)
-        )
-        return Admission(counted)
+        return Admission(bindings, checks, outcome.used, now)
 
-    async def charge(self, surface: Surface, subjects: tuple[Subject, ...], usage: Usage) -> ChargeResult:
-        """Add a finished call's tokens and cost to every token and USD rule; fire crossed thresholds."""
-        pairs = [(r, s) for r, s in self.rules.applicable(subjects, surface)
-                 if r.metric != "requests" and usage.of(r.metric) > 0]
-        if not pairs:
-            return ChargeResult()
-        now = self._clock.now()
-        slots = [slot_for(rule, subject, now, self._zone) for rule, subject in pairs]
+    async def charge(self, surface: Surface, subjects: tuple[Subject, ...], usage: Usage) -> bool:
+        """Add a finished call's tokens and cost to every token and USD rule; fire crossed thresholds.
+
+        Returns False when the counter store was unavailable and the usage could not be counted."""
+        now, calendar = self._clock.now(), self._calendar
+        bindings, adds = [], []
+        for binding in self.rules.charged(subjects, surface):
+            amount = usage.of(binding.rule.metric)
+            if amount > 0:
+                bindings.append(binding)
+                adds.append(Add(binding.slot(now, calendar), amount))
+        if not adds:
+            return True
         try:
-            adds = [Add(slot, usage.of(rule.metric)) for slot, (rule, _) in zip(slots, pairs, strict=True)]
             moves = await self._store.charge(adds)
         except CounterStoreDown as exc:
             self._store_down("charge", exc)
-            return ChargeResult(fail_open=True)
-        budgets = tuple(
-            BudgetMove(rule, subject, slot.period_key, before, after)
-            for (rule, subject), slot, (before, after) in zip(pairs, slots, moves, strict=True)
-            if rule.is_budget
-        )
-        for move in budgets:
-            await self._fire_thresholds(move, slots[pairs.index((move.rule, move.subject))].ttl)
-        return ChargeResult(budgets)
+            return False
+        for binding, add, (before, after) in zip(bindings, adds, moves, strict=True):
+            if not add.slot.is_window and after >= binding.rule.limit * self._lowest_threshold:
+                move = BudgetMove(binding.rule, binding.subject, add.slot.period_key, before, after)
+                await self._fire_thresholds(move, add.slot.ttl)
+        return True
 
     async def usage(self, subject: Subject, surface: Surface | None = None) -> list[Counted]:
         """Every rule on this subject with its current usage ("how much of my budget is left")."""
-        surfaces: tuple[Surface, ...] = (surface,) if surface else ("ai", "mcp")
-        pairs: list[tuple[Rule, Subject]] = []
-        for name in surfaces:
-            pairs += [p for p in self.rules.applicable((subject,), name) if p not in pairs]
+        bindings: list[Binding] = []
+        seen: set[str] = set()
+        for name in ((surface,) if surface else ("ai", "mcp")):
+            for binding in self.rules.bindings((subject,), name):
+                if binding.rule.id not in seen:
+                    seen.add(binding.rule.id)
+                    bindings.append(binding)
         now = self._clock.now()
-        slots = [slot_for(rule, subj, now, self._zone) for rule, subj in pairs]
+        slots = [b.slot(now, self._calendar) for b in bindings]
         values = await self._store.read(slots) if slots else []
-        return [Counted(rule, subj, value, slot.resets_in)
-                for (rule, subj), slot, value in zip(pairs, slots, values, strict=True)]
+        return [Counted(b.rule, b.subject, value, slot.ends_at - now)
+                for b, slot, value in zip(bindings, slots, values, strict=True)]
 
     async def watch_store(self, interval: float = 0.5) -> None:
         """Probe the store so it comes back within seconds of recovering (run in a task group)."""
@@ -140,12 +142,11 @@ class QuotaEngine:
             await self._store.healthy()
             await anyio.sleep(interval)
 
-    def _check(self, rule: Rule, subject: Subject, now: float, request: QuotaRequest) -> Check:
-        slot = slot_for(rule, subject, now, self._zone)
-        if rule.metric == "requests":
-            return Check(slot, rule.limit, 1.0)
-        estimate = request.estimate.of(rule.metric) if (rule.precheck and request.estimate) else None
-        return Check(slot, rule.limit, 0.0, estimate)
+    @staticmethod
+    def _with_estimate(binding: Binding, check: Check, estimate: Estimate) -> Check:
+        if binding.rule.precheck and binding.rule.metric != "requests":
+            return check._replace(estimate=estimate.of(binding.rule.metric))
+        return check
 
     def _store_down(self, operation: str, exc: CounterStoreDown) -> Admission:
         self.unavailable_total.labels(operation).inc()
@@ -161,8 +162,6 @@ class QuotaEngine:
 
     async def _fire_thresholds(self, move: BudgetMove, ttl: int) -> None:
         limit = move.rule.limit
-        if limit <= 0:
-            return
         for threshold in self._policy.alert_thresholds:
             line = limit * threshold / 100
             if move.before < line <= move.after:

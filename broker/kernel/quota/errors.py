@@ -33,9 +33,7 @@ class QuotaExceeded(WardenError):
         super().__init__(f"quota rule {refusal.rule} refused the request (limit {refusal.limit:g})")
         self.refusal = refusal
 
-    @property
-    def retry_after(self) -> int:
-        return self.refusal.retry_after
+        self.retry_after: int | None = refusal.retry_after
 
     def details(self) -> dict[str, object]:
         r = self.refusal
@@ -48,7 +46,7 @@ class QuotaExceeded(WardenError):
 class LimiterUnavailable(WardenError):
     status = 429
     code = "rate_limiter_unavailable"
-    retry_after = 1
+    retry_after: int | None = 1
 
     def details(self) -> dict[str, object]:
         return {"retry_after": self.retry_after}

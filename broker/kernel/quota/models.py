@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
 
 SubjectKind = Literal["api_key", "user", "team", "provider", "model", "mcp_server", "tool"]
 SUBJECT_KINDS: tuple[SubjectKind, ...] = ("api_key", "user", "team", "provider", "model", "mcp_server", "tool")
@@ -66,7 +67,7 @@ class Estimate:
     usd: float = 0.0
 
     def of(self, metric: Metric) -> float:
-        return {"requests": 0.0, "tokens": self.weighted_tokens, "usd": self.usd}[metric]
+        return self.weighted_tokens if metric == "tokens" else self.usd if metric == "usd" else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,7 @@ class Usage:
     usd: float = 0.0
 
     def of(self, metric: Metric) -> float:
-        return {"requests": 0.0, "tokens": self.weighted_tokens, "usd": self.usd}[metric]
+        return self.weighted_tokens if metric == "tokens" else self.usd if metric == "usd" else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,20 +106,30 @@ class Counted:
         return max(self.rule.limit - self.used, 0.0)
 
 
-@dataclass(frozen=True, slots=True)
 class Admission:
-    """The outcome of an admitted request: the counters it touched, for rate-limit headers."""
+    """The outcome of an admitted request: the counters it touched (built only when asked for, as headers
+    and usage views need them but the hot path does not)."""
 
-    counted: tuple[Counted, ...] = ()
-    fail_open: bool = False
+    __slots__ = ("_bindings", "_checks", "_now", "_used", "fail_open")
+
+    def __init__(self, bindings: Sequence[Any] = (), checks: Sequence[Any] = (), used: Sequence[float] = (),
+                 now: float = 0.0, fail_open: bool = False) -> None:
+        self._bindings, self._checks, self._used, self._now = bindings, checks, used, now
+        self.fail_open = fail_open
+
+    @property
+    def counted(self) -> tuple[Counted, ...]:
+        return tuple(
+            Counted(b.rule, b.subject, used + c.cost, c.slot.ends_at - self._now)
+            for b, c, used in zip(self._bindings, self._checks, self._used, strict=True)
+        )
 
     def tightest(self) -> Counted | None:
         """The pair closest to its limit (what ``x-ratelimit-*`` headers report)."""
         return min(self.counted, key=lambda c: c.remaining / c.rule.limit if c.rule.limit else 0.0, default=None)
 
 
-@dataclass(frozen=True, slots=True)
-class BudgetMove:
+class BudgetMove(NamedTuple):
     """A budget counter before and after a charge (alerts are derived from it)."""
 
     rule: Rule
@@ -126,11 +137,3 @@ class BudgetMove:
     period_key: str
     before: float
     after: float
-
-
-@dataclass(frozen=True, slots=True)
-class ChargeResult:
-    """What a charge changed."""
-
-    budgets: tuple[BudgetMove, ...] = field(default_factory=tuple)
-    fail_open: bool = False

@@ -11,15 +11,24 @@ Both adapters implement exactly these semantics, so the same sequence of calls g
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
-
-from broker.kernel.quota.slots import Slot
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One counter to check (and count, when ``cost > 0``) for a request."""
+class Slot(NamedTuple):
+    """The counter a (rule, subject) pair uses until ``ends_at``."""
+
+    key: str
+    is_window: bool
+    bucket: int  # current bucket index (windows); 0 for budgets
+    bucket_seconds: float
+    ttl: int  # how long the counter must outlive the slot's start
+    starts_at: float
+    ends_at: float  # end of the current bucket (window) or period (budget)
+    period_key: str = ""
+
+
+class Check(NamedTuple):
+    """One counter to check (and count, when ``cost > 0``) for a request (a tuple: this is the hot path)."""
 
     slot: Slot
     limit: float
@@ -27,8 +36,7 @@ class Check:
     estimate: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AdmitOutcome:
+class AdmitOutcome(NamedTuple):
     """Whether every check passed; the usage each saw; the oldest used bucket of each window."""
 
     allowed: bool
@@ -37,8 +45,7 @@ class AdmitOutcome:
     oldest: tuple[int | None, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Add:
+class Add(NamedTuple):
     """An amount to add to one counter."""
 
     slot: Slot

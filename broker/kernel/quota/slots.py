@@ -3,81 +3,104 @@
 A window of W seconds is kept as 60 buckets of W/60 seconds; the usage of the window is the sum of the
 60 buckets ending with the current one, so it slides with a precision of 1/60 of its length. Budgets
 count per natural period (day, ISO week starting Monday, month) aligned in the configured time zone.
+
+This is the hot path of every request, so a ``Binding`` keeps its current slot until the bucket or
+period ends, and period boundaries are computed once per period, not once per request.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from broker.kernel.quota.models import BUCKETS, WINDOW_SECONDS, Period, Rule, Subject
+from broker.kernel.quota.ports import Check, Slot
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
-    """The counter a (rule, subject) pair uses at one moment."""
+class PeriodCalendar:
+    """Period boundaries in one time zone, remembered until the period ends."""
 
-    key: str
-    is_window: bool
-    bucket: int  # current bucket index (windows); 0 for budgets
-    bucket_seconds: float
-    ttl: int  # how long the counter must outlive this moment
-    resets_in: float  # seconds until the current bucket (window) or period (budget) ends
-    period_key: str = ""
+    def __init__(self, zone: ZoneInfo) -> None:
+        self.zone = zone
+        self._current: dict[str, tuple[float, float, str]] = {}
 
-
-def window_slot(rule: Rule, subject: Subject, now: float) -> Slot:
-    assert rule.window is not None
-    size = WINDOW_SECONDS[rule.window] / BUCKETS
-    bucket = int(now // size)
-    return Slot(
-        key=f"w:{rule.id}:{subject}", is_window=True, bucket=bucket, bucket_seconds=size,
-        ttl=int(WINDOW_SECONDS[rule.window] + size) + 1, resets_in=(bucket + 1) * size - now,
-    )
+    def bounds(self, now: float, period: Period) -> tuple[float, float, str]:
+        cached = self._current.get(period)
+        if cached is not None and cached[0] <= now < cached[1]:
+            return cached
+        fresh = period_bounds(now, period, self.zone)
+        self._current[period] = fresh
+        return fresh
 
 
-def budget_slot(rule: Rule, subject: Subject, now: float, zone: ZoneInfo) -> Slot:
-    assert rule.period is not None
-    _start, end, key = period_bounds(now, rule.period, zone)
-    return Slot(
-        key=f"b:{rule.id}:{subject}:{key}", is_window=False, bucket=0, bucket_seconds=0.0,
-        ttl=int(end - now) + 3600, resets_in=end - now, period_key=key,
-    )
+class Binding:
+    """One rule applied to one subject, with the slot it is counting in right now."""
 
+    __slots__ = ("_check", "_slot", "key", "rule", "subject")
 
-def slot_for(rule: Rule, subject: Subject, now: float, zone: ZoneInfo) -> Slot:
-    return window_slot(rule, subject, now) if rule.window else budget_slot(rule, subject, now, zone)
+    def __init__(self, rule: Rule, subject: Subject) -> None:
+        self.rule = rule
+        self.subject = subject
+        self.key = f"{'w' if rule.window else 'b'}:{rule.id}:{subject}"
+        self._slot: Slot | None = None
+        self._check: Check | None = None
+
+    def check(self, now: float, calendar: PeriodCalendar) -> Check:
+        """The admission check for this slot: count one request, or (tokens, USD) just look."""
+        check = self._check
+        if check is not None and check.slot.starts_at <= now < check.slot.ends_at:
+            return check
+        slot = self.slot(now, calendar)
+        if check is None or check.slot is not slot:
+            cost = 1.0 if self.rule.metric == "requests" else 0.0
+            check = self._check = Check(slot, self.rule.limit, cost, None)
+        return check
+
+    def slot(self, now: float, calendar: PeriodCalendar) -> Slot:
+        slot = self._slot
+        if slot is not None and slot.starts_at <= now < slot.ends_at:
+            return slot
+        slot = self._window_slot(now) if self.rule.window else self._budget_slot(now, calendar)
+        self._slot = slot
+        return slot
+
+    def _window_slot(self, now: float) -> Slot:
+        assert self.rule.window is not None
+        seconds = WINDOW_SECONDS[self.rule.window]
+        size = seconds / BUCKETS
+        bucket = int(now // size)
+        return Slot(self.key, True, bucket, size, int(seconds + size) + 1, bucket * size, (bucket + 1) * size)
+
+    def _budget_slot(self, now: float, calendar: PeriodCalendar) -> Slot:
+        assert self.rule.period is not None
+        start, end, name = calendar.bounds(now, self.rule.period)
+        return Slot(f"{self.key}:{name}", False, 0, 0.0, int(end - start) + 3600, start, end, name)
 
 
 def period_bounds(now: float, period: Period, zone: ZoneInfo) -> tuple[float, float, str]:
     """Start and end (Unix seconds) of the period containing ``now`` in ``zone``, and its name."""
     local = datetime.fromtimestamp(now, zone)
     if period == "daily":
-        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        following = (start + timedelta(days=1, hours=12)).replace(hour=0)
-        key = start.strftime("%Y-%m-%d")
+        first = local.date()
+        following = first + timedelta(days=1)
+        name = first.strftime("%Y-%m-%d")
     elif period == "weekly":
-        monday = (local - timedelta(days=local.weekday())).date()
-        start = datetime(monday.year, monday.month, monday.day, tzinfo=zone)
-        following_day = monday + timedelta(days=7)
-        following = datetime(following_day.year, following_day.month, following_day.day, tzinfo=zone)
-        year, week, _ = monday.isocalendar()
-        key = f"{year}-W{week:02d}"
+        first = (local - timedelta(days=local.weekday())).date()
+        following = first + timedelta(days=7)
+        year, week, _ = first.isocalendar()
+        name = f"{year}-W{week:02d}"
     else:
-        start = datetime(local.year, local.month, 1, tzinfo=zone)
-        following = datetime(local.year + local.month // 12, local.month % 12 + 1, 1, tzinfo=zone)
-        key = start.strftime("%Y-%m")
-    # Rebuild from wall-clock fields so DST transitions inside the period land on local midnight.
-    start = datetime(start.year, start.month, start.day, tzinfo=zone)
-    following = datetime(following.year, following.month, following.day, tzinfo=zone)
-    return start.timestamp(), following.timestamp(), key
+        first = local.date().replace(day=1)
+        following = (first + timedelta(days=32)).replace(day=1)
+        name = first.strftime("%Y-%m")
+    # Built from wall-clock dates, so a DST change inside the period still ends it at local midnight.
+    start = datetime(first.year, first.month, first.day, tzinfo=zone).timestamp()
+    end = datetime(following.year, following.month, following.day, tzinfo=zone).timestamp()
+    return start, end, name
 
 
 def retry_after(slot: Slot, oldest_bucket: int | None, now: float) -> float:
     """Seconds until the counter can have room again: the oldest used bucket leaves, or the period ends."""
-    if not slot.is_window:
-        return slot.resets_in
-    if oldest_bucket is None:
-        return slot.resets_in
-    return max((oldest_bucket + BUCKETS) * slot.bucket_seconds - now, 0.0)
+    if slot.is_window and oldest_bucket is not None:
+        return max((oldest_bucket + BUCKETS) * slot.bucket_seconds - now, 0.0)
+    return slot.ends_at - now

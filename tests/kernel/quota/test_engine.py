@@ -150,3 +150,15 @@ async def test_concurrent_admissions_never_exceed_the_limit(harness: Harness) ->
         for _ in range(120):
             group.start_soon(one)
     assert admitted == 50
+
+
+async def test_refusal_carries_the_same_data_as_a_json_rpc_error(harness: Harness) -> None:
+    harness.rules(Rule("r1", "user", "*", "requests", 1, window="1m", surface="mcp"))
+    request = QuotaRequest("mcp", (USER,))
+    await harness.engine.admit(request)
+    with pytest.raises(QuotaExceeded) as caught:
+        await harness.engine.admit(request)
+    error = caught.value.jsonrpc_error()
+    assert error["code"] == -32029
+    assert error["data"] == {"code": "rate_limited", **caught.value.details()}
+    assert caught.value.details()["rule"] == "user:requests/1m"

@@ -1,7 +1,8 @@
 """In-process counters: the embedded default for a single instance.
 
 A window keeps its buckets in order with a running total, so reading it costs O(1) amortised instead of
-summing 60 buckets; expired budget periods and alert claims are swept at most once a minute.
+summing 60 buckets; expired budget periods and alert claims are swept at most once a minute. Every
+operation is synchronous inside, so it is atomic under the event loop.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ import time
 from collections import deque
 
 from broker.kernel.quota.models import BUCKETS
-from broker.kernel.quota.ports import Add, AdmitOutcome, Check, passes
-from broker.kernel.quota.slots import Slot
+from broker.kernel.quota.ports import Add, AdmitOutcome, Check, Slot, passes
 
 
 class _Window:
@@ -22,56 +22,55 @@ class _Window:
         self.total = 0.0
         self.expires = 0.0  # monotonic time after which an untouched window is certainly empty
 
-    def slide(self, current: int) -> None:
-        while self.buckets and self.buckets[0][0] <= current - BUCKETS:
-            self.total -= self.buckets.popleft()[1]
-        if not self.buckets:
-            self.total = 0.0  # no drift survives an empty window
+    def slide(self, current: int) -> float:
+        buckets = self.buckets
+        while buckets and buckets[0][0] <= current - BUCKETS:
+            self.total -= buckets.popleft()[1]
+        if not buckets:
+            self.total = 0.0  # no float drift survives an empty window
+        return self.total
 
-    def add(self, bucket: int, amount: float) -> None:
-        if self.buckets and self.buckets[-1][0] == bucket:
-            self.buckets[-1][1] += amount
+    def add(self, bucket: int, amount: float, ttl: int) -> float:
+        buckets = self.buckets
+        if buckets and buckets[-1][0] == bucket:
+            buckets[-1][1] += amount
         else:
-            self.buckets.append([bucket, amount])
+            buckets.append([bucket, amount])
         self.total += amount
+        self.expires = time.monotonic() + ttl
+        return self.total
 
     def oldest(self) -> int | None:
         return int(self.buckets[0][0]) if self.buckets else None
 
 
 class MemoryCounters:
-    """Counters in this process's memory; all operations are synchronous, hence atomic under asyncio."""
+    """Counters in this process's memory."""
 
     def __init__(self) -> None:
         self._windows: dict[str, _Window] = {}
-        self._budgets: dict[str, tuple[float, float]] = {}  # key -> (amount, expires at, monotonic)
+        self._budgets: dict[str, float] = {}
+        self._budget_expiry: dict[str, float] = {}
         self._claims: dict[str, float] = {}
         self._next_sweep = 0.0
 
     async def admit(self, checks: list[Check]) -> AdmitOutcome:
         self._sweep()
-        used, oldest = [], []
-        for check in checks:
-            value, first = self._current(check.slot)
-            used.append(value)
-            oldest.append(first)
+        used = tuple([self._read(check.slot) for check in checks])
         for index, check in enumerate(checks):
             if not passes(used[index], check):
-                return AdmitOutcome(False, index, tuple(used), tuple(oldest))
+                oldest = tuple(self._oldest(c.slot) for c in checks)
+                return AdmitOutcome(False, index, used, oldest)
         for check in checks:
             if check.cost > 0:
-                self._add(check.slot, check.cost)
-        return AdmitOutcome(True, None, tuple(used), tuple(oldest))
+                self._bump(check.slot, check.cost)
+        return AdmitOutcome(True, None, used, ())
 
     async def charge(self, adds: list[Add]) -> list[tuple[float, float]]:
-        moves = []
-        for add in adds:
-            before, _ = self._current(add.slot)
-            moves.append((before, self._add(add.slot, add.amount)))
-        return moves
+        return [self._bump(add.slot, add.amount) for add in adds]
 
     async def read(self, slots: list[Slot]) -> list[float]:
-        return [self._current(slot)[0] for slot in slots]
+        return [self._read(slot) for slot in slots]
 
     async def claim_alert(self, key: str, ttl: int) -> bool:
         now = time.monotonic()
@@ -83,32 +82,36 @@ class MemoryCounters:
     async def healthy(self) -> bool:
         return True
 
-    def _current(self, slot: Slot) -> tuple[float, int | None]:
+    def _read(self, slot: Slot) -> float:
+        if slot.is_window:
+            window = self._windows.get(slot.key)
+            return window.slide(slot.bucket) if window is not None else 0.0
+        return self._budgets.get(slot.key, 0.0)
+
+    def _oldest(self, slot: Slot) -> int | None:
+        window = self._windows.get(slot.key) if slot.is_window else None
+        return window.oldest() if window is not None else None
+
+    def _bump(self, slot: Slot, amount: float) -> tuple[float, float]:
+        """Add ``amount``; return the counter before and after."""
         if slot.is_window:
             window = self._windows.get(slot.key)
             if window is None:
-                return 0.0, None
-            window.slide(slot.bucket)
-            return window.total, window.oldest()
-        entry = self._budgets.get(slot.key)
-        return (entry[0] if entry else 0.0), None
-
-    def _add(self, slot: Slot, amount: float) -> float:
-        if slot.is_window:
-            window = self._windows.setdefault(slot.key, _Window())
-            window.slide(slot.bucket)
-            window.add(slot.bucket, amount)
-            window.expires = time.monotonic() + slot.ttl
-            return window.total
-        value = self._budgets.get(slot.key, (0.0, 0.0))[0] + amount
-        self._budgets[slot.key] = (value, time.monotonic() + slot.ttl)
-        return value
+                window = self._windows[slot.key] = _Window()
+            before = window.slide(slot.bucket)
+            return before, window.add(slot.bucket, amount, slot.ttl)
+        before = self._budgets.get(slot.key, 0.0)
+        after = self._budgets[slot.key] = before + amount
+        self._budget_expiry[slot.key] = time.monotonic() + slot.ttl
+        return before, after
 
     def _sweep(self) -> None:
         now = time.monotonic()
         if now < self._next_sweep:
             return
         self._next_sweep = now + 60
-        self._budgets = {k: v for k, v in self._budgets.items() if v[1] > now}
+        expired = [key for key, at in self._budget_expiry.items() if at <= now]
+        for key in expired:
+            del self._budgets[key], self._budget_expiry[key]
         self._claims = {k: v for k, v in self._claims.items() if v > now}
         self._windows = {k: w for k, w in self._windows.items() if w.expires > now}

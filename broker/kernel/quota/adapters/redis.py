@@ -14,8 +14,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from broker.kernel.quota.errors import CounterStoreDown
-from broker.kernel.quota.ports import Add, AdmitOutcome, Check
-from broker.kernel.quota.slots import Slot
+from broker.kernel.quota.ports import Add, AdmitOutcome, Check, Slot
 
 _PREFIX = "warden:quota:"
 
