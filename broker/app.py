@@ -41,6 +41,7 @@ from broker.kernel.quota.adapters.memory import MemoryCounters
 from broker.kernel.quota.adapters.redis import RedisCounters, quota_redis
 from broker.kernel.quota.alerts import BudgetAlerts
 from broker.kernel.quota.engine import QuotaEngine, QuotaPolicy
+from broker.kernel.quota.errors import CounterStoreDown
 from broker.kernel.quota.ports import CounterStore
 from broker.kernel.quota.rulebook import RuleBook
 from broker.kernel.quota.rules import QuotaRuleStore
@@ -49,7 +50,7 @@ from broker.kernel.store.ports import Database
 from broker.kernel.vault import SecretVault
 from broker.reconcile import reconcile_api_keys, reconcile_quota_rules
 from broker.secrets_file import load_server_secrets
-from broker.storage import StartupError, open_database, open_redis
+from broker.storage import StartupError, open_database, open_redis, redact_url
 from broker.webhooks import WebhookSender, WebhookTarget
 from console.app import ConsoleServices, ConsoleSettings, build_console
 
@@ -145,8 +146,9 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         quota_rules = QuotaRuleStore(db, clock)
         await reconcile_quota_rules(identity, quota_rules, config.quotas.rules)
         webhooks = WebhookSender([WebhookTarget(w.url, w.secret) for w in config.quotas.webhooks])
-        counters: CounterStore = (RedisCounters(counters_redis, config.quotas.redis_timeout_ms / 1000)
-                                  if counters_redis else MemoryCounters())
+        counters: CounterStore = MemoryCounters()
+        if counters_redis is not None:
+            counters = await _prepared_redis_counters(counters_redis, config)
         quotas = QuotaEngine(counters, RuleBook(), clock, QuotaPolicy(
             config.quotas.timezone, config.quotas.fail_mode, config.quotas.alert_thresholds,
         ), registry, BudgetAlerts(events, webhooks.send))
@@ -199,6 +201,16 @@ def _wire(config: WardenConfig, kernel: Kernel, clock: Clock) -> Warden:
         warden_version(),
     ))
     return Warden(config, kernel, gateway, console)
+
+
+async def _prepared_redis_counters(client: Redis, config: WardenConfig) -> RedisCounters:
+    counters = RedisCounters(client, config.quotas.redis_timeout_ms / 1000)
+    try:
+        await counters.prepare()
+    except CounterStoreDown as exc:
+        raise StartupError(f"redis {redact_url(config.redis.url or '')}: quota scripts could not be loaded"
+                           f" ({exc})") from exc
+    return counters
 
 
 def _redis_ping(redis: Redis) -> Callable[[], Awaitable[None]]:

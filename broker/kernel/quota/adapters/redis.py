@@ -107,7 +107,7 @@ return reply
 """
 
 
-def quota_redis(url: str, timeout: float, max_connections: int = 64) -> Redis:
+def quota_redis(url: str, timeout: float, max_connections: int = 256) -> Redis:
     """A client for the hot path: short socket timeouts, no retries, and a pool that queues (bounded by the
     timeout) instead of failing when every connection is busy."""
     pool = BlockingConnectionPool.from_url(
@@ -168,11 +168,23 @@ class RedisCounters:
             self._down = True
             raise CounterStoreDown(str(exc) or "timed out") from exc
 
+    async def prepare(self, deadline: float = 2.0) -> None:
+        """Open a connection and load the scripts before traffic arrives, so the first request does not pay
+        for them inside its short timeout; raises CounterStoreDown when Redis does not answer."""
+        try:
+            with anyio.fail_after(deadline):
+                for script in (self._admit, self._charge, self._read):
+                    script.sha = await self._redis.script_load(script.script)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise CounterStoreDown(str(exc) or "timed out") from exc
+
     async def healthy(self) -> bool:
         try:
             with anyio.fail_after(self._timeout * 4):
                 await self._redis.ping()
-        except (RedisError, OSError, TimeoutError):
+            if self._down:
+                await self.prepare(self._timeout * 10)  # a restarted Redis has lost the scripts
+        except (RedisError, OSError, TimeoutError, CounterStoreDown):
             self._down = True
             return False
         self._down = False
