@@ -48,6 +48,7 @@ from broker.kernel.quota.rules import QuotaRuleStore
 from broker.kernel.store.migrations import migrate
 from broker.kernel.store.ports import Database
 from broker.kernel.vault import SecretVault
+from broker.mcp.runtime import McpRuntime, open_mcp
 from broker.reconcile import reconcile_api_keys, reconcile_quota_rules
 from broker.secrets_file import load_server_secrets
 from broker.storage import StartupError, open_database, open_redis, redact_url
@@ -71,6 +72,7 @@ class Warden:
 
     config: WardenConfig
     kernel: Kernel
+    mcp: McpRuntime
     gateway: Starlette
     console: Starlette
 
@@ -174,8 +176,10 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
 async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncIterator[Warden]:
     """Open the kernel, build both listeners' apps, run background upkeep; close it all on exit."""
     clock = clock or SystemClock()
-    async with open_kernel(config, clock) as kernel:
-        warden = _wire(config, kernel, clock)
+    async with open_kernel(config, clock) as kernel, open_mcp(
+        kernel.db, kernel.identity, kernel.quotas, kernel.broadcast, clock, config.mcp_servers, warden_version(),
+    ) as mcp:
+        warden = _wire(config, kernel, mcp, clock)
         async with anyio.create_task_group() as background:
             background.start_soon(kernel.broadcast.run)
             background.start_soon(_upkeep_loop, kernel.upkeep, config.keys.maintenance_interval_seconds)
@@ -187,20 +191,20 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
                 background.cancel_scope.cancel()
 
 
-def _wire(config: WardenConfig, kernel: Kernel, clock: Clock) -> Warden:
+def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, clock: Clock) -> Warden:
     checks: dict[str, Check] = {"database": kernel.db.ping}
     if kernel.redis is not None:
         checks["redis"] = _redis_ping(kernel.redis)
     metrics = HttpMetrics(kernel.registry)
     health = HealthChecks(checks, time.time())
-    gateway = build_gateway(health, metrics, ModelList(kernel.identity, kernel.quotas, config.models,
-                                                      int(time.time())))
+    models = ModelList(kernel.identity, kernel.quotas, config.models, int(time.time()))
+    gateway = build_gateway(health, metrics, models, mcp.app)
     services = ConsoleServices(kernel.identity, kernel.quotas, kernel.quota_rules, kernel.quota_rules_changed)
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
         warden_version(),
     ))
-    return Warden(config, kernel, gateway, console)
+    return Warden(config, kernel, mcp, gateway, console)
 
 
 async def _prepared_redis_counters(client: Redis, config: WardenConfig) -> RedisCounters:

@@ -24,6 +24,8 @@ from broker.kernel.store.migrations import migrate
 from broker.storage import StartupError, open_database
 
 KernelCommand = Callable[[Kernel, argparse.Namespace], Awaitable[int]]
+_CHATTY_LIBRARIES = ("aiosqlite", "asyncio", "httpcore", "httpcore2", "httpx", "httpx2", "mcp", "sse_starlette",
+                     "uvicorn")
 DAY = 86400.0
 
 
@@ -96,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=config.server.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Libraries log statements, parameters and message bodies at DEBUG; Warden's debug level is its own.
+    for library in _CHATTY_LIBRARIES:
+        logging.getLogger(library).setLevel(max(logging.INFO, logging.getLogger().level))
     if args.command == "config":
         print(f"configuration OK (database: {config.database_url.split('://')[0]},"
               f" redis: {'yes' if config.redis.url else 'no'})")

@@ -180,11 +180,21 @@ class QuotasConfig(_Section):
 
 
 class McpServerConfig(_Section):
-    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     transport: Literal["stdio", "streamable_http", "sse"]
     command: str | None = None
     args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
     url: str | None = None
+    timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _prefix_separator(cls, name: str) -> str:
+        if "__" in name:
+            raise ValueError("may not contain '__', which separates the server prefix from tool names")
+        return name
 
     @model_validator(mode="after")
     def _transport_fields(self) -> McpServerConfig:

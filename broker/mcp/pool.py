@@ -1,0 +1,78 @@
+"""The set of upstream connections, kept in step with the server definitions while Warden runs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+from anyio.abc import TaskGroup
+
+from broker.kernel.clock import Clock
+from broker.mcp.servers import UpstreamDefinition
+from broker.mcp.upstream import UpstreamConnection
+
+
+class UpstreamPool:
+    """One supervised connection per enabled upstream; ``sync`` adds, replaces and stops them."""
+
+    def __init__(self, clock: Clock, on_tools_changed: Callable[[], Awaitable[None]] | None = None) -> None:
+        self._clock = clock
+        self._on_tools_changed = on_tools_changed
+        self._connections: dict[str, tuple[UpstreamConnection, anyio.CancelScope]] = {}
+        self._group: TaskGroup | None = None
+
+    def get(self, name: str) -> UpstreamConnection | None:
+        entry = self._connections.get(name)
+        return entry[0] if entry else None
+
+    def connections(self) -> list[UpstreamConnection]:
+        return [self._connections[name][0] for name in sorted(self._connections)]
+
+    async def settle(self, deadline: float) -> None:
+        """Wait (bounded) for upstreams still making their first connection, so a client that lists tools
+        right after start-up sees every server rather than a silently shorter catalog."""
+        with anyio.move_on_after(deadline):
+            async with anyio.create_task_group() as group:
+                for connection in self.connections():
+                    if connection.health == "connecting":
+                        group.start_soon(connection.wait_ready)
+
+    async def run(self, definitions: list[UpstreamDefinition]) -> None:
+        """Serve until cancelled; connections stop (and stdio processes are reaped) when this returns."""
+        async with anyio.create_task_group() as group:
+            self._group = group
+            try:
+                self.sync(definitions)
+                await anyio.sleep_forever()
+            finally:
+                self._group = None
+                self._connections.clear()
+                group.cancel_scope.cancel()
+
+    def sync(self, definitions: list[UpstreamDefinition]) -> None:
+        """Start connections for new or changed definitions, stop those removed or changed."""
+        assert self._group is not None, "the pool is not running"
+        wanted = {d.name: d for d in definitions}
+        for name in list(self._connections):
+            connection, scope = self._connections[name]
+            if wanted.get(name) != connection.definition:
+                scope.cancel()
+                del self._connections[name]
+        for name, definition in wanted.items():
+            if name not in self._connections:
+                self._start(definition)
+
+    def _start(self, definition: UpstreamDefinition) -> None:
+        assert self._group is not None
+        connection = UpstreamConnection(definition, self._clock, self._on_tools_changed)
+        scope = anyio.CancelScope()
+        self._connections[definition.name] = (connection, scope)
+        if not definition.enabled:
+            connection.health = "disabled"
+            return
+
+        async def supervise() -> None:
+            with scope:
+                await connection.run()
+
+        self._group.start_soon(supervise)

@@ -1,0 +1,123 @@
+"""Upstream MCP server definitions at rest, from the management API or the configuration file."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from broker.kernel.clock import Clock
+from broker.kernel.errors import Conflict, FieldError, InvalidInput, NotFound
+from broker.kernel.store.errors import UniqueViolation
+from broker.kernel.store.ports import Database, Row
+
+Transport = Literal["stdio", "streamable_http", "sse"]
+TRANSPORTS: tuple[Transport, ...] = ("stdio", "streamable_http", "sse")
+# The name is the namespace prefix: "__" separates it from the tool name, so a name may not contain it.
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]|_(?!_))*$")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamDefinition:
+    """How to reach one upstream MCP server; its name is the prefix of its tools (``name__tool``)."""
+
+    name: str
+    transport: Transport
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    url: str | None = None
+    timeout_seconds: float = 60.0
+    enabled: bool = True
+
+
+def validate_definition(definition: UpstreamDefinition) -> None:
+    problems = []
+    if not _NAME.match(definition.name) or len(definition.name) > 40:
+        problems.append(FieldError("name", "lowercase letters, digits, '-' and single '_', at most 40"))
+    if definition.transport not in TRANSPORTS:
+        problems.append(FieldError("transport", f"must be one of {list(TRANSPORTS)}"))
+    if definition.transport == "stdio" and not definition.command:
+        problems.append(FieldError("command", "a stdio server needs a command"))
+    if definition.transport != "stdio" and not (definition.url or "").startswith(("http://", "https://")):
+        problems.append(FieldError("url", "an HTTP server needs an http:// or https:// URL"))
+    if not 0 < definition.timeout_seconds <= 3600:
+        problems.append(FieldError("timeout_seconds", "must be between 0 and 3600"))
+    if problems:
+        raise InvalidInput("invalid MCP server", problems)
+
+
+def _definition(row: Row) -> UpstreamDefinition:
+    return UpstreamDefinition(
+        name=row["name"], transport=row["transport"], command=row["command"], args=tuple(json.loads(row["args"])),
+        env=json.loads(row["env"]), url=row["url"], timeout_seconds=float(row["timeout_seconds"]),
+        enabled=bool(row["enabled"]),
+    )
+
+
+class McpServerStore:
+    """CRUD over ``mcp_servers``."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def all(self) -> list[tuple[UpstreamDefinition, str]]:
+        rows = await self._db.fetch("SELECT * FROM mcp_servers ORDER BY name")
+        return [(_definition(r), r["source"]) for r in rows]
+
+    async def get(self, name: str) -> tuple[UpstreamDefinition, str]:
+        row = await self._db.fetchrow("SELECT * FROM mcp_servers WHERE name = ?", name)
+        if row is None:
+            raise NotFound(f"MCP server {name!r} not found")
+        return _definition(row), row["source"]
+
+    async def create(self, definition: UpstreamDefinition, source: str = "api") -> UpstreamDefinition:
+        validate_definition(definition)
+        now = self._clock.now()
+        try:
+            await self._db.execute(
+                "INSERT INTO mcp_servers (name, transport, command, args, env, url, timeout_seconds, enabled,"
+                " source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                definition.name, definition.transport, definition.command, json.dumps(list(definition.args)),
+                json.dumps(definition.env), definition.url, definition.timeout_seconds, definition.enabled,
+                source, now, now,
+            )
+        except UniqueViolation as exc:
+            raise Conflict(f"an MCP server named {definition.name!r} already exists") from exc
+        return definition
+
+    async def update(self, name: str, changes: dict[str, Any]) -> UpstreamDefinition:
+        current, source = await self.get(name)
+        if source == "config":
+            raise Conflict("this server comes from the configuration file; change it there")
+        updated = replace(current, **changes)
+        validate_definition(updated)
+        await self._db.execute(
+            "UPDATE mcp_servers SET transport = ?, command = ?, args = ?, env = ?, url = ?, timeout_seconds = ?,"
+            " enabled = ?, updated_at = ? WHERE name = ?",
+            updated.transport, updated.command, json.dumps(list(updated.args)), json.dumps(updated.env),
+            updated.url, updated.timeout_seconds, updated.enabled, self._clock.now(), name,
+        )
+        return updated
+
+    async def delete(self, name: str) -> None:
+        _, source = await self.get(name)
+        if source == "config":
+            raise Conflict("this server comes from the configuration file; remove it there")
+        await self._db.execute("DELETE FROM mcp_servers WHERE name = ?", name)
+
+    async def reconcile_config(self, definitions: list[UpstreamDefinition]) -> None:
+        """Make the file's servers exactly the ``config`` servers in the store."""
+        present = {d.name: (d, s) for d, s in await self.all()}
+        wanted = {d.name: d for d in definitions}
+        for name, (_, source) in present.items():
+            if source == "config" and name not in wanted:
+                await self._db.execute("DELETE FROM mcp_servers WHERE name = ?", name)
+        for name, definition in wanted.items():
+            if name in present and present[name][1] == "api":
+                raise Conflict(f"mcp_servers: {name!r} already exists, created through the API")
+            if name in present:
+                await self._db.execute("DELETE FROM mcp_servers WHERE name = ?", name)
+            await self.create(definition, source="config")

@@ -1,0 +1,186 @@
+"""One upstream MCP server behind one supervised client session.
+
+``run`` keeps the session open: it connects (spawning the process for stdio), initializes, watches the
+connection with pings, and reconnects with exponential backoff when it drops. Calls wait a bounded time
+for a live session, go through the circuit breaker, and are bounded by the server's timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import anyio
+import httpx2
+import mcp_types as types
+from mcp_types import CONNECTION_CLOSED
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.sse import sse_client
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.dispatcher import ProgressFnT
+from mcp.shared.exceptions import MCPError
+
+from broker.kernel.clock import Clock
+from broker.mcp.breaker import CircuitBreaker
+from broker.mcp.errors import UpstreamTimeout, UpstreamUnavailable
+from broker.mcp.servers import UpstreamDefinition
+
+log = logging.getLogger(__name__)
+Health = Literal["connecting", "healthy", "degraded", "down", "disabled"]
+
+CONNECT_TIMEOUT = 20.0
+PING_INTERVAL = 15.0
+_TRANSPORT_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream,
+                     httpx2.HTTPError)
+
+
+class UpstreamConnection:
+    """A supervised session to one upstream; its tools are cached and refreshed on ``list_changed``."""
+
+    def __init__(self, definition: UpstreamDefinition, clock: Clock,
+                 on_tools_changed: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.definition = definition
+        self.health: Health = "connecting"
+        self.last_error: str | None = None
+        self.tools: list[types.Tool] = []
+        self.breaker = CircuitBreaker(clock)
+        self._session: ClientSession | None = None
+        self._ready = anyio.Event()
+        self._reconnect = anyio.Event()
+        self._on_tools_changed = on_tools_changed
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect with backoff; until cancelled."""
+        backoff = 0.5
+        while True:
+            try:
+                await self._serve_once()
+                backoff = 0.5
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                log.warning("MCP upstream %s unavailable: %s", self.name, self.last_error)
+            self.health = "down"
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    async def _serve_once(self) -> None:
+        async with self._transport() as (read, write), ClientSession(
+            read, write, message_handler=self._on_message
+        ) as session:
+            with anyio.fail_after(CONNECT_TIMEOUT):
+                await session.initialize()
+                self.tools = await self._fetch_tools(session)
+            self._session, self.health, self.last_error = session, "healthy", None
+            self._ready.set()
+            log.info("MCP upstream %s connected (%d tools)", self.name, len(self.tools))
+            try:
+                await self._watch(session)
+            finally:
+                self._session, self._ready, self._reconnect = None, anyio.Event(), anyio.Event()
+
+    async def _watch(self, session: ClientSession) -> None:
+        """Return when the connection must be rebuilt: a failed ping, or a call that saw it break."""
+        async with anyio.create_task_group() as group:
+            async def ping_forever() -> None:
+                while True:
+                    await anyio.sleep(PING_INTERVAL)
+                    with anyio.fail_after(self.definition.timeout_seconds):
+                        await session.send_ping()
+
+            group.start_soon(ping_forever)
+            await self._reconnect.wait()
+            group.cancel_scope.cancel()
+
+    @asynccontextmanager
+    async def _transport(self) -> AsyncIterator[tuple[Any, Any]]:
+        d = self.definition
+        if d.transport == "stdio":
+            assert d.command is not None
+            params = StdioServerParameters(command=d.command, args=list(d.args), env=d.env or None)
+            async with stdio_client(params, errlog=sys.stderr) as streams:
+                yield streams[0], streams[1]
+        elif d.transport == "streamable_http":
+            assert d.url is not None
+            async with httpx2.AsyncClient(timeout=httpx2.Timeout(d.timeout_seconds, read=None)) as http, \
+                    streamable_http_client(d.url, http_client=http) as streams:
+                yield streams[0], streams[1]
+        else:
+            assert d.url is not None
+            async with sse_client(d.url, timeout=d.timeout_seconds) as streams:
+                yield streams[0], streams[1]
+
+    async def _fetch_tools(self, session: ClientSession) -> list[types.Tool]:
+        tools: list[types.Tool] = []
+        cursor: str | None = None
+        while True:
+            page = await session.list_tools(params=types.PaginatedRequestParams(cursor=cursor) if cursor else None)
+            tools += page.tools
+            cursor = page.next_cursor
+            if not cursor:
+                return tools
+
+    async def _on_message(self, message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification) and self._session is not None:
+            try:
+                with anyio.fail_after(self.definition.timeout_seconds):
+                    self.tools = await self._fetch_tools(self._session)
+            except (TimeoutError, MCPError, *_TRANSPORT_ERRORS) as exc:
+                log.warning("MCP upstream %s: could not refresh tools: %s", self.name, exc)
+                return
+            if self._on_tools_changed is not None:
+                await self._on_tools_changed()
+
+    async def call_tool(self, tool: str, arguments: dict[str, Any] | None,
+                        progress: ProgressFnT | None) -> types.CallToolResult:
+        """Call a tool upstream; tool errors come back as results, upstream failures as BrokerErrors."""
+        session = await self._live_session()
+        if not self.breaker.allow():
+            raise UpstreamUnavailable(f"MCP server {self.name!r} is failing; its circuit breaker is open",
+                                      server=self.name, breaker="open")
+        try:
+            with anyio.fail_after(self.definition.timeout_seconds):
+                result = await session.call_tool(tool, arguments, progress_callback=progress)
+        except TimeoutError as exc:
+            self._failed()
+            raise UpstreamTimeout(f"MCP server {self.name!r} did not answer within"
+                                  f" {self.definition.timeout_seconds:g}s", server=self.name) from exc
+        except _TRANSPORT_ERRORS as exc:
+            self._failed(reconnect=True)
+            raise UpstreamUnavailable(f"MCP server {self.name!r} dropped the connection", server=self.name) from exc
+        except MCPError as exc:
+            if exc.code == CONNECTION_CLOSED:  # the SDK's word for a transport that went away mid-call
+                self._failed(reconnect=True)
+                raise UpstreamUnavailable(f"MCP server {self.name!r} closed the connection",
+                                          server=self.name) from exc
+            self.breaker.succeeded()  # the upstream answered; a protocol-level refusal is not an outage
+            raise
+        self.breaker.succeeded()
+        self.health = "healthy"
+        return result
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def _live_session(self) -> ClientSession:
+        if not self.definition.enabled:
+            raise UpstreamUnavailable(f"MCP server {self.name!r} is disabled", server=self.name)
+        with anyio.move_on_after(min(self.definition.timeout_seconds, 10.0)):
+            await self._ready.wait()
+        if self._session is None:
+            raise UpstreamUnavailable(f"MCP server {self.name!r} is unavailable: {self.last_error or 'connecting'}",
+                                      server=self.name)
+        return self._session
+
+    def _failed(self, reconnect: bool = False) -> None:
+        self.breaker.failed()
+        self.health = "degraded" if self.breaker.state == "closed" else "down"
+        if reconnect:
+            self._reconnect.set()

@@ -1,0 +1,59 @@
+"""Fixtures for driving ``/mcp`` through the official SDK client against real upstream processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.interaction.process import free_port, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+
+def stdio_server(name: str = "demo") -> dict[str, Any]:
+    return {"name": name, "transport": "stdio", "command": PYTHON, "args": ["-m", "tests.mcp.demo_upstream"],
+            "env": {"PYTHONPATH": str(REPO), "DEMO_NAME": name}, "timeout_seconds": 5}
+
+
+@pytest.fixture
+def http_upstream() -> Iterator[str]:
+    """The demo upstream served over Streamable HTTP by its own process."""
+    port = free_port()
+    process = subprocess.Popen([PYTHON, "-m", "tests.mcp.demo_upstream", "streamable-http", str(port)],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: _listening(port), 20)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@asynccontextmanager
+async def mcp_client(url: str, secret: str | None) -> AsyncIterator[ClientSession]:
+    headers = {"authorization": f"Bearer {secret}"} if secret else {}
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http, \
+            streamable_http_client(url, http_client=http) as streams, \
+            ClientSession(streams[0], streams[1]) as session:
+        await session.initialize()
+        yield session

@@ -1,0 +1,164 @@
+"""``/mcp`` through the official SDK client, with a stdio upstream and a Streamable HTTP upstream."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from mcp.shared.exceptions import MCPError
+
+from tests.interaction.process import WardenProcess, base_env
+from tests.mcp.conftest import mcp_client, stdio_server
+
+SECRET = "wdn_" + "M" * 43
+AI_ONLY = "wdn_" + "A" * 43
+
+
+@pytest.fixture(scope="module")
+def warden(tmp_path_factory: pytest.TempPathFactory, http_upstream_module: str) -> Iterator[WardenProcess]:
+    tmp = tmp_path_factory.mktemp("mcp")
+    demo = stdio_server("demo")
+    demo["timeout_seconds"] = 2
+    config = tmp / "warden.yaml"
+    config.write_text(yaml.safe_dump({
+        "mcp_servers": [demo, {"name": "web", "transport": "streamable_http", "url": http_upstream_module}],
+        "api_keys": [{"name": "agent", "owner": "agent@example.com", "secret": SECRET, "surfaces": ["mcp"]},
+                     {"name": "llm", "owner": "agent@example.com", "secret": AI_ONLY, "surfaces": ["ai"]}],
+        "quotas": {"rules": [{"subject": "tool:web__add", "metric": "requests", "window": "1m", "limit": 2,
+                              "surface": "mcp"}]},
+    }))
+    env = base_env(tmp / "data", "", WARDEN_CONFIG=str(config))
+    del env["WARDEN_DATABASE_URL"]
+    with WardenProcess(env, tmp / "warden.log") as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def http_upstream_module() -> Iterator[str]:
+    from tests.mcp import conftest
+
+    yield from conftest.http_upstream.__wrapped__()  # type: ignore[attr-defined]
+
+
+def url(warden: WardenProcess) -> str:
+    return warden.gateway + "/mcp"
+
+
+async def test_tools_of_both_upstreams_are_listed_with_prefixes_in_order(warden: WardenProcess) -> None:
+    async with mcp_client(url(warden), SECRET) as session:
+        names = [t.name for t in (await session.list_tools()).tools]
+    assert names == sorted(names)
+    for tool in ("echo", "add", "countdown"):
+        assert f"demo__{tool}" in names and f"web__{tool}" in names
+
+
+async def test_tools_of_both_upstreams_can_be_called(warden: WardenProcess) -> None:
+    async with mcp_client(url(warden), SECRET) as session:
+        echoed = await session.call_tool("demo__echo", {"text": "hello"})
+        summed = await session.call_tool("web__echo", {"text": "over http"})
+    assert echoed.content[0].text == "hello"  # type: ignore[union-attr]
+    assert summed.content[0].text == "over http"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("tool", ["demo__countdown", "web__countdown"])
+async def test_progress_arrives_before_the_result(warden: WardenProcess, tool: str) -> None:
+    seen: list[tuple[float, float]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((time.monotonic(), progress))
+
+    async with mcp_client(url(warden), SECRET) as session:
+        result = await session.call_tool(tool, {"steps": 4}, progress_callback=on_progress)
+        finished = time.monotonic()
+    assert [p for _, p in seen] == [1, 2, 3, 4]
+    assert result.content[0].text == "done"  # type: ignore[union-attr]
+    assert seen[0][0] < finished - 0.1  # the first step came while the call still had ~150 ms to run
+
+
+async def test_unknown_tool_is_invalid_params_naming_it(warden: WardenProcess) -> None:
+    async with mcp_client(url(warden), SECRET) as session:
+        with pytest.raises(MCPError) as caught:
+            await session.call_tool("demo__nope", {})
+    assert caught.value.code == -32602
+    assert caught.value.data == {"tool": "demo__nope"}
+
+
+async def test_a_failing_tool_is_a_result_not_an_outage(warden: WardenProcess) -> None:
+    async with mcp_client(url(warden), SECRET) as session:
+        for _ in range(6):  # more than the breaker threshold: tool errors never open it
+            failed = await session.call_tool("demo__explode", {})
+            assert failed.is_error
+        assert (await session.call_tool("demo__echo", {"text": "still fine"})).is_error is False
+
+
+async def test_a_hanging_upstream_times_out_within_its_bound(warden: WardenProcess) -> None:
+    async with mcp_client(url(warden), SECRET) as session:
+        started = time.monotonic()
+        with pytest.raises(MCPError) as caught:
+            await session.call_tool("demo__hang", {})
+        assert time.monotonic() - started < 2 + 1.5
+    assert caught.value.code == -32002
+
+
+async def test_an_upstream_that_dies_mid_call_errors_then_is_restarted(warden: WardenProcess) -> None:
+    async with mcp_client(url(warden), SECRET) as session:
+        before = (await session.call_tool("demo__whoami", {})).structured_content
+        with pytest.raises(MCPError) as caught:
+            await session.call_tool("demo__die", {})
+        assert caught.value.code in (-32001, -32002)
+        assert (await session.call_tool("web__echo", {"text": "unaffected"})).is_error is False
+        after = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                after = (await session.call_tool("demo__whoami", {})).structured_content
+                break
+            except MCPError as exc:
+                assert exc.code == -32001  # still reconnecting
+    assert after is not None and after != before
+
+
+async def test_quota_rule_on_a_tool_refuses_with_its_data(warden: WardenProcess) -> None:
+    async with mcp_client(url(warden), SECRET) as session:
+        for _ in range(2):
+            await session.call_tool("web__add", {"a": 1, "b": 2})
+        with pytest.raises(MCPError) as caught:
+            await session.call_tool("web__add", {"a": 1, "b": 2})
+    assert caught.value.code == -32029
+    assert caught.value.data["rule"] == "tool:requests/1m"
+    assert caught.value.data["code"] == "rate_limited"
+
+
+def test_missing_or_wrong_key_is_401_with_www_authenticate(warden: WardenProcess) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    missing = httpx.post(url(warden), json=body)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
+    wrong = httpx.post(url(warden), json=body, headers={"authorization": "Bearer wdn_" + "x" * 43})
+    assert wrong.status_code == 401
+    no_surface = httpx.post(url(warden), json=body, headers={"authorization": f"Bearer {AI_ONLY}"})
+    assert no_surface.status_code == 403
+
+
+def test_unknown_session_is_404(warden: WardenProcess) -> None:
+    headers = {"authorization": f"Bearer {SECRET}", "mcp-session-id": "not-a-session",
+               "accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
+    response = httpx.post(url(warden), json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=headers)
+    assert response.status_code == 404
+
+
+async def test_two_hundred_sessions_leave_one_upstream_process(warden: WardenProcess, tmp_path: Path) -> None:
+    import psutil
+
+    assert warden.process is not None
+    def children() -> int:
+        return len(psutil.Process(warden.process.pid).children(recursive=True))  # type: ignore[union-attr]
+
+    baseline = children()
+    for _ in range(200):
+        async with mcp_client(url(warden), SECRET) as session:
+            await session.call_tool("demo__echo", {"text": "x"})
+    assert children() == baseline
