@@ -16,13 +16,13 @@ from typing import Any, Literal
 import anyio
 import httpx2
 import mcp_types as types
-from mcp_types import CONNECTION_CLOSED
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED
 
 from broker.kernel.clock import Clock
 from broker.mcp.breaker import CircuitBreaker
