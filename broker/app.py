@@ -107,6 +107,7 @@ class Kernel:
     vault: SecretVault
     events: KernelEvents
     upkeep: IdentityUpkeep
+    box: SecretBox
     registry: CollectorRegistry
     quotas: QuotaEngine
     quota_rules: QuotaRuleStore
@@ -154,8 +155,9 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         quotas = QuotaEngine(counters, RuleBook(), clock, QuotaPolicy(
             config.quotas.timezone, config.quotas.fail_mode, config.quotas.alert_thresholds,
         ), registry, BudgetAlerts(events, webhooks.send))
-        kernel = Kernel(config, db, redis, broadcast, identity, SecretVault(db, SecretBox(secrets.key_ring), clock),
-                        events, upkeep, registry, quotas, quota_rules, webhooks)
+        box = SecretBox(secrets.key_ring)
+        kernel = Kernel(config, db, redis, broadcast, identity, SecretVault(db, box, clock), events, upkeep, box,
+                        registry, quotas, quota_rules, webhooks)
         await kernel.reload_quota_rules()
         broadcast.subscribe(QUOTA_RULES_CHANNEL, kernel.reload_quota_rules)
         try:
@@ -177,7 +179,8 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
     """Open the kernel, build both listeners' apps, run background upkeep; close it all on exit."""
     clock = clock or SystemClock()
     async with open_kernel(config, clock) as kernel, open_mcp(
-        kernel.db, kernel.identity, kernel.quotas, kernel.broadcast, clock, config.mcp_servers, warden_version(),
+        kernel.db, kernel.box, kernel.identity, kernel.quotas, kernel.broadcast, clock, config.mcp_servers,
+        warden_version(),
     ) as mcp:
         warden = _wire(config, kernel, mcp, clock)
         async with anyio.create_task_group() as background:
@@ -199,7 +202,8 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, clock: Clock) -
     health = HealthChecks(checks, time.time())
     models = ModelList(kernel.identity, kernel.quotas, config.models, int(time.time()))
     gateway = build_gateway(health, metrics, models, mcp.app)
-    services = ConsoleServices(kernel.identity, kernel.quotas, kernel.quota_rules, kernel.quota_rules_changed)
+    services = ConsoleServices(kernel.identity, kernel.quotas, kernel.quota_rules, kernel.quota_rules_changed,
+                               mcp.store, mcp.pool, mcp.servers_changed)
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
         warden_version(),

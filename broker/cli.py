@@ -17,10 +17,12 @@ import anyio
 
 from broker.app import Kernel, open_kernel
 from broker.config import ConfigError, WardenConfig, load_config
+from broker.kernel.clock import SystemClock
 from broker.kernel.errors import WardenError
 from broker.kernel.identity.keys import KeySpec
 from broker.kernel.store.errors import StoreError
 from broker.kernel.store.migrations import migrate
+from broker.mcp.servers import McpServerStore
 from broker.storage import StartupError, open_database
 
 KernelCommand = Callable[[Kernel, argparse.Namespace], Awaitable[int]]
@@ -208,6 +210,7 @@ async def _roles(kernel: Kernel, args: argparse.Namespace) -> int:
 
 async def _secrets(kernel: Kernel, args: argparse.Namespace) -> int:
     changed = await kernel.vault.rotate()
+    changed += await McpServerStore(kernel.db, SystemClock(), kernel.box).reseal_all()
     print(f"re-encrypted {changed} secret(s) under the current key version")
     return 0
 

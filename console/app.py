@@ -20,8 +20,11 @@ from broker.kernel.clock import Clock
 from broker.kernel.identity.service import Identity
 from broker.kernel.quota.engine import QuotaEngine
 from broker.kernel.quota.rules import QuotaRuleStore
+from broker.mcp.pool import UpstreamPool
+from broker.mcp.servers import McpServerStore
 from console.endpoints import CSRF_HEADER, ApiRoute, Authenticator, to_starlette
 from console.key_routes import KeyRoutes
+from console.mcp_routes import McpServerRoutes
 from console.openapi import openapi_document
 from console.pages import Pages
 from console.quota_routes import QuotaRoutes
@@ -52,6 +55,9 @@ class ConsoleServices:
     quotas: QuotaEngine
     quota_rules: QuotaRuleStore
     quota_rules_changed: Callable[[], Awaitable[None]]
+    mcp_servers: McpServerStore
+    mcp_pool: UpstreamPool
+    mcp_servers_changed: Callable[[], Awaitable[None]]
 
 
 def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSettings) -> list[ApiRoute]:
@@ -63,6 +69,7 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
         *RoleRoutes(identity).routes(),
         *KeyRoutes(identity, clock, settings.rotation_grace_hours).routes(),
         *QuotaRoutes(identity, services.quotas, services.quota_rules, services.quota_rules_changed).routes(),
+        *McpServerRoutes(services.mcp_servers, services.mcp_pool, services.mcp_servers_changed).routes(),
     ]
 
 

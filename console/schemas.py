@@ -126,3 +126,23 @@ class UpdateQuotaRule(_Body):
     enabled: bool | None = None
     precheck: bool | None = None
     surface: Literal["ai", "mcp", "both"] | None = None
+
+
+class CreateMcpServer(_Body):
+    name: str = Field(min_length=1, max_length=40, description="also the prefix of its tools: name__tool")
+    transport: Literal["stdio", "streamable_http", "sse"]
+    command: str | None = Field(None, max_length=1000)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict, description="stored encrypted; never returned")
+    url: str | None = Field(None, max_length=2000)
+    timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    enabled: bool = True
+
+
+class UpdateMcpServer(_Body):
+    command: str | None = Field(None, max_length=1000)
+    args: list[str] | None = None
+    env: dict[str, str] | None = None
+    url: str | None = Field(None, max_length=2000)
+    timeout_seconds: float | None = Field(None, gt=0, le=3600)
+    enabled: bool | None = None

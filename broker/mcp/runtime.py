@@ -12,6 +12,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from broker.config import McpServerConfig
 from broker.kernel.bus.ports import Broadcast, Message
 from broker.kernel.clock import Clock
+from broker.kernel.crypto import SecretBox
 from broker.kernel.errors import Conflict
 from broker.kernel.identity.service import Identity
 from broker.kernel.quota.engine import QuotaEngine
@@ -47,10 +48,10 @@ class McpRuntime:
 
 
 @asynccontextmanager
-async def open_mcp(db: Database, identity: Identity, quotas: QuotaEngine, broadcast: Broadcast, clock: Clock,
-                   declared: tuple[McpServerConfig, ...], version: str) -> AsyncIterator[McpRuntime]:
+async def open_mcp(db: Database, box: SecretBox, identity: Identity, quotas: QuotaEngine, broadcast: Broadcast,
+                   clock: Clock, declared: tuple[McpServerConfig, ...], version: str) -> AsyncIterator[McpRuntime]:
     """Reconcile declared servers, connect to every upstream, serve ``/mcp``; stop it all on exit."""
-    store = McpServerStore(db, clock)
+    store = McpServerStore(db, clock, box)
     try:
         await store.reconcile_config([definition_from_config(item) for item in declared])
     except Conflict as exc:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from broker.kernel.clock import Clock
+from broker.kernel.crypto import SecretBox
 from broker.kernel.errors import Conflict, FieldError, InvalidInput, NotFound
 from broker.kernel.store.errors import UniqueViolation
 from broker.kernel.store.ports import Database, Row
@@ -15,6 +17,7 @@ from broker.kernel.store.ports import Database, Row
 Transport = Literal["stdio", "streamable_http", "sse"]
 TRANSPORTS: tuple[Transport, ...] = ("stdio", "streamable_http", "sse")
 # The name is the namespace prefix: "__" separates it from the tool name, so a name may not contain it.
+_ENV_CONTEXT = b"mcp_server.env:"
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]|_(?!_))*$")
 
 
@@ -48,40 +51,45 @@ def validate_definition(definition: UpstreamDefinition) -> None:
         raise InvalidInput("invalid MCP server", problems)
 
 
-def _definition(row: Row) -> UpstreamDefinition:
-    return UpstreamDefinition(
-        name=row["name"], transport=row["transport"], command=row["command"], args=tuple(json.loads(row["args"])),
-        env=json.loads(row["env"]), url=row["url"], timeout_seconds=float(row["timeout_seconds"]),
-        enabled=bool(row["enabled"]),
-    )
-
-
 class McpServerStore:
-    """CRUD over ``mcp_servers``."""
+    """CRUD over ``mcp_servers``; the environment is sealed at rest."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, box: SecretBox) -> None:
         self._db = db
         self._clock = clock
+        self._box = box
 
     async def all(self) -> list[tuple[UpstreamDefinition, str]]:
         rows = await self._db.fetch("SELECT * FROM mcp_servers ORDER BY name")
-        return [(_definition(r), r["source"]) for r in rows]
+        return [(self._definition(r), r["source"]) for r in rows]
 
     async def get(self, name: str) -> tuple[UpstreamDefinition, str]:
         row = await self._db.fetchrow("SELECT * FROM mcp_servers WHERE name = ?", name)
         if row is None:
             raise NotFound(f"MCP server {name!r} not found")
-        return _definition(row), row["source"]
+        return self._definition(row), row["source"]
+
+    def _definition(self, row: Row) -> UpstreamDefinition:
+        env = json.loads(self._box.open(base64.b64decode(row["env_sealed"]), _ENV_CONTEXT + row["name"].encode()))
+        return UpstreamDefinition(
+            name=row["name"], transport=row["transport"], command=row["command"],
+            args=tuple(json.loads(row["args"])), env=env, url=row["url"],
+            timeout_seconds=float(row["timeout_seconds"]), enabled=bool(row["enabled"]),
+        )
+
+    def _seal_env(self, definition: UpstreamDefinition) -> str:
+        sealed = self._box.seal(json.dumps(definition.env).encode(), _ENV_CONTEXT + definition.name.encode())
+        return base64.b64encode(sealed).decode()
 
     async def create(self, definition: UpstreamDefinition, source: str = "api") -> UpstreamDefinition:
         validate_definition(definition)
         now = self._clock.now()
         try:
             await self._db.execute(
-                "INSERT INTO mcp_servers (name, transport, command, args, env, url, timeout_seconds, enabled,"
-                " source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO mcp_servers (name, transport, command, args, env_sealed, url, timeout_seconds,"
+                " enabled, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 definition.name, definition.transport, definition.command, json.dumps(list(definition.args)),
-                json.dumps(definition.env), definition.url, definition.timeout_seconds, definition.enabled,
+                self._seal_env(definition), definition.url, definition.timeout_seconds, definition.enabled,
                 source, now, now,
             )
         except UniqueViolation as exc:
@@ -95,9 +103,9 @@ class McpServerStore:
         updated = replace(current, **changes)
         validate_definition(updated)
         await self._db.execute(
-            "UPDATE mcp_servers SET transport = ?, command = ?, args = ?, env = ?, url = ?, timeout_seconds = ?,"
-            " enabled = ?, updated_at = ? WHERE name = ?",
-            updated.transport, updated.command, json.dumps(list(updated.args)), json.dumps(updated.env),
+            "UPDATE mcp_servers SET transport = ?, command = ?, args = ?, env_sealed = ?, url = ?,"
+            " timeout_seconds = ?, enabled = ?, updated_at = ? WHERE name = ?",
+            updated.transport, updated.command, json.dumps(list(updated.args)), self._seal_env(updated),
             updated.url, updated.timeout_seconds, updated.enabled, self._clock.now(), name,
         )
         return updated
@@ -107,6 +115,15 @@ class McpServerStore:
         if source == "config":
             raise Conflict("this server comes from the configuration file; remove it there")
         await self._db.execute("DELETE FROM mcp_servers WHERE name = ?", name)
+
+    async def reseal_all(self) -> int:
+        """Re-encrypt every stored environment under the current master key version (key rotation)."""
+        rows = await self._db.fetch("SELECT name FROM mcp_servers")
+        for row in rows:
+            definition, _ = await self.get(row["name"])
+            await self._db.execute("UPDATE mcp_servers SET env_sealed = ? WHERE name = ?",
+                                   self._seal_env(definition), definition.name)
+        return len(rows)
 
     async def reconcile_config(self, definitions: list[UpstreamDefinition]) -> None:
         """Make the file's servers exactly the ``config`` servers in the store."""
