@@ -179,8 +179,7 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
     """Open the kernel, build both listeners' apps, run background upkeep; close it all on exit."""
     clock = clock or SystemClock()
     async with open_kernel(config, clock) as kernel, open_mcp(
-        kernel.db, kernel.box, kernel.identity, kernel.quotas, kernel.broadcast, clock, config.mcp_servers,
-        warden_version(),
+        kernel.db, kernel.box, kernel.identity, kernel.quotas, kernel.broadcast, clock, config, warden_version(),
     ) as mcp:
         warden = _wire(config, kernel, mcp, clock)
         async with anyio.create_task_group() as background:
@@ -203,7 +202,8 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, clock: Clock) -
     models = ModelList(kernel.identity, kernel.quotas, config.models, int(time.time()))
     gateway = build_gateway(health, metrics, models, mcp.app)
     services = ConsoleServices(kernel.identity, kernel.quotas, kernel.quota_rules, kernel.quota_rules_changed,
-                               mcp.store, mcp.pool, mcp.servers_changed)
+                               mcp.store, mcp.pool, mcp.servers_changed, mcp.access_rules, mcp.access,
+                               mcp.access_changed)
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
         warden_version(),

@@ -205,6 +205,10 @@ class McpServerConfig(_Section):
         return self
 
 
+class McpConfig(_Section):
+    default_access: Literal["allow", "deny"] = "allow"
+
+
 class ApiKeyImport(_Section):
     name: str = Field(min_length=1)
     owner: str = Field(min_length=3)
@@ -222,6 +226,7 @@ class WardenConfig(_Section):
     security: SecurityConfig = SecurityConfig()
     keys: ApiKeysConfig = ApiKeysConfig()
     quotas: QuotasConfig = QuotasConfig()
+    mcp: McpConfig = McpConfig()
     providers: tuple[ProviderConfig, ...] = ()
     models: tuple[ModelConfig, ...] = ()
     mcp_servers: tuple[McpServerConfig, ...] = ()

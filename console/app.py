@@ -20,10 +20,12 @@ from broker.kernel.clock import Clock
 from broker.kernel.identity.service import Identity
 from broker.kernel.quota.engine import QuotaEngine
 from broker.kernel.quota.rules import QuotaRuleStore
+from broker.mcp.access import AccessPolicy, AccessRuleStore
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.servers import McpServerStore
 from console.endpoints import CSRF_HEADER, ApiRoute, Authenticator, to_starlette
 from console.key_routes import KeyRoutes
+from console.mcp_access_routes import McpAccessRoutes
 from console.mcp_routes import McpServerRoutes
 from console.openapi import openapi_document
 from console.pages import Pages
@@ -58,6 +60,9 @@ class ConsoleServices:
     mcp_servers: McpServerStore
     mcp_pool: UpstreamPool
     mcp_servers_changed: Callable[[], Awaitable[None]]
+    mcp_access_rules: AccessRuleStore
+    mcp_access: AccessPolicy
+    mcp_access_changed: Callable[[], Awaitable[None]]
 
 
 def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSettings) -> list[ApiRoute]:
@@ -70,6 +75,8 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
         *KeyRoutes(identity, clock, settings.rotation_grace_hours).routes(),
         *QuotaRoutes(identity, services.quotas, services.quota_rules, services.quota_rules_changed).routes(),
         *McpServerRoutes(services.mcp_servers, services.mcp_pool, services.mcp_servers_changed).routes(),
+        *McpAccessRoutes(identity, services.mcp_access_rules, services.mcp_access, services.mcp_pool,
+                         services.mcp_access_changed).routes(),
     ]
 
 

@@ -51,7 +51,8 @@ def _operation(route: ApiRoute, schemas: dict[str, Any]) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": route.summary,
         "tags": [route.tag],
-        "operationId": route.handler.__name__.strip("_") + "_" + route.tag,
+        # Derived from method and path, so it is unique by construction.
+        "operationId": route.method.lower() + re.sub(r"[^a-z0-9]+", "_", route.path.removeprefix("/api")).rstrip("_"),
         "parameters": [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in _PARAM.findall(route.path)

@@ -146,3 +146,9 @@ class UpdateMcpServer(_Body):
     url: str | None = Field(None, max_length=2000)
     timeout_seconds: float | None = Field(None, gt=0, le=3600)
     enabled: bool | None = None
+
+
+class CreateAccessRule(_Body):
+    subject_kind: Literal["role", "team", "user", "api_key"]
+    subject_id: str = Field(min_length=1, max_length=200)
+    pattern: str = Field(min_length=1, max_length=300, description="server__tool, server__* or *")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import mcp_types as types
 
 from broker.mcp.errors import UnknownTool
@@ -24,11 +26,12 @@ def resolve(pool: UpstreamPool, name: str) -> tuple[UpstreamConnection, str]:
     return connection, tool
 
 
-def aggregate_tools(pool: UpstreamPool) -> list[types.Tool]:
-    """Tools of every upstream with a live catalog, prefixed, sorted by name."""
-    tools = [
-        tool.model_copy(update={"name": namespaced(connection.name, tool.name)})
-        for connection in pool.connections()
-        for tool in connection.tools
-    ]
+def aggregate_tools(pool: UpstreamPool, visible: Callable[[str], bool]) -> list[types.Tool]:
+    """Tools of every upstream with a live catalog that ``visible`` admits, prefixed, sorted by name."""
+    tools = []
+    for connection in pool.connections():
+        for tool in connection.tools:
+            name = namespaced(connection.name, tool.name)
+            if visible(name):
+                tools.append(tool.model_copy(update={"name": name}))
     return sorted(tools, key=lambda t: t.name)

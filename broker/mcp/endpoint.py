@@ -23,8 +23,9 @@ from broker.kernel.quota.engine import QuotaEngine
 from broker.kernel.quota.errors import LimiterUnavailable, QuotaExceeded
 from broker.kernel.quota.models import QuotaRequest
 from broker.kernel.quota.subjects import subjects_for
+from broker.mcp.access import AccessPolicy
 from broker.mcp.catalog import aggregate_tools, resolve
-from broker.mcp.errors import BrokerError
+from broker.mcp.errors import BrokerError, UnknownTool
 from broker.mcp.pool import UpstreamPool
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,9 @@ FIRST_CONNECT_WAIT = 10.0
 class McpBroker:
     """Handlers of the aggregate endpoint, over the upstream pool."""
 
-    def __init__(self, pool: UpstreamPool, quotas: QuotaEngine, version: str) -> None:
+    def __init__(self, pool: UpstreamPool, access: AccessPolicy, quotas: QuotaEngine, version: str) -> None:
         self._pool = pool
+        self._access = access
         self._quotas = quotas
         self.server: Server[Any] = Server(
             "warden", version=version, on_list_tools=self.list_tools, on_call_tool=self.call_tool,
@@ -45,13 +47,18 @@ class McpBroker:
 
     async def list_tools(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                          ) -> types.ListToolsResult:
+        principal = _principal(ctx)
         await self._pool.settle(FIRST_CONNECT_WAIT)
-        return types.ListToolsResult(tools=aggregate_tools(self._pool))
+        tools = aggregate_tools(self._pool, lambda name: self._access.decide(principal, name).allowed)
+        return types.ListToolsResult(tools=tools)
 
     async def call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
                         ) -> types.CallToolResult:
         principal = _principal(ctx)
         try:
+            if not self._access.decide(principal, params.name).allowed:
+                # The same answer as for a tool that does not exist: the catalog is exactly what may be called.
+                raise UnknownTool(f"unknown tool {params.name!r}", tool=params.name)
             connection, tool = resolve(self._pool, params.name)
             await self._quotas.admit(QuotaRequest("mcp", subjects_for(
                 principal, mcp_server=connection.name, tool=params.name)))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import anyio
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-from broker.config import McpServerConfig
+from broker.config import McpServerConfig, WardenConfig
 from broker.kernel.bus.ports import Broadcast, Message
 from broker.kernel.clock import Clock
 from broker.kernel.crypto import SecretBox
@@ -17,12 +17,14 @@ from broker.kernel.errors import Conflict
 from broker.kernel.identity.service import Identity
 from broker.kernel.quota.engine import QuotaEngine
 from broker.kernel.store.ports import Database
+from broker.mcp.access import AccessPolicy, AccessRuleStore
 from broker.mcp.endpoint import AuthenticatedMcpApp, McpBroker
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.servers import McpServerStore, UpstreamDefinition
 from broker.storage import StartupError
 
 SERVERS_CHANNEL = "mcp.servers"
+ACCESS_CHANNEL = "mcp.access"
 
 
 def definition_from_config(item: McpServerConfig) -> UpstreamDefinition:
@@ -36,6 +38,8 @@ class McpRuntime:
 
     store: McpServerStore
     pool: UpstreamPool
+    access: AccessPolicy
+    access_rules: AccessRuleStore
     app: AuthenticatedMcpApp
     broadcast: Broadcast
 
@@ -43,24 +47,34 @@ class McpRuntime:
         """Re-read the definitions on every instance and bring the connections in line."""
         await self.broadcast.publish(SERVERS_CHANNEL, {})
 
+    async def access_changed(self) -> None:
+        await self.broadcast.publish(ACCESS_CHANNEL, {})
+
     async def _resync(self, message: Message) -> None:
         self.pool.sync([d for d, _ in await self.store.all()])
+
+    async def _reload_access(self, message: Message | None = None) -> None:
+        self.access.replace(await self.access_rules.all())
 
 
 @asynccontextmanager
 async def open_mcp(db: Database, box: SecretBox, identity: Identity, quotas: QuotaEngine, broadcast: Broadcast,
-                   clock: Clock, declared: tuple[McpServerConfig, ...], version: str) -> AsyncIterator[McpRuntime]:
+                   clock: Clock, config: WardenConfig, version: str) -> AsyncIterator[McpRuntime]:
     """Reconcile declared servers, connect to every upstream, serve ``/mcp``; stop it all on exit."""
     store = McpServerStore(db, clock, box)
     try:
-        await store.reconcile_config([definition_from_config(item) for item in declared])
+        await store.reconcile_config([definition_from_config(item) for item in config.mcp_servers])
     except Conflict as exc:
         raise StartupError(f"mcp_servers: {exc.message}") from exc
     pool = UpstreamPool(clock)
-    broker = McpBroker(pool, quotas, version)
+    access = AccessPolicy(default_allow=config.mcp.default_access == "allow")
+    broker = McpBroker(pool, access, quotas, version)
     manager = StreamableHTTPSessionManager(app=broker.server)
-    runtime = McpRuntime(store, pool, AuthenticatedMcpApp(manager, identity), broadcast)
+    runtime = McpRuntime(store, pool, access, AccessRuleStore(db, clock), AuthenticatedMcpApp(manager, identity),
+                         broadcast)
+    await runtime._reload_access()
     broadcast.subscribe(SERVERS_CHANNEL, runtime._resync)
+    broadcast.subscribe(ACCESS_CHANNEL, runtime._reload_access)
     definitions = [d for d, _ in await store.all()]
     async with anyio.create_task_group() as group, manager.run():
         group.start_soon(pool.run, definitions)

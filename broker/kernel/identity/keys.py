@@ -197,10 +197,10 @@ class ApiKeyRegistry:
             if self._hasher.matches_digest(digest, row["key_hash"]):
                 owner_gone = bool(row["user_disabled"]) or row["user_deleted"] is not None \
                     or row["team_deleted"] is not None
-                return VerifiedKey(_key(row), owner_gone, await self._teams_of(_key(row)))
+                return VerifiedKey(_key(row), owner_gone, await self.teams_of(_key(row)))
         raise AuthenticationFailed("unknown API key")
 
-    async def _teams_of(self, key: ApiKey) -> tuple[str, ...]:
+    async def teams_of(self, key: ApiKey) -> tuple[str, ...]:
         """Teams the key's usage counts against; cached with the key, refreshed on membership changes."""
         if key.owner_team_id is not None:
             return (key.owner_team_id,)

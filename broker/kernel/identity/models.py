@@ -99,6 +99,7 @@ class Permissions:
 
     global_: frozenset[str] = frozenset()
     by_team: dict[str, frozenset[str]] = field(default_factory=dict)
+    role_ids: frozenset[str] = frozenset()  # roles held globally (MCP access rules may name them)
 
     def allows(self, permission: str, team_id: str | None = None) -> bool:
         if "*" in self.global_ or permission in self.global_:

@@ -156,16 +156,19 @@ class RoleCatalog:
 
     async def permissions_of(self, user_id: str) -> Permissions:
         rows = await self._db.fetch(
-            "SELECT a.team_id, r.permissions FROM role_assignments a JOIN roles r ON r.id = a.role_id"
+            "SELECT a.team_id, a.role_id, r.permissions FROM role_assignments a JOIN roles r ON r.id = a.role_id"
             " WHERE a.user_id = ?",
             user_id,
         )
         global_: set[str] = set()
         by_team: dict[str, set[str]] = {}
+        role_ids: set[str] = set()
         for row in rows:
             perms = json.loads(row["permissions"])
             (global_ if row["team_id"] is None else by_team.setdefault(row["team_id"], set())).update(perms)
-        return Permissions(frozenset(global_), {t: frozenset(p) for t, p in by_team.items()})
+            if row["team_id"] is None:
+                role_ids.add(row["role_id"])
+        return Permissions(frozenset(global_), {t: frozenset(p) for t, p in by_team.items()}, frozenset(role_ids))
 
     async def super_admin_exists(self) -> bool:
         row = await self._db.fetchrow(

@@ -39,7 +39,15 @@ class Identity:
     async def principal_for_session(self, token: str, client_ip: str | None) -> tuple[Principal, ActiveSession]:
         session = await self.sessions.resolve(token, client_ip)
         permissions = await self.roles.permissions_of(session.user.id)
-        return Principal(session.user, None, None, permissions, "session"), session
+        teams = tuple(t.id for t in await self.teams.of_user(session.user.id))
+        return Principal(session.user, None, None, permissions, "session", teams), session
+
+    async def principal_of_key(self, key_id: str) -> Principal:
+        """The principal a key acts as, looked up by id (to explain what it may do; no secret involved)."""
+        key = await self.keys.get(key_id)
+        user = await self.users.get(key.owner_user_id) if key.owner_user_id else None
+        permissions = await self.roles.permissions_of(user.id) if user else Permissions()
+        return Principal(user, key.owner_team_id, key, permissions, "api_key", await self.keys.teams_of(key))
 
     async def update_user(self, user_id: str, changes: dict[str, Any], keep_session: str | None = None) -> User:
         """Apply changes; a new password ends the user's other console sessions."""
