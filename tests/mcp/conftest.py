@@ -57,3 +57,13 @@ async def mcp_client(url: str, secret: str | None) -> AsyncIterator[ClientSessio
             ClientSession(streams[0], streams[1]) as session:
         await session.initialize()
         yield session
+
+
+@asynccontextmanager
+async def modern_client(url: str, secret: str) -> AsyncIterator[ClientSession]:
+    """A 2026-07-28 client: no initialize handshake, no session; ``server/discover`` instead."""
+    async with httpx2.AsyncClient(headers={"authorization": f"Bearer {secret}"}, timeout=30) as http, \
+            streamable_http_client(url, http_client=http) as streams, \
+            ClientSession(streams[0], streams[1]) as session:
+        await session.discover()
+        yield session

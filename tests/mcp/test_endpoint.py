@@ -12,7 +12,7 @@ import yaml
 from mcp.shared.exceptions import MCPError
 
 from tests.interaction.process import WardenProcess, base_env
-from tests.mcp.conftest import mcp_client, stdio_server
+from tests.mcp.conftest import mcp_client, modern_client, stdio_server
 
 SECRET = "wdn_" + "M" * 43
 AI_ONLY = "wdn_" + "A" * 43
@@ -162,3 +162,58 @@ async def test_two_hundred_sessions_leave_one_upstream_process(warden: WardenPro
         async with mcp_client(url(warden), SECRET) as session:
             await session.call_tool("demo__echo", {"text": "x"})
     assert children() == baseline
+
+
+async def test_a_2026_07_28_client_and_a_2025_11_25_client_share_the_upstreams(warden: WardenProcess) -> None:
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    async with modern_client(url(warden), SECRET) as modern, mcp_client(url(warden), SECRET) as legacy:
+        modern_tools = [t.name for t in (await modern.list_tools()).tools]
+        legacy_tools = [t.name for t in (await legacy.list_tools()).tools]
+        assert modern_tools == legacy_tools
+        result = await modern.call_tool("demo__countdown", {"steps": 3}, progress_callback=on_progress)
+        assert result.content[0].text == "done"  # type: ignore[union-attr]
+        assert (await legacy.call_tool("web__echo", {"text": "old"})).content[0].text == "old"  # type: ignore[union-attr]
+    assert seen == [1, 2, 3]
+
+
+HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}
+
+
+def raw_session(warden: WardenProcess) -> dict[str, str]:
+    headers = {**HEADERS, "authorization": f"Bearer {SECRET}"}
+    response = httpx.post(url(warden), json=INITIALIZE, headers=headers)
+    assert response.status_code == 200
+    headers.update({"mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"})
+    httpx.post(url(warden), json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    return headers
+
+
+def test_malformed_json_is_a_parse_error(warden: WardenProcess) -> None:
+    response = httpx.post(url(warden), content=b"{not json", headers={**HEADERS,
+                                                                     "authorization": f"Bearer {SECRET}"})
+    assert response.status_code == 400 and response.json()["error"]["code"] == -32700
+
+
+def test_unknown_method_is_method_not_found(warden: WardenProcess) -> None:
+    response = httpx.post(url(warden), json={"jsonrpc": "2.0", "id": 2, "method": "no/such"},
+                          headers=raw_session(warden))
+    assert '"code":-32601' in response.text.replace(" ", "")
+
+
+def test_wrong_protocol_version_is_400(warden: WardenProcess) -> None:
+    headers = {**raw_session(warden), "mcp-protocol-version": "1999-01-01"}
+    response = httpx.post(url(warden), json={"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, headers=headers)
+    assert response.status_code == 400
+
+
+def test_delete_ends_the_session(warden: WardenProcess) -> None:
+    headers = raw_session(warden)
+    assert httpx.delete(url(warden), headers=headers).status_code == 200
+    after = httpx.post(url(warden), json={"jsonrpc": "2.0", "id": 4, "method": "tools/list"}, headers=headers)
+    assert after.status_code == 404
