@@ -4,6 +4,8 @@ Warden API key with the ``mcp`` surface, with every tool call admitted by the qu
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import mcp_types as types
@@ -24,7 +26,19 @@ from broker.kernel.quota.errors import LimiterUnavailable, QuotaExceeded
 from broker.kernel.quota.models import QuotaRequest
 from broker.kernel.quota.subjects import subjects_for
 from broker.mcp.access import AccessPolicy
-from broker.mcp.catalog import aggregate_tools, resolve
+from broker.mcp.catalog import (
+    SEPARATOR,
+    UnknownName,
+    aggregate_prompts,
+    aggregate_resources,
+    aggregate_templates,
+    aggregate_tools,
+    namespaced_uri,
+    page,
+    resolve,
+    resolve_prompt,
+    resolve_uri,
+)
 from broker.mcp.errors import BrokerError, UnknownTool
 from broker.mcp.pool import UpstreamPool
 
@@ -42,15 +56,82 @@ class McpBroker:
         self._quotas = quotas
         self.server: Server[Any] = Server(
             "warden", version=version, on_list_tools=self.list_tools, on_call_tool=self.call_tool,
+            on_list_prompts=self.list_prompts, on_get_prompt=self.get_prompt,
+            on_list_resources=self.list_resources, on_list_resource_templates=self.list_resource_templates,
+            on_read_resource=self.read_resource, on_completion=self.complete,
         )
         self.notification_options = NotificationOptions(tools_changed=True)
 
     async def list_tools(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                          ) -> types.ListToolsResult:
+        visible = await self._visible(ctx)
+        tools, cursor = page(aggregate_tools(self._pool, visible), _cursor(params))
+        return types.ListToolsResult(tools=tools, next_cursor=cursor)
+
+    async def list_prompts(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+                           ) -> types.ListPromptsResult:
+        visible = await self._visible(ctx)
+        prompts, cursor = page(aggregate_prompts(self._pool, visible), _cursor(params))
+        return types.ListPromptsResult(prompts=prompts, next_cursor=cursor)
+
+    async def get_prompt(self, ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams
+                         ) -> types.GetPromptResult:
+        visible = await self._visible(ctx)
+        async with _as_mcp_errors():
+            if not visible(params.name):
+                raise UnknownName(f"unknown prompt {params.name!r}", prompt=params.name)
+            connection, prompt = resolve_prompt(self._pool, params.name)
+            return await connection.forward(lambda s: s.get_prompt(prompt, params.arguments))
+
+    async def list_resources(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+                             ) -> types.ListResourcesResult:
+        visible = await self._visible(ctx)
+        resources, cursor = page(aggregate_resources(self._pool, _whole_server(visible)), _cursor(params))
+        return types.ListResourcesResult(resources=resources, next_cursor=cursor)
+
+    async def list_resource_templates(self, ctx: ServerRequestContext[Any],
+                                      params: types.PaginatedRequestParams | None
+                                      ) -> types.ListResourceTemplatesResult:
+        visible = await self._visible(ctx)
+        templates, cursor = page(aggregate_templates(self._pool, _whole_server(visible)), _cursor(params))
+        return types.ListResourceTemplatesResult(resource_templates=templates, next_cursor=cursor)
+
+    async def read_resource(self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+                            ) -> types.ReadResourceResult:
+        visible = await self._visible(ctx)
+        async with _as_mcp_errors():
+            connection, uri = resolve_uri(self._pool, str(params.uri))
+            if not _whole_server(visible)(connection.name):
+                raise UnknownName(f"unknown resource {params.uri!r}", uri=str(params.uri))
+            result = await connection.forward(lambda s: s.read_resource(uri))
+            contents = [c.model_copy(update={"uri": namespaced_uri(connection.name, str(c.uri))})
+                        for c in result.contents]
+            return result.model_copy(update={"contents": contents})
+
+    async def complete(self, ctx: ServerRequestContext[Any], params: types.CompleteRequestParams
+                       ) -> types.CompleteResult:
+        visible = await self._visible(ctx)
+        async with _as_mcp_errors():
+            ref = params.ref
+            if isinstance(ref, types.PromptReference):
+                if not visible(ref.name):
+                    raise UnknownName(f"unknown prompt {ref.name!r}", prompt=ref.name)
+                connection, name = resolve_prompt(self._pool, ref.name)
+                upstream_ref: types.PromptReference | types.ResourceTemplateReference = ref.model_copy(
+                    update={"name": name})
+            else:
+                connection, uri = resolve_uri(self._pool, ref.uri)
+                if not _whole_server(visible)(connection.name):
+                    raise UnknownName(f"unknown resource {ref.uri!r}", uri=ref.uri)
+                upstream_ref = ref.model_copy(update={"uri": uri})
+            context = params.context.arguments if params.context else None
+            argument = {"name": params.argument.name, "value": params.argument.value}
+            return await connection.forward(lambda s: s.complete(upstream_ref, argument, context))
+
+    async def _visible(self, ctx: ServerRequestContext[Any]) -> Callable[[str], bool]:
         principal = _principal(ctx)
         await self._pool.settle(FIRST_CONNECT_WAIT)
-        tools = aggregate_tools(self._pool, lambda name: self._access.decide(principal, name).allowed)
-        return types.ListToolsResult(tools=tools)
+        return lambda name: self._access.decide(principal, name).allowed
 
     async def call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
                         ) -> types.CallToolResult:
@@ -68,6 +149,23 @@ class McpBroker:
         except (QuotaExceeded, LimiterUnavailable) as exc:
             error = exc.jsonrpc_error()
             raise MCPError(int(error["code"]), str(error["message"]), error["data"]) from exc  # type: ignore[call-overload]
+
+
+def _cursor(params: types.PaginatedRequestParams | None) -> str | None:
+    return params.cursor if params is not None else None
+
+
+def _whole_server(visible: Callable[[str], bool]) -> Callable[[str], bool]:
+    """Resources belong to a server as a whole: visible to callers allowed ``server__*``."""
+    return lambda server: visible(f"{server}{SEPARATOR}*")
+
+
+@asynccontextmanager
+async def _as_mcp_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except BrokerError as exc:
+        raise exc.to_mcp() from exc
 
 
 def _principal(ctx: ServerRequestContext[Any]) -> Principal:

@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import anyio
 import httpx2
@@ -30,6 +30,7 @@ from broker.mcp.errors import UpstreamTimeout, UpstreamUnavailable
 from broker.mcp.servers import UpstreamDefinition
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 Health = Literal["connecting", "healthy", "degraded", "down", "disabled"]
 
 CONNECT_TIMEOUT = 20.0
@@ -47,11 +48,15 @@ class UpstreamConnection:
         self.health: Health = "connecting"
         self.last_error: str | None = None
         self.tools: list[types.Tool] = []
+        self.prompts: list[types.Prompt] = []
+        self.resources: list[types.Resource] = []
+        self.templates: list[types.ResourceTemplate] = []
         self.breaker = CircuitBreaker(clock)
         self._session: ClientSession | None = None
         self._ready = anyio.Event()
         self._reconnect = anyio.Event()
         self._on_tools_changed = on_tools_changed
+        self._capabilities: types.ServerCapabilities | None = None
 
     @property
     def name(self) -> str:
@@ -76,8 +81,9 @@ class UpstreamConnection:
             read, write, message_handler=self._on_message
         ) as session:
             with anyio.fail_after(CONNECT_TIMEOUT):
-                await session.initialize()
-                self.tools = await self._fetch_tools(session)
+                initialized = await session.initialize()
+                self._capabilities = initialized.capabilities
+                await self._fetch_catalog(session)
             self._session, self.health, self.last_error = session, "healthy", None
             self._ready.set()
             log.info("MCP upstream %s connected (%d tools)", self.name, len(self.tools))
@@ -117,23 +123,26 @@ class UpstreamConnection:
             async with sse_client(d.url, timeout=d.timeout_seconds) as streams:
                 yield streams[0], streams[1]
 
-    async def _fetch_tools(self, session: ClientSession) -> list[types.Tool]:
-        tools: list[types.Tool] = []
-        cursor: str | None = None
-        while True:
-            page = await session.list_tools(params=types.PaginatedRequestParams(cursor=cursor) if cursor else None)
-            tools += page.tools
-            cursor = page.next_cursor
-            if not cursor:
-                return tools
+    async def _fetch_catalog(self, session: ClientSession) -> None:
+        """Tools, prompts, resources and templates, each fetched page by page where the server offers them."""
+        caps = self._capabilities
+        if caps is None or caps.tools is not None:
+            self.tools = await _all_pages(session.list_tools, "tools")
+        if caps is not None and caps.prompts is not None:
+            self.prompts = await _all_pages(session.list_prompts, "prompts")
+        if caps is not None and caps.resources is not None:
+            self.resources = await _all_pages(session.list_resources, "resources")
+            self.templates = await _all_pages(session.list_resource_templates, "resource_templates")
 
     async def _on_message(self, message: Any) -> None:
-        if isinstance(message, types.ToolListChangedNotification) and self._session is not None:
+        changed = (types.ToolListChangedNotification, types.PromptListChangedNotification,
+                   types.ResourceListChangedNotification)
+        if isinstance(message, changed) and self._session is not None:
             try:
                 with anyio.fail_after(self.definition.timeout_seconds):
-                    self.tools = await self._fetch_tools(self._session)
+                    await self._fetch_catalog(self._session)
             except (TimeoutError, MCPError, *_TRANSPORT_ERRORS) as exc:
-                log.warning("MCP upstream %s: could not refresh tools: %s", self.name, exc)
+                log.warning("MCP upstream %s: could not refresh its catalog: %s", self.name, exc)
                 return
             if self._on_tools_changed is not None:
                 await self._on_tools_changed()
@@ -141,13 +150,17 @@ class UpstreamConnection:
     async def call_tool(self, tool: str, arguments: dict[str, Any] | None,
                         progress: ProgressFnT | None) -> types.CallToolResult:
         """Call a tool upstream; tool errors come back as results, upstream failures as BrokerErrors."""
+        return await self.forward(lambda s: s.call_tool(tool, arguments, progress_callback=progress))
+
+    async def forward(self, operation: Callable[[ClientSession], Awaitable[T]]) -> T:
+        """Run one request on the live session, through the breaker, bounded by the server's timeout."""
         session = await self._live_session()
         if not self.breaker.allow():
             raise UpstreamUnavailable(f"MCP server {self.name!r} is failing; its circuit breaker is open",
                                       server=self.name, breaker="open")
         try:
             with anyio.fail_after(self.definition.timeout_seconds):
-                result = await session.call_tool(tool, arguments, progress_callback=progress)
+                result = await operation(session)
         except TimeoutError as exc:
             self._failed()
             raise UpstreamTimeout(f"MCP server {self.name!r} did not answer within"
@@ -184,3 +197,15 @@ class UpstreamConnection:
         self.health = "degraded" if self.breaker.state == "closed" else "down"
         if reconnect:
             self._reconnect.set()
+
+
+async def _all_pages(list_page: Callable[..., Awaitable[Any]], field: str) -> list[Any]:
+    """Every item of a paginated MCP list, following ``nextCursor``."""
+    items: list[Any] = []
+    cursor: str | None = None
+    while True:
+        page = await list_page(params=types.PaginatedRequestParams(cursor=cursor) if cursor else None)
+        items += getattr(page, field)
+        cursor = page.next_cursor
+        if not cursor:
+            return items

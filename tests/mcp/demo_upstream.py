@@ -11,6 +11,7 @@ import os
 import sys
 
 import anyio
+import mcp_types as types
 from mcp.server.mcpserver import Context, MCPServer
 
 app = MCPServer(os.environ.get("DEMO_NAME", "demo"))
@@ -60,6 +61,31 @@ def whoami() -> int:
 def die() -> str:
     """Exit the process mid-call."""
     os._exit(3)
+
+
+@app.prompt()
+def review(language: str) -> str:
+    """Ask for a code review in a language."""
+    return f"Please review this {language} code."
+
+
+@app.resource("demo://readme", mime_type="text/plain")
+def readme() -> str:
+    """A static text resource."""
+    return "demo readme"
+
+
+@app.resource("demo://items/{item_id}", mime_type="text/plain")
+def item(item_id: str) -> str:
+    """A templated resource."""
+    return f"item {item_id}"
+
+
+@app.completion()
+async def complete(ref: object, argument: types.CompletionArgument, context: object) -> types.Completion | None:
+    if argument.name == "language":
+        return types.Completion(values=[v for v in ("python", "perl", "rust") if v.startswith(argument.value)])
+    return None
 
 
 if __name__ == "__main__":

@@ -217,3 +217,38 @@ def test_delete_ends_the_session(warden: WardenProcess) -> None:
     assert httpx.delete(url(warden), headers=headers).status_code == 200
     after = httpx.post(url(warden), json={"jsonrpc": "2.0", "id": 4, "method": "tools/list"}, headers=headers)
     assert after.status_code == 404
+
+
+async def test_prompts_are_namespaced_and_forwarded(warden: WardenProcess) -> None:
+    async with mcp_client(url(warden), SECRET) as session:
+        names = [p.name for p in (await session.list_prompts()).prompts]
+        assert {"demo__review", "web__review"} <= set(names) and names == sorted(names)
+        prompt = await session.get_prompt("web__review", {"language": "rust"})
+        with pytest.raises(MCPError) as caught:
+            await session.get_prompt("web__nope", {})
+    assert "rust" in prompt.messages[0].content.text  # type: ignore[union-attr]
+    assert caught.value.code == -32602
+
+
+async def test_resources_and_templates_get_the_server_in_their_scheme(warden: WardenProcess) -> None:
+    async with mcp_client(url(warden), SECRET) as session:
+        uris = [str(r.uri) for r in (await session.list_resources()).resources]
+        templates = [t.uri_template for t in (await session.list_resource_templates()).resource_templates]
+        readme = await session.read_resource("demo+demo://readme")
+        item = await session.read_resource("web+demo://items/42")
+        with pytest.raises(MCPError):
+            await session.read_resource("nowhere+demo://readme")
+    assert {"demo+demo://readme", "web+demo://readme"} <= set(uris)
+    assert {"demo+demo://items/{item_id}", "web+demo://items/{item_id}"} <= set(templates)
+    assert readme.contents[0].text == "demo readme"  # type: ignore[union-attr]
+    assert str(readme.contents[0].uri) == "demo+demo://readme"
+    assert item.contents[0].text == "item 42"  # type: ignore[union-attr]
+
+
+async def test_completion_is_forwarded_for_prompts(warden: WardenProcess) -> None:
+    import mcp_types as types
+
+    async with mcp_client(url(warden), SECRET) as session:
+        result = await session.complete(types.PromptReference(type="ref/prompt", name="demo__review"),
+                                        {"name": "language", "value": "p"})
+    assert result.completion.values == ["python", "perl"]
