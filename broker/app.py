@@ -22,6 +22,7 @@ from broker.config import WardenConfig
 from broker.edge.health import Check, HealthChecks
 from broker.edge.metrics import HttpMetrics
 from broker.gateway import build_gateway
+from broker.kernel.audit.adapters.store import AuditQuery, StoreAuditSink
 from broker.kernel.bus.memory import LocalBroadcast
 from broker.kernel.bus.ports import Broadcast, Message
 from broker.kernel.bus.redis import RedisBroadcast
@@ -112,6 +113,7 @@ class Kernel:
     quotas: QuotaEngine
     quota_rules: QuotaRuleStore
     webhooks: WebhookSender
+    audit: StoreAuditSink
 
     async def reload_quota_rules(self, message: Message | None = None) -> None:
         self.quotas.rules.replace(await self.quota_rules.all())
@@ -157,13 +159,14 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         ), registry, BudgetAlerts(events, webhooks.send))
         box = SecretBox(secrets.key_ring)
         kernel = Kernel(config, db, redis, broadcast, identity, SecretVault(db, box, clock), events, upkeep, box,
-                        registry, quotas, quota_rules, webhooks)
+                        registry, quotas, quota_rules, webhooks, StoreAuditSink(db))
         await kernel.reload_quota_rules()
         broadcast.subscribe(QUOTA_RULES_CHANNEL, kernel.reload_quota_rules)
         try:
             yield kernel
         finally:
             webhooks.close()
+            kernel.audit.close()
         with anyio.CancelScope(shield=True):
             await identity.keys.flush_last_used()
     finally:
@@ -179,7 +182,8 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
     """Open the kernel, build both listeners' apps, run background upkeep; close it all on exit."""
     clock = clock or SystemClock()
     async with open_kernel(config, clock) as kernel, open_mcp(
-        kernel.db, kernel.box, kernel.identity, kernel.quotas, kernel.broadcast, clock, config, warden_version(),
+        kernel.db, kernel.box, kernel.identity, kernel.quotas, kernel.audit, kernel.broadcast, clock, config,
+        warden_version(),
     ) as mcp:
         warden = _wire(config, kernel, mcp, clock)
         async with anyio.create_task_group() as background:
@@ -187,9 +191,13 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
             background.start_soon(_upkeep_loop, kernel.upkeep, config.keys.maintenance_interval_seconds)
             background.start_soon(kernel.quotas.watch_store)
             background.start_soon(kernel.webhooks.run)
+            background.start_soon(kernel.audit.run)
             try:
                 yield warden
             finally:
+                kernel.audit.close()  # the writer drains what is queued, then returns
+                with anyio.move_on_after(10, shield=True):
+                    await kernel.audit.drained.wait()
                 background.cancel_scope.cancel()
 
 
@@ -203,7 +211,7 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, clock: Clock) -
     gateway = build_gateway(health, metrics, models, mcp.app)
     services = ConsoleServices(kernel.identity, kernel.quotas, kernel.quota_rules, kernel.quota_rules_changed,
                                mcp.store, mcp.pool, mcp.servers_changed, mcp.access_rules, mcp.access,
-                               mcp.access_changed)
+                               mcp.access_changed, AuditQuery(kernel.db))
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
         warden_version(),

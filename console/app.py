@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from broker.edge.errors import EXCEPTION_HANDLERS
 from broker.edge.metrics import HttpMetrics, MetricsMiddleware
+from broker.kernel.audit.adapters.store import AuditQuery
 from broker.kernel.clock import Clock
 from broker.kernel.identity.service import Identity
 from broker.kernel.quota.engine import QuotaEngine
@@ -26,6 +27,7 @@ from broker.mcp.servers import McpServerStore
 from console.endpoints import CSRF_HEADER, ApiRoute, Authenticator, to_starlette
 from console.key_routes import KeyRoutes
 from console.mcp_access_routes import McpAccessRoutes
+from console.mcp_calls_routes import McpCallRoutes
 from console.mcp_routes import McpServerRoutes
 from console.openapi import openapi_document
 from console.pages import Pages
@@ -63,6 +65,7 @@ class ConsoleServices:
     mcp_access_rules: AccessRuleStore
     mcp_access: AccessPolicy
     mcp_access_changed: Callable[[], Awaitable[None]]
+    audit: AuditQuery
 
 
 def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSettings) -> list[ApiRoute]:
@@ -77,6 +80,7 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
         *McpServerRoutes(services.mcp_servers, services.mcp_pool, services.mcp_servers_changed).routes(),
         *McpAccessRoutes(identity, services.mcp_access_rules, services.mcp_access, services.mcp_pool,
                          services.mcp_access_changed).routes(),
+        *McpCallRoutes(services.audit).routes(),
     ]
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import asyncpg
 import httpx
 import pytest
@@ -137,3 +138,13 @@ async def kernel(config: WardenConfig, clock: FakeClock) -> AsyncIterator[Kernel
 
 
 pytest_plugins = ["tests.webhook_receiver"]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0, interval: float = 0.05) -> bool:
+    """Poll ``check`` until it holds or ``within`` seconds pass: for state another process changes in the background,
+    observed through its public API (there is no event to wait on across a process boundary)."""
+    with anyio.move_on_after(within):
+        while not await check():  # noqa: ASYNC110 - see the docstring
+            await anyio.sleep(interval)
+        return True
+    return await check()

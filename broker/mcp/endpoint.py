@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
@@ -18,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from broker.edge.credentials import presented_key
 from broker.edge.errors import warden_error
+from broker.kernel.audit.ports import AuditSink
 from broker.kernel.errors import WardenError
 from broker.kernel.identity.models import Principal
 from broker.kernel.identity.service import Identity
@@ -26,6 +28,7 @@ from broker.kernel.quota.errors import LimiterUnavailable, QuotaExceeded
 from broker.kernel.quota.models import QuotaRequest
 from broker.kernel.quota.subjects import subjects_for
 from broker.mcp.access import AccessPolicy
+from broker.mcp.calls import CallTimeline, trace_id_of
 from broker.mcp.catalog import (
     SEPARATOR,
     UnknownName,
@@ -50,10 +53,12 @@ FIRST_CONNECT_WAIT = 10.0
 class McpBroker:
     """Handlers of the aggregate endpoint, over the upstream pool."""
 
-    def __init__(self, pool: UpstreamPool, access: AccessPolicy, quotas: QuotaEngine, version: str) -> None:
+    def __init__(self, pool: UpstreamPool, access: AccessPolicy, quotas: QuotaEngine, audit: AuditSink,
+                 version: str) -> None:
         self._pool = pool
         self._access = access
         self._quotas = quotas
+        self._audit = audit
         self.server: Server[Any] = Server(
             "warden", version=version, on_list_tools=self.list_tools, on_call_tool=self.call_tool,
             on_list_prompts=self.list_prompts, on_get_prompt=self.get_prompt,
@@ -135,20 +140,43 @@ class McpBroker:
 
     async def call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
                         ) -> types.CallToolResult:
+        """Every call, whatever its outcome, leaves one audit event with its timeline."""
         principal = _principal(ctx)
+        timeline = CallTimeline()
+        server: str | None = None
+        outcome, code = "error", None
+
+        async def report(progress: float, total: float | None, message: str | None) -> None:
+            timeline.progress(progress, total, message)
+            await ctx.session.report_progress(progress, total, message)
+
         try:
             if not self._access.decide(principal, params.name).allowed:
                 # The same answer as for a tool that does not exist: the catalog is exactly what may be called.
                 raise UnknownTool(f"unknown tool {params.name!r}", tool=params.name)
             connection, tool = resolve(self._pool, params.name)
+            server = connection.name
             await self._quotas.admit(QuotaRequest("mcp", subjects_for(
                 principal, mcp_server=connection.name, tool=params.name)))
-            return await connection.call_tool(tool, params.arguments, progress=ctx.session.report_progress)
+            result = await connection.call_tool(tool, params.arguments, progress=report)
+            outcome = "tool_error" if result.is_error else "ok"
+            return result
         except BrokerError as exc:
+            outcome, code = ("refused" if isinstance(exc, UnknownTool) else "error"), exc.code
             raise exc.to_mcp() from exc
         except (QuotaExceeded, LimiterUnavailable) as exc:
             error = exc.jsonrpc_error()
-            raise MCPError(int(error["code"]), str(error["message"]), error["data"]) from exc  # type: ignore[call-overload]
+            outcome, code = "refused", int(str(error["code"]))
+            raise MCPError(code, str(error["message"]), error["data"]) from exc
+        except MCPError as exc:
+            code = exc.code
+            raise
+        finally:
+            timeline.finish(outcome, code)
+            event = timeline.audit_event(principal, trace_id_of(ctx.request), server, params.name,
+                                         params.arguments, outcome, code)
+            with anyio.CancelScope(shield=True):  # a cancelled call is audited too
+                await self._audit.record(event)
 
 
 def _cursor(params: types.PaginatedRequestParams | None) -> str | None:

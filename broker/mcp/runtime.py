@@ -10,6 +10,7 @@ import anyio
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from broker.config import McpServerConfig, WardenConfig
+from broker.kernel.audit.ports import AuditSink
 from broker.kernel.bus.ports import Broadcast, Message
 from broker.kernel.clock import Clock
 from broker.kernel.crypto import SecretBox
@@ -58,8 +59,9 @@ class McpRuntime:
 
 
 @asynccontextmanager
-async def open_mcp(db: Database, box: SecretBox, identity: Identity, quotas: QuotaEngine, broadcast: Broadcast,
-                   clock: Clock, config: WardenConfig, version: str) -> AsyncIterator[McpRuntime]:
+async def open_mcp(db: Database, box: SecretBox, identity: Identity, quotas: QuotaEngine, audit: AuditSink,
+                   broadcast: Broadcast, clock: Clock, config: WardenConfig, version: str
+                   ) -> AsyncIterator[McpRuntime]:
     """Reconcile declared servers, connect to every upstream, serve ``/mcp``; stop it all on exit."""
     store = McpServerStore(db, clock, box)
     try:
@@ -68,7 +70,7 @@ async def open_mcp(db: Database, box: SecretBox, identity: Identity, quotas: Quo
         raise StartupError(f"mcp_servers: {exc.message}") from exc
     pool = UpstreamPool(clock)
     access = AccessPolicy(default_allow=config.mcp.default_access == "allow")
-    broker = McpBroker(pool, access, quotas, version)
+    broker = McpBroker(pool, access, quotas, audit, version)
     manager = StreamableHTTPSessionManager(app=broker.server)
     runtime = McpRuntime(store, pool, access, AccessRuleStore(db, clock), AuthenticatedMcpApp(manager, identity),
                          broadcast)

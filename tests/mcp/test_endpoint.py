@@ -5,17 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import yaml
 from mcp.shared.exceptions import MCPError
 
+from tests.conftest import eventually
 from tests.interaction.process import WardenProcess, base_env
 from tests.mcp.conftest import mcp_client, modern_client, stdio_server
 
 SECRET = "wdn_" + "M" * 43
 AI_ONLY = "wdn_" + "A" * 43
+OPS = "wdn_" + "O" * 43
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +30,17 @@ def warden(tmp_path_factory: pytest.TempPathFactory, http_upstream_module: str) 
     config.write_text(yaml.safe_dump({
         "mcp_servers": [demo, {"name": "web", "transport": "streamable_http", "url": http_upstream_module}],
         "api_keys": [{"name": "agent", "owner": "agent@example.com", "secret": SECRET, "surfaces": ["mcp"]},
-                     {"name": "llm", "owner": "agent@example.com", "secret": AI_ONLY, "surfaces": ["ai"]}],
+                     {"name": "llm", "owner": "agent@example.com", "secret": AI_ONLY, "surfaces": ["ai"]},
+                     {"name": "ops", "owner": "agent@example.com", "secret": OPS, "surfaces": ["management"]}],
         "quotas": {"rules": [{"subject": "tool:web__add", "metric": "requests", "window": "1m", "limit": 2,
                               "surface": "mcp"}]},
     }))
     env = base_env(tmp / "data", "", WARDEN_CONFIG=str(config))
     del env["WARDEN_DATABASE_URL"]
     with WardenProcess(env, tmp / "warden.log") as process:
+        setup = httpx.post(process.console + "/api/setup", json={"email": "agent@example.com",
+                                                                  "password": "correct horse 9 battery"})
+        assert setup.status_code == 201  # the keys' owner becomes the super admin
         yield process
 
 
@@ -252,3 +259,33 @@ async def test_completion_is_forwarded_for_prompts(warden: WardenProcess) -> Non
         result = await session.complete(types.PromptReference(type="ref/prompt", name="demo__review"),
                                         {"name": "language", "value": "p"})
     assert result.completion.values == ["python", "perl"]
+
+
+async def test_every_call_is_audited_with_its_timeline(warden: WardenProcess) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with mcp_client(url(warden), SECRET, {"traceparent": traceparent}) as session:
+        await session.call_tool("demo__countdown", {"steps": 2})
+        await session.call_tool("demo__explode", {})
+        with pytest.raises(MCPError):
+            await session.call_tool("demo__missing", {})
+    async with httpx.AsyncClient(base_url=warden.console, headers={"authorization": f"Bearer {OPS}"}) as ops:
+        async def audited() -> list[dict[str, Any]]:
+            items = (await ops.get("/api/mcp/calls")).json()["items"]
+            return [c for c in items if c["trace_id"] == "0af7651916cd43dd8448eb211c80319c"]
+
+        async def all_three() -> bool:
+            return len(await audited()) == 3
+
+        assert await eventually(all_three)  # the writer works off the request path
+        calls = await audited()
+        one = await ops.get(f"/api/mcp/calls/{calls[0]['id']}")
+    assert one.status_code == 200 and one.json()["duration_ms"] > 0
+    by_action = {c["action"]: c for c in calls}
+    countdown = by_action["tools/call:demo__countdown"]
+    assert countdown["outcome"] == "ok" and countdown["target"] == "mcp_server:demo"
+    assert countdown["detail"]["progress_events"] == 2
+    events = [e["event"] for e in countdown["detail"]["timeline"]]
+    assert events == ["start", "progress", "progress", "ok"]
+    assert by_action["tools/call:demo__explode"]["outcome"] == "tool_error"
+    assert by_action["tools/call:demo__missing"]["outcome"] == "refused"
+    assert by_action["tools/call:demo__missing"]["error_code"] == -32602

@@ -1,0 +1,25 @@
+"""The audit event both surfaces emit: who did what to which target, when, with what outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One audited request. ``target`` is e.g. ``mcp_server:github``; ``action`` e.g. ``tools/call:github__x``."""
+
+    id: str
+    at: float
+    trace_id: str
+    surface: str
+    user_id: str | None
+    team_id: str | None
+    api_key_id: str | None
+    target: str
+    action: str
+    outcome: str  # ok | tool_error | refused | error
+    error_code: int | None
+    duration_ms: float
+    detail: dict[str, Any] = field(default_factory=dict)
