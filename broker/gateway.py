@@ -20,6 +20,7 @@ def build_gateway(health: HealthChecks, metrics: HttpMetrics, models: ModelList,
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/v1/models", models.endpoint, methods=["GET"]),
         Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]),
+        Route("/mcp/{server}", mcp, methods=["GET", "POST", "DELETE"]),
     ]
     return Starlette(
         routes=routes,

@@ -1,9 +1,11 @@
 """Namespacing and aggregation across upstreams.
 
-Tools and prompts appear as ``<server>__<name>``; resource URIs and URI templates get the server name
-prepended to their scheme (``file:///a`` from server ``docs`` becomes ``docs+file:///a``), which keeps
-templates expandable by the client and is reversible because server names never contain ``+``.
-Aggregated lists are sorted and paged with an opaque cursor that spans upstreams.
+On the aggregate endpoint (``/mcp``) tools and prompts appear as ``<server>__<name>``, and resource URIs and
+URI templates get the server name prepended to their scheme (``file:///a`` from server ``docs`` becomes
+``docs+file:///a``): clients can still expand templates, and the mapping is reversible because server names
+never contain ``+``. On a per-server endpoint (``/mcp/<server>``) the same catalog appears unprefixed.
+Access decisions always use the namespaced name, so both endpoints obey the same rules.
+Lists are sorted and paged with an opaque cursor that spans upstreams.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from broker.mcp.upstream import UpstreamConnection
 SEPARATOR = "__"
 PAGE_SIZE = 100
 Item = TypeVar("Item")
+Visible = Callable[[str], bool]
 
 
 class UnknownName(UnknownTool):
@@ -31,75 +34,86 @@ def namespaced(server: str, name: str) -> str:
     return f"{server}{SEPARATOR}{name}"
 
 
-def namespaced_uri(server: str, uri: str) -> str:
-    return f"{server}+{uri}"
+def whole_server(server: str) -> str:
+    """The name access rules use for a server's resources: callers allowed ``server__*`` see them."""
+    return f"{server}{SEPARATOR}*"
 
 
-def resolve(pool: UpstreamPool, name: str) -> tuple[UpstreamConnection, str]:
-    """The connection and upstream tool name behind a namespaced tool name, or UnknownTool naming it."""
-    connection, tool = _split(pool, name)
-    if connection is None or not any(t.name == tool for t in connection.tools):
-        raise UnknownTool(f"unknown tool {name!r}", tool=name)
-    return connection, tool
+class CatalogView:
+    """The catalog as one endpoint shows it: every upstream prefixed (``server`` None), or one unprefixed."""
 
+    def __init__(self, pool: UpstreamPool, server: str | None) -> None:
+        self._pool = pool
+        self.server = server
 
-def resolve_prompt(pool: UpstreamPool, name: str) -> tuple[UpstreamConnection, str]:
-    connection, prompt = _split(pool, name)
-    if connection is None or not any(p.name == prompt for p in connection.prompts):
-        raise UnknownName(f"unknown prompt {name!r}", prompt=name)
-    return connection, prompt
+    def connections(self) -> list[UpstreamConnection]:
+        if self.server is None:
+            return self._pool.connections()
+        connection = self._pool.get(self.server)
+        return [connection] if connection else []
 
+    def shown(self, connection: UpstreamConnection, name: str) -> str:
+        return namespaced(connection.name, name) if self.server is None else name
 
-def resolve_uri(pool: UpstreamPool, uri: str) -> tuple[UpstreamConnection, str]:
-    server, plus, original = uri.partition("+")
-    connection = pool.get(server) if plus and "://" in original else None
-    if connection is None:
-        raise UnknownName(f"unknown resource {uri!r}", uri=uri)
-    return connection, original
+    def shown_uri(self, connection: UpstreamConnection, uri: str) -> str:
+        return f"{connection.name}+{uri}" if self.server is None else uri
 
+    def tools(self, visible: Visible) -> list[types.Tool]:
+        return self._ordered([tool.model_copy(update={"name": self.shown(c, tool.name)})
+                              for c in self.connections() for tool in c.tools
+                              if visible(namespaced(c.name, tool.name))], lambda t: t.name)
 
-def _split(pool: UpstreamPool, name: str) -> tuple[UpstreamConnection | None, str]:
-    server, separator, rest = name.partition(SEPARATOR)
-    return (pool.get(server) if separator else None), rest
+    def prompts(self, visible: Visible) -> list[types.Prompt]:
+        return self._ordered([prompt.model_copy(update={"name": self.shown(c, prompt.name)})
+                              for c in self.connections() for prompt in c.prompts
+                              if visible(namespaced(c.name, prompt.name))], lambda p: p.name)
 
+    def resources(self, visible: Visible) -> list[types.Resource]:
+        return self._ordered([r.model_copy(update={"uri": self.shown_uri(c, str(r.uri))})
+                              for c in self.connections() if visible(whole_server(c.name))
+                              for r in c.resources], lambda r: str(r.uri))
 
-def aggregate_tools(pool: UpstreamPool, visible: Callable[[str], bool]) -> list[types.Tool]:
-    """Tools of every upstream with a live catalog that ``visible`` admits, prefixed, sorted by name."""
-    tools = []
-    for connection in pool.connections():
-        for tool in connection.tools:
-            name = namespaced(connection.name, tool.name)
-            if visible(name):
-                tools.append(tool.model_copy(update={"name": name}))
-    return sorted(tools, key=lambda t: t.name)
+    def templates(self, visible: Visible) -> list[types.ResourceTemplate]:
+        return self._ordered([t.model_copy(update={"uri_template": self.shown_uri(c, t.uri_template)})
+                              for c in self.connections() if visible(whole_server(c.name))
+                              for t in c.templates], lambda t: t.uri_template)
 
+    def _ordered(self, items: list[Item], key: Callable[[Item], str]) -> list[Item]:
+        """Sorted on the aggregate endpoint (a stable merge of upstreams); the upstream's own order on a
+        per-server endpoint, which passes the server through as it is."""
+        return sorted(items, key=key) if self.server is None else items
 
-def aggregate_prompts(pool: UpstreamPool, visible: Callable[[str], bool]) -> list[types.Prompt]:
-    prompts = []
-    for connection in pool.connections():
-        for prompt in connection.prompts:
-            name = namespaced(connection.name, prompt.name)
-            if visible(name):
-                prompts.append(prompt.model_copy(update={"name": name}))
-    return sorted(prompts, key=lambda p: p.name)
+    def resolve_tool(self, name: str, visible: Visible) -> tuple[UpstreamConnection, str]:
+        """The connection and upstream name behind a shown tool name; UnknownTool (naming it) otherwise,
+        including for a tool the caller may not use: the catalog is exactly what may be called."""
+        connection, tool = self._split(name)
+        if connection is None or not visible(namespaced(connection.name, tool)) \
+                or not any(t.name == tool for t in connection.tools):
+            raise UnknownTool(f"unknown tool {name!r}", tool=name)
+        return connection, tool
 
+    def resolve_prompt(self, name: str, visible: Visible) -> tuple[UpstreamConnection, str]:
+        connection, prompt = self._split(name)
+        if connection is None or not visible(namespaced(connection.name, prompt)) \
+                or not any(p.name == prompt for p in connection.prompts):
+            raise UnknownName(f"unknown prompt {name!r}", prompt=name)
+        return connection, prompt
 
-def aggregate_resources(pool: UpstreamPool, server_visible: Callable[[str], bool]) -> list[types.Resource]:
-    resources = [
-        resource.model_copy(update={"uri": namespaced_uri(connection.name, str(resource.uri))})
-        for connection in pool.connections() if server_visible(connection.name)
-        for resource in connection.resources
-    ]
-    return sorted(resources, key=lambda r: str(r.uri))
+    def resolve_uri(self, uri: str, visible: Visible) -> tuple[UpstreamConnection, str]:
+        if self.server is None:
+            server, plus, original = uri.partition("+")
+            connection = self._pool.get(server) if plus and "://" in original else None
+        else:
+            connection, original = self._pool.get(self.server), uri
+        if connection is None or not visible(whole_server(connection.name)):
+            raise UnknownName(f"unknown resource {uri!r}", uri=uri)
+        return connection, original
 
-
-def aggregate_templates(pool: UpstreamPool, server_visible: Callable[[str], bool]) -> list[types.ResourceTemplate]:
-    templates = [
-        template.model_copy(update={"uri_template": namespaced_uri(connection.name, template.uri_template)})
-        for connection in pool.connections() if server_visible(connection.name)
-        for template in connection.templates
-    ]
-    return sorted(templates, key=lambda t: t.uri_template)
+    def _split(self, name: str) -> tuple[UpstreamConnection | None, str]:
+        if self.server is not None:
+            return self._pool.get(self.server), name
+        server, separator, rest = name.partition(SEPARATOR)
+        return (self._pool.get(server) if separator else None), rest
 
 
 def page(items: Sequence[Item], cursor: str | None) -> tuple[list[Item], str | None]:

@@ -15,10 +15,11 @@ from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from broker.edge.credentials import presented_key
-from broker.edge.errors import warden_error
+from broker.edge.errors import error_body, warden_error
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.errors import WardenError
 from broker.kernel.identity.models import Principal
@@ -29,24 +30,13 @@ from broker.kernel.quota.models import QuotaRequest
 from broker.kernel.quota.subjects import subjects_for
 from broker.mcp.access import AccessPolicy
 from broker.mcp.calls import CallTimeline, trace_id_of
-from broker.mcp.catalog import (
-    SEPARATOR,
-    UnknownName,
-    aggregate_prompts,
-    aggregate_resources,
-    aggregate_templates,
-    aggregate_tools,
-    namespaced_uri,
-    page,
-    resolve,
-    resolve_prompt,
-    resolve_uri,
-)
+from broker.mcp.catalog import CatalogView, namespaced, page
 from broker.mcp.errors import BrokerError, UnknownTool
 from broker.mcp.pool import UpstreamPool
 
 log = logging.getLogger(__name__)
 PRINCIPAL = "warden_principal"
+SERVER_SCOPE = "warden_server_scope"
 FIRST_CONNECT_WAIT = 10.0
 
 
@@ -69,74 +59,67 @@ class McpBroker:
 
     async def list_tools(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                          ) -> types.ListToolsResult:
-        visible = await self._visible(ctx)
-        tools, cursor = page(aggregate_tools(self._pool, visible), _cursor(params))
+        view, visible = await self._view(ctx)
+        tools, cursor = page(view.tools(visible), _cursor(params))
         return types.ListToolsResult(tools=tools, next_cursor=cursor)
 
     async def list_prompts(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                            ) -> types.ListPromptsResult:
-        visible = await self._visible(ctx)
-        prompts, cursor = page(aggregate_prompts(self._pool, visible), _cursor(params))
+        view, visible = await self._view(ctx)
+        prompts, cursor = page(view.prompts(visible), _cursor(params))
         return types.ListPromptsResult(prompts=prompts, next_cursor=cursor)
 
     async def get_prompt(self, ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams
                          ) -> types.GetPromptResult:
-        visible = await self._visible(ctx)
+        view, visible = await self._view(ctx)
         async with _as_mcp_errors():
-            if not visible(params.name):
-                raise UnknownName(f"unknown prompt {params.name!r}", prompt=params.name)
-            connection, prompt = resolve_prompt(self._pool, params.name)
+            connection, prompt = view.resolve_prompt(params.name, visible)
             return await connection.forward(lambda s: s.get_prompt(prompt, params.arguments))
 
     async def list_resources(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                              ) -> types.ListResourcesResult:
-        visible = await self._visible(ctx)
-        resources, cursor = page(aggregate_resources(self._pool, _whole_server(visible)), _cursor(params))
+        view, visible = await self._view(ctx)
+        resources, cursor = page(view.resources(visible), _cursor(params))
         return types.ListResourcesResult(resources=resources, next_cursor=cursor)
 
     async def list_resource_templates(self, ctx: ServerRequestContext[Any],
                                       params: types.PaginatedRequestParams | None
                                       ) -> types.ListResourceTemplatesResult:
-        visible = await self._visible(ctx)
-        templates, cursor = page(aggregate_templates(self._pool, _whole_server(visible)), _cursor(params))
+        view, visible = await self._view(ctx)
+        templates, cursor = page(view.templates(visible), _cursor(params))
         return types.ListResourceTemplatesResult(resource_templates=templates, next_cursor=cursor)
 
     async def read_resource(self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
                             ) -> types.ReadResourceResult:
-        visible = await self._visible(ctx)
+        view, visible = await self._view(ctx)
         async with _as_mcp_errors():
-            connection, uri = resolve_uri(self._pool, str(params.uri))
-            if not _whole_server(visible)(connection.name):
-                raise UnknownName(f"unknown resource {params.uri!r}", uri=str(params.uri))
+            connection, uri = view.resolve_uri(str(params.uri), visible)
             result = await connection.forward(lambda s: s.read_resource(uri))
-            contents = [c.model_copy(update={"uri": namespaced_uri(connection.name, str(c.uri))})
+            contents = [c.model_copy(update={"uri": view.shown_uri(connection, str(c.uri))})
                         for c in result.contents]
             return result.model_copy(update={"contents": contents})
 
     async def complete(self, ctx: ServerRequestContext[Any], params: types.CompleteRequestParams
                        ) -> types.CompleteResult:
-        visible = await self._visible(ctx)
+        view, visible = await self._view(ctx)
         async with _as_mcp_errors():
             ref = params.ref
+            upstream_ref: types.PromptReference | types.ResourceTemplateReference
             if isinstance(ref, types.PromptReference):
-                if not visible(ref.name):
-                    raise UnknownName(f"unknown prompt {ref.name!r}", prompt=ref.name)
-                connection, name = resolve_prompt(self._pool, ref.name)
-                upstream_ref: types.PromptReference | types.ResourceTemplateReference = ref.model_copy(
-                    update={"name": name})
+                connection, name = view.resolve_prompt(ref.name, visible)
+                upstream_ref = ref.model_copy(update={"name": name})
             else:
-                connection, uri = resolve_uri(self._pool, ref.uri)
-                if not _whole_server(visible)(connection.name):
-                    raise UnknownName(f"unknown resource {ref.uri!r}", uri=ref.uri)
+                connection, uri = view.resolve_uri(ref.uri, visible)
                 upstream_ref = ref.model_copy(update={"uri": uri})
             context = params.context.arguments if params.context else None
             argument = {"name": params.argument.name, "value": params.argument.value}
             return await connection.forward(lambda s: s.complete(upstream_ref, argument, context))
 
-    async def _visible(self, ctx: ServerRequestContext[Any]) -> Callable[[str], bool]:
+    async def _view(self, ctx: ServerRequestContext[Any]) -> tuple[CatalogView, Callable[[str], bool]]:
         principal = _principal(ctx)
         await self._pool.settle(FIRST_CONNECT_WAIT)
-        return lambda name: self._access.decide(principal, name).allowed
+        view = CatalogView(self._pool, _server_scope(ctx))
+        return view, lambda name: self._access.decide(principal, name).allowed
 
     async def call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
                         ) -> types.CallToolResult:
@@ -151,13 +134,11 @@ class McpBroker:
             await ctx.session.report_progress(progress, total, message)
 
         try:
-            if not self._access.decide(principal, params.name).allowed:
-                # The same answer as for a tool that does not exist: the catalog is exactly what may be called.
-                raise UnknownTool(f"unknown tool {params.name!r}", tool=params.name)
-            connection, tool = resolve(self._pool, params.name)
+            view = CatalogView(self._pool, _server_scope(ctx))
+            connection, tool = view.resolve_tool(params.name, lambda n: self._access.decide(principal, n).allowed)
             server = connection.name
             await self._quotas.admit(QuotaRequest("mcp", subjects_for(
-                principal, mcp_server=connection.name, tool=params.name)))
+                principal, mcp_server=connection.name, tool=namespaced(connection.name, tool))))
             result = await connection.call_tool(tool, params.arguments, progress=report)
             outcome = "tool_error" if result.is_error else "ok"
             return result
@@ -173,8 +154,9 @@ class McpBroker:
             raise
         finally:
             timeline.finish(outcome, code)
-            event = timeline.audit_event(principal, trace_id_of(ctx.request), server, params.name,
-                                         params.arguments, outcome, code)
+            shown = namespaced(server, params.name) if server and _server_scope(ctx) else params.name
+            event = timeline.audit_event(principal, trace_id_of(ctx.request), server, shown, params.arguments,
+                                         outcome, code)
             with anyio.CancelScope(shield=True):  # a cancelled call is audited too
                 await self._audit.record(event)
 
@@ -183,9 +165,10 @@ def _cursor(params: types.PaginatedRequestParams | None) -> str | None:
     return params.cursor if params is not None else None
 
 
-def _whole_server(visible: Callable[[str], bool]) -> Callable[[str], bool]:
-    """Resources belong to a server as a whole: visible to callers allowed ``server__*``."""
-    return lambda server: visible(f"{server}{SEPARATOR}*")
+def _server_scope(ctx: ServerRequestContext[Any]) -> str | None:
+    """The server a per-server endpoint (``/mcp/<server>``) serves; None on the aggregate endpoint."""
+    request = ctx.request
+    return request.scope.get("state", {}).get(SERVER_SCOPE) if isinstance(request, Request) else None
 
 
 @asynccontextmanager
@@ -207,9 +190,10 @@ def _principal(ctx: ServerRequestContext[Any]) -> Principal:
 class AuthenticatedMcpApp:
     """ASGI app for ``/mcp``: authenticate the key for the ``mcp`` surface, then hand over to the SDK."""
 
-    def __init__(self, manager: StreamableHTTPSessionManager, identity: Identity) -> None:
+    def __init__(self, manager: StreamableHTTPSessionManager, identity: Identity, pool: UpstreamPool) -> None:
         self._inner = StreamableHTTPASGIApp(manager)
         self._identity = identity
+        self._pool = pool
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -219,5 +203,10 @@ class AuthenticatedMcpApp:
             response = await warden_error(request, exc)
             await response(scope, receive, send)
             return
-        scope.setdefault("state", {})[PRINCIPAL] = principal
+        server = scope.get("path_params", {}).get("server")
+        if server is not None and self._pool.get(server) is None:
+            await JSONResponse(error_body("not_found", f"no MCP server named {server!r}"), 404)(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        state[PRINCIPAL], state[SERVER_SCOPE] = principal, server
         await self._inner(scope, receive, send)

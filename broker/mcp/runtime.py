@@ -72,7 +72,7 @@ async def open_mcp(db: Database, box: SecretBox, identity: Identity, quotas: Quo
     access = AccessPolicy(default_allow=config.mcp.default_access == "allow")
     broker = McpBroker(pool, access, quotas, audit, version)
     manager = StreamableHTTPSessionManager(app=broker.server)
-    runtime = McpRuntime(store, pool, access, AccessRuleStore(db, clock), AuthenticatedMcpApp(manager, identity),
+    runtime = McpRuntime(store, pool, access, AccessRuleStore(db, clock), AuthenticatedMcpApp(manager, identity, pool),
                          broadcast)
     await runtime._reload_access()
     broadcast.subscribe(SERVERS_CHANNEL, runtime._resync)

@@ -289,3 +289,26 @@ async def test_every_call_is_audited_with_its_timeline(warden: WardenProcess) ->
     assert by_action["tools/call:demo__explode"]["outcome"] == "tool_error"
     assert by_action["tools/call:demo__missing"]["outcome"] == "refused"
     assert by_action["tools/call:demo__missing"]["error_code"] == -32602
+
+
+async def test_a_per_server_endpoint_serves_one_upstream_unprefixed(warden: WardenProcess) -> None:
+    async with mcp_client(url(warden) + "/web", SECRET) as session:
+        tools = [t.name for t in (await session.list_tools()).tools]
+        echoed = await session.call_tool("echo", {"text": "direct"})
+        prompt = await session.get_prompt("review", {"language": "go"})
+        readme = await session.read_resource("demo://readme")
+        templates = [t.uri_template for t in (await session.list_resource_templates()).resource_templates]
+        with pytest.raises(MCPError) as caught:
+            await session.call_tool("web__echo", {"text": "prefixed names do not exist here"})
+    assert "echo" in tools and not any("__" in name for name in tools)
+    assert echoed.content[0].text == "direct"  # type: ignore[union-attr]
+    assert "go" in prompt.messages[0].content.text  # type: ignore[union-attr]
+    assert str(readme.contents[0].uri) == "demo://readme"
+    assert "demo://items/{item_id}" in templates
+    assert caught.value.code == -32602
+
+
+def test_a_per_server_endpoint_for_an_unknown_server_is_404(warden: WardenProcess) -> None:
+    response = httpx.post(url(warden) + "/nowhere", json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                          headers={**HEADERS, "authorization": f"Bearer {SECRET}"})
+    assert response.status_code == 404
