@@ -4,6 +4,7 @@ Warden API key with the ``mcp`` surface, with every tool call admitted by the qu
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +13,7 @@ import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
+from mcp.server.session import ServerSession
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.shared.exceptions import MCPError
 from starlette.requests import Request
@@ -38,10 +40,23 @@ log = logging.getLogger(__name__)
 PRINCIPAL = "warden_principal"
 SERVER_SCOPE = "warden_server_scope"
 FIRST_CONNECT_WAIT = 10.0
+SESSION_MEMORY = 1800.0  # the SDK ends idle sessions after 30 minutes; forget them then too
+_SESSIONS_BEFORE_PRUNE = 1000
+
+
+class _ListChangingServer(Server[Any]):
+    """The SDK server, advertising ``listChanged`` for tools, prompts and resources (which it forwards)."""
+
+    def create_initialization_options(self, notification_options: NotificationOptions | None = None,
+                                      experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+                                      extensions: dict[str, dict[str, Any]] | None = None) -> Any:
+        options = notification_options or NotificationOptions(prompts_changed=True, resources_changed=True,
+                                                              tools_changed=True)
+        return super().create_initialization_options(options, experimental_capabilities, extensions)
 
 
 class McpBroker:
-    """Handlers of the aggregate endpoint, over the upstream pool."""
+    """Handlers of the aggregate and per-server endpoints, over the upstream pool."""
 
     def __init__(self, pool: UpstreamPool, access: AccessPolicy, quotas: QuotaEngine, audit: AuditSink,
                  version: str) -> None:
@@ -49,13 +64,15 @@ class McpBroker:
         self._access = access
         self._quotas = quotas
         self._audit = audit
-        self.server: Server[Any] = Server(
+        # Sessions that listed something, with when they were last seen; a weak set is not enough, as the
+        # SDK keeps no other strong reference to a session between requests.
+        self._sessions: dict[ServerSession, float] = {}
+        self.server: Server[Any] = _ListChangingServer(
             "warden", version=version, on_list_tools=self.list_tools, on_call_tool=self.call_tool,
             on_list_prompts=self.list_prompts, on_get_prompt=self.get_prompt,
             on_list_resources=self.list_resources, on_list_resource_templates=self.list_resource_templates,
             on_read_resource=self.read_resource, on_completion=self.complete,
         )
-        self.notification_options = NotificationOptions(tools_changed=True)
 
     async def list_tools(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                          ) -> types.ListToolsResult:
@@ -115,7 +132,31 @@ class McpBroker:
             argument = {"name": params.argument.name, "value": params.argument.value}
             return await connection.forward(lambda s: s.complete(upstream_ref, argument, context))
 
+    def _remember(self, session: ServerSession) -> None:
+        now = time.monotonic()
+        if session not in self._sessions and len(self._sessions) >= _SESSIONS_BEFORE_PRUNE:
+            self._sessions = {s: seen for s, seen in self._sessions.items() if now - seen < SESSION_MEMORY}
+        self._sessions[session] = now
+
+    async def catalog_changed(self) -> None:
+        """Tell every connected client whose session has a stream open that the lists changed (all at once,
+        each bounded, so a stalled or departed client costs nothing to the others)."""
+        async def tell(session: ServerSession) -> None:
+            try:
+                with anyio.fail_after(1):
+                    await session.send_tool_list_changed()
+                    await session.send_prompt_list_changed()
+                    await session.send_resource_list_changed()
+            except Exception as exc:  # a gone or stalled client must not stop the others
+                log.debug("list_changed not delivered to a session: %s", exc)
+                self._sessions.pop(session, None)
+
+        async with anyio.create_task_group() as group:
+            for session in list(self._sessions):
+                group.start_soon(tell, session)
+
     async def _view(self, ctx: ServerRequestContext[Any]) -> tuple[CatalogView, Callable[[str], bool]]:
+        self._remember(ctx.session)
         principal = _principal(ctx)
         await self._pool.settle(FIRST_CONNECT_WAIT)
         view = CatalogView(self._pool, _server_scope(ctx))
@@ -134,6 +175,7 @@ class McpBroker:
             await ctx.session.report_progress(progress, total, message)
 
         try:
+            await self._pool.settle(FIRST_CONNECT_WAIT)
             view = CatalogView(self._pool, _server_scope(ctx))
             connection, tool = view.resolve_tool(params.name, lambda n: self._access.decide(principal, n).allowed)
             server = connection.name

@@ -31,11 +31,13 @@ class UpstreamPool:
     async def settle(self, deadline: float) -> None:
         """Wait (bounded) for upstreams still making their first connection, so a client that lists tools
         right after start-up sees every server rather than a silently shorter catalog."""
+        connecting = [c for c in self.connections() if c.health == "connecting"]
+        if not connecting:
+            return
         with anyio.move_on_after(deadline):
             async with anyio.create_task_group() as group:
-                for connection in self.connections():
-                    if connection.health == "connecting":
-                        group.start_soon(connection.wait_ready)
+                for connection in connecting:
+                    group.start_soon(connection.wait_ready)
 
     async def run(self, definitions: list[UpstreamDefinition]) -> None:
         """Serve until cancelled; connections stop (and stdio processes are reaped) when this returns."""

@@ -39,6 +39,7 @@ class McpRuntime:
 
     store: McpServerStore
     pool: UpstreamPool
+    broker: McpBroker
     access: AccessPolicy
     access_rules: AccessRuleStore
     app: AuthenticatedMcpApp
@@ -53,6 +54,7 @@ class McpRuntime:
 
     async def _resync(self, message: Message) -> None:
         self.pool.sync([d for d, _ in await self.store.all()])
+        await self.broker.catalog_changed()  # removals; additions announce themselves once connected
 
     async def _reload_access(self, message: Message | None = None) -> None:
         self.access.replace(await self.access_rules.all())
@@ -68,12 +70,19 @@ async def open_mcp(db: Database, box: SecretBox, identity: Identity, quotas: Quo
         await store.reconcile_config([definition_from_config(item) for item in config.mcp_servers])
     except Conflict as exc:
         raise StartupError(f"mcp_servers: {exc.message}") from exc
-    pool = UpstreamPool(clock)
+    notify: list[McpBroker] = []
+
+    async def catalog_changed() -> None:
+        for broker in notify:
+            await broker.catalog_changed()
+
+    pool = UpstreamPool(clock, on_tools_changed=catalog_changed)
     access = AccessPolicy(default_allow=config.mcp.default_access == "allow")
     broker = McpBroker(pool, access, quotas, audit, version)
+    notify.append(broker)
     manager = StreamableHTTPSessionManager(app=broker.server)
-    runtime = McpRuntime(store, pool, access, AccessRuleStore(db, clock), AuthenticatedMcpApp(manager, identity, pool),
-                         broadcast)
+    runtime = McpRuntime(store, pool, broker, access, AccessRuleStore(db, clock),
+                         AuthenticatedMcpApp(manager, identity, pool), broadcast)
     await runtime._reload_access()
     broadcast.subscribe(SERVERS_CHANNEL, runtime._resync)
     broadcast.subscribe(ACCESS_CHANNEL, runtime._reload_access)

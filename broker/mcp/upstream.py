@@ -87,9 +87,12 @@ class UpstreamConnection:
             self._session, self.health, self.last_error = session, "healthy", None
             self._ready.set()
             log.info("MCP upstream %s connected (%d tools)", self.name, len(self.tools))
+            if self._on_tools_changed is not None:
+                await self._on_tools_changed()
             try:
                 await self._watch(session)
             finally:
+                # The last known catalog stays listed while reconnecting; calls say the server is unavailable.
                 self._session, self._ready, self._reconnect = None, anyio.Event(), anyio.Event()
 
     async def _watch(self, session: ClientSession) -> None:

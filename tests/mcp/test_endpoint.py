@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import yaml
@@ -312,3 +313,24 @@ def test_a_per_server_endpoint_for_an_unknown_server_is_404(warden: WardenProces
     response = httpx.post(url(warden) + "/nowhere", json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
                           headers={**HEADERS, "authorization": f"Bearer {SECRET}"})
     assert response.status_code == 404
+
+
+async def test_connected_clients_hear_that_the_tool_list_changed(warden: WardenProcess) -> None:
+    import mcp_types as types
+
+    changed = anyio.Event()
+
+    async def on_message(message: object) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    async with mcp_client(url(warden), SECRET, message_handler=on_message) as session:
+        assert session.server_capabilities.tools.list_changed  # type: ignore[union-attr]
+        await session.list_tools()
+        async with httpx.AsyncClient(base_url=warden.console, headers={"authorization": f"Bearer {OPS}"}) as ops:
+            added = await ops.post("/api/mcp/servers", json=stdio_server("late"))
+            assert added.status_code == 201
+            with anyio.fail_after(20):
+                await changed.wait()
+            assert any(t.name.startswith("late__") for t in (await session.list_tools()).tools)
+            assert (await ops.delete("/api/mcp/servers/late")).status_code == 204
