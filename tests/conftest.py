@@ -13,6 +13,7 @@ import anyio
 import asyncpg
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from broker.app import Kernel, Warden, create_app, open_kernel
 from broker.config import WardenConfig, load_config
@@ -95,6 +96,25 @@ def make_config(tmp_path: Path, database_url: str, **sections: Any) -> WardenCon
     for section, values in sections.items():
         base[section] = {**base.get(section, {}), **values} if isinstance(values, dict) else values
     return WardenConfig.model_validate(base)
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database (for tests that need PostgreSQL specifically, e.g. several instances)."""
+    name = await create_postgres_database()
+    try:
+        yield f"postgresql://127.0.0.1:5432/{name}"
+    finally:
+        await drop_postgres_database(name)
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS_URL)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture

@@ -8,11 +8,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import yaml
 
 from broker.kernel.crypto import KeyRing
 
@@ -109,3 +112,14 @@ class WardenProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def served(directory: Path, config: dict[str, Any], **env: str) -> Iterator[WardenProcess]:
+    """``warden serve`` on SQLite in ``directory`` with ``config`` as its YAML file, stopped on exit."""
+    path = directory / "warden.yaml"
+    path.write_text(yaml.safe_dump(config))
+    environment = base_env(directory / "data", "", WARDEN_CONFIG=str(path), **env)
+    del environment["WARDEN_DATABASE_URL"]
+    with WardenProcess(environment, directory / "warden.log") as process:
+        yield process

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -11,7 +11,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import REDIS_URL, create_postgres_database, drop_postgres_database
+from tests.conftest import REDIS_URL
 from tests.interaction.process import WardenProcess, base_env, free_port, shared_secrets, wait_until
 
 SECRET = "wdn_" + "Q" * 43
@@ -25,15 +25,6 @@ def config_file(tmp_path: Path, limit: int, fail_mode: str = "open", timeout_ms:
             {"subject": "api_key:*", "metric": "requests", "window": "1m", "limit": limit, "surface": "ai"}]},
     }))
     return path
-
-
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    name = await create_postgres_database()
-    try:
-        yield f"postgresql://127.0.0.1:5432/{name}"
-    finally:
-        await drop_postgres_database(name)
 
 
 async def test_two_instances_with_200_concurrent_requests_each_admit_exactly_100(tmp_path: Path,

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import REDIS_URL, STRONG_PASSWORD, create_postgres_database, drop_postgres_database
+from tests.conftest import REDIS_URL, STRONG_PASSWORD
 from tests.interaction.process import WardenProcess, base_env, shared_secrets, wait_until
-
-
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    name = await create_postgres_database()
-    try:
-        yield f"postgresql://127.0.0.1:5432/{name}"
-    finally:
-        await drop_postgres_database(name)
 
 
 def test_revoke_on_one_instance_is_401_on_the_other_within_a_second(tmp_path: Path, postgres_url: str) -> None:

@@ -8,11 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from mcp.shared.exceptions import MCPError
 
 from tests.conftest import STRONG_PASSWORD
-from tests.interaction.process import WardenProcess, base_env
+from tests.interaction.process import WardenProcess, served
 from tests.mcp.conftest import mcp_client, stdio_server
 
 AGENT = "wdn_" + "G" * 43
@@ -20,15 +19,11 @@ AGENT = "wdn_" + "G" * 43
 
 @pytest.fixture
 def warden(tmp_path: Any) -> Iterator[WardenProcess]:
-    config = tmp_path / "warden.yaml"
-    config.write_text(yaml.safe_dump({
+    with served(tmp_path, {
         "mcp": {"default_access": "deny"},
         "mcp_servers": [stdio_server("demo")],
         "api_keys": [{"name": "agent", "owner": "admin@example.com", "secret": AGENT, "surfaces": ["mcp"]}],
-    }))
-    env = base_env(tmp_path / "data", "", WARDEN_CONFIG=str(config))
-    del env["WARDEN_DATABASE_URL"]
-    with WardenProcess(env, tmp_path / "warden.log") as process:
+    }) as process:
         yield process
 
 

@@ -10,11 +10,10 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import yaml
 from mcp.shared.exceptions import MCPError
 
 from tests.conftest import eventually
-from tests.interaction.process import WardenProcess, base_env
+from tests.interaction.process import WardenProcess, served
 from tests.mcp.conftest import mcp_client, modern_client, stdio_server
 
 SECRET = "wdn_" + "M" * 43
@@ -27,18 +26,14 @@ def warden(tmp_path_factory: pytest.TempPathFactory, http_upstream_module: str) 
     tmp = tmp_path_factory.mktemp("mcp")
     demo = stdio_server("demo")
     demo["timeout_seconds"] = 2
-    config = tmp / "warden.yaml"
-    config.write_text(yaml.safe_dump({
+    with served(tmp, {
         "mcp_servers": [demo, {"name": "web", "transport": "streamable_http", "url": http_upstream_module}],
         "api_keys": [{"name": "agent", "owner": "agent@example.com", "secret": SECRET, "surfaces": ["mcp"]},
                      {"name": "llm", "owner": "agent@example.com", "secret": AI_ONLY, "surfaces": ["ai"]},
                      {"name": "ops", "owner": "agent@example.com", "secret": OPS, "surfaces": ["management"]}],
         "quotas": {"rules": [{"subject": "tool:web__add", "metric": "requests", "window": "1m", "limit": 2,
                               "surface": "mcp"}]},
-    }))
-    env = base_env(tmp / "data", "", WARDEN_CONFIG=str(config))
-    del env["WARDEN_DATABASE_URL"]
-    with WardenProcess(env, tmp / "warden.log") as process:
+    }) as process:
         setup = httpx.post(process.console + "/api/setup", json={"email": "agent@example.com",
                                                                   "password": "correct horse 9 battery"})
         assert setup.status_code == 201  # the keys' owner becomes the super admin

@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.interaction.process import WardenProcess, base_env, free_port, wait_until
+from tests.interaction.process import WardenProcess, free_port, served, wait_until
 from tests.mcp.conftest import _listening, mcp_client
 
 SECRET = "wdn_" + "E" * 43
@@ -37,18 +36,14 @@ def everything_http() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def warden(tmp_path_factory: pytest.TempPathFactory, everything_http: str) -> Iterator[WardenProcess]:
     tmp: Path = tmp_path_factory.mktemp("everything")
-    config = tmp / "warden.yaml"
-    config.write_text(yaml.safe_dump({
+    with served(tmp, {
         "mcp_servers": [
             {"name": "evs", "transport": "stdio", "command": "npx",
              "args": ["-y", "@modelcontextprotocol/server-everything"], "timeout_seconds": 30},
             {"name": "evh", "transport": "streamable_http", "url": everything_http, "timeout_seconds": 30},
         ],
         "api_keys": [{"name": "agent", "owner": "agent@example.com", "secret": SECRET, "surfaces": ["mcp"]}],
-    }))
-    env = base_env(tmp / "data", "", WARDEN_CONFIG=str(config))
-    del env["WARDEN_DATABASE_URL"]
-    with WardenProcess(env, tmp / "warden.log") as process:
+    }) as process:
         yield process
 
 

@@ -9,9 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.interaction.process import WardenProcess, base_env
+from tests.interaction.process import WardenProcess, served
 from tests.mcp.conftest import REPO, stdio_server
 
 SECRET = "wdn_" + "I" * 43
@@ -36,14 +35,10 @@ def inspector() -> Path:
 @pytest.fixture(scope="module")
 def warden(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WardenProcess]:
     tmp = tmp_path_factory.mktemp("inspector")
-    config = tmp / "warden.yaml"
-    config.write_text(yaml.safe_dump({
+    with served(tmp, {
         "mcp_servers": [stdio_server("demo")],
         "api_keys": [{"name": "inspector", "owner": "dev@example.com", "secret": SECRET, "surfaces": ["mcp"]}],
-    }))
-    env = base_env(tmp / "data", "", WARDEN_CONFIG=str(config))
-    del env["WARDEN_DATABASE_URL"]
-    with WardenProcess(env, tmp / "warden.log") as process:
+    }) as process:
         yield process
 
 

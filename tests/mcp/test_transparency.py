@@ -9,10 +9,9 @@ from pathlib import Path
 
 import mcp_types as types
 import pytest
-import yaml
 from mcp import ClientSession
 
-from tests.interaction.process import WardenProcess, base_env
+from tests.interaction.process import WardenProcess, served
 from tests.mcp.conftest import mcp_client
 
 SECRET = "wdn_" + "T" * 43
@@ -28,14 +27,10 @@ def upstream_url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def warden(tmp_path_factory: pytest.TempPathFactory, upstream_url: str) -> Iterator[WardenProcess]:
     tmp: Path = tmp_path_factory.mktemp("transparency")
-    config = tmp / "warden.yaml"
-    config.write_text(yaml.safe_dump({
+    with served(tmp, {
         "mcp_servers": [{"name": "web", "transport": "streamable_http", "url": upstream_url}],
         "api_keys": [{"name": "agent", "owner": "agent@example.com", "secret": SECRET, "surfaces": ["mcp"]}],
-    }))
-    env = base_env(tmp / "data", "", WARDEN_CONFIG=str(config))
-    del env["WARDEN_DATABASE_URL"]
-    with WardenProcess(env, tmp / "warden.log") as process:
+    }) as process:
         yield process
 
 

@@ -1,24 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anyio
-import pytest
 from redis.asyncio import Redis
 
 from broker.kernel.bus.memory import LocalBroadcast
 from broker.kernel.bus.ports import Message
 from broker.kernel.bus.redis import RedisBroadcast
-from tests.conftest import REDIS_URL
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_local_broadcast_delivers_to_subscribers() -> None:
@@ -34,8 +21,8 @@ async def test_local_broadcast_delivers_to_subscribers() -> None:
     assert got == [{"n": 1}]
 
 
-async def test_redis_broadcast_reaches_the_other_instance_once(redis: Redis) -> None:
-    sender, receiver = RedisBroadcast(redis, 0.5), RedisBroadcast(redis, 0.5)
+async def test_redis_broadcast_reaches_the_other_instance_once(redis_client: Redis) -> None:
+    sender, receiver = RedisBroadcast(redis_client, 0.5), RedisBroadcast(redis_client, 0.5)
     at_sender: list[Message] = []
     at_receiver: list[Message] = []
     arrived = anyio.Event()

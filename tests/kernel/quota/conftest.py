@@ -16,15 +16,6 @@ from broker.kernel.quota.rulebook import RuleBook
 from tests.conftest import REDIS_URL, FakeClock
 
 
-@pytest.fixture
-async def redis_client() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 def redis_counters(client: Redis, timeout: float = 0.5) -> RedisCounters:
     return RedisCounters(client, timeout, prefix=f"test:{uuid.uuid4().hex}:")
 
