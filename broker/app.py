@@ -151,15 +151,16 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         quota_rules = QuotaRuleStore(db, clock)
         await reconcile_quota_rules(identity, quota_rules, config.quotas.rules)
         webhooks = WebhookSender([WebhookTarget(w.url, w.secret) for w in config.quotas.webhooks])
+        audit = StoreAuditSink(db)
         counters: CounterStore = MemoryCounters()
         if counters_redis is not None:
             counters = await _prepared_redis_counters(counters_redis, config)
         quotas = QuotaEngine(counters, RuleBook(), clock, QuotaPolicy(
             config.quotas.timezone, config.quotas.fail_mode, config.quotas.alert_thresholds,
-        ), registry, BudgetAlerts(events, webhooks.send))
+        ), registry, BudgetAlerts(events, audit, webhooks.send))
         box = SecretBox(secrets.key_ring)
         kernel = Kernel(config, db, redis, broadcast, identity, SecretVault(db, box, clock), events, upkeep, box,
-                        registry, quotas, quota_rules, webhooks, StoreAuditSink(db))
+                        registry, quotas, quota_rules, webhooks, audit)
         await kernel.reload_quota_rules()
         broadcast.subscribe(QUOTA_RULES_CHANNEL, kernel.reload_quota_rules)
         try:
