@@ -207,6 +207,7 @@ class McpServerConfig(_Section):
 
 class McpConfig(_Section):
     default_access: Literal["allow", "deny"] = "allow"
+    allowed_origins: tuple[str, ...] = ()
 
 
 class ApiKeyImport(_Section):
@@ -333,7 +334,7 @@ def _env_target(var: str) -> tuple[str, str] | None:
 
 
 def _env_value(section: str, key: str, value: str) -> Any:
-    if key in ("cors_origins", "forwarded_allow_ips", "alert_thresholds"):
+    if key in ("cors_origins", "forwarded_allow_ips", "alert_thresholds", "allowed_origins"):
         return tuple(v.strip() for v in value.split(",") if v.strip())
     if value == "" and key in {"url", "console_host", "secret_key", "server_secret", "tls_cert_file",
                                "tls_key_file"} and section != "database":

@@ -232,13 +232,22 @@ def _principal(ctx: ServerRequestContext[Any]) -> Principal:
 class AuthenticatedMcpApp:
     """ASGI app for ``/mcp``: authenticate the key for the ``mcp`` surface, then hand over to the SDK."""
 
-    def __init__(self, manager: StreamableHTTPSessionManager, identity: Identity, pool: UpstreamPool) -> None:
+    def __init__(self, manager: StreamableHTTPSessionManager, identity: Identity, pool: UpstreamPool,
+                 allowed_origins: tuple[str, ...] = ()) -> None:
         self._inner = StreamableHTTPASGIApp(manager)
         self._identity = identity
         self._pool = pool
+        self._allowed_origins = frozenset(allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
+        origin = request.headers.get("origin")
+        if origin is not None and origin not in self._allowed_origins:
+            # MCP Streamable HTTP (2025-06-18+, Security Warning): validate Origin against DNS rebinding.
+            # Agents and SDKs send none; a browser page may only talk to /mcp from an allowed origin.
+            body = error_body("origin_not_allowed", f"requests from origin {origin!r} are not allowed")
+            await JSONResponse(body, 403)(scope, receive, send)
+            return
         try:
             principal = await self._identity.principal_for_key(presented_key(request), "mcp")
         except WardenError as exc:

@@ -82,7 +82,7 @@ async def open_mcp(db: Database, box: SecretBox, identity: Identity, quotas: Quo
     notify.append(broker)
     manager = StreamableHTTPSessionManager(app=broker.server)
     runtime = McpRuntime(store, pool, broker, access, AccessRuleStore(db, clock),
-                         AuthenticatedMcpApp(manager, identity, pool), broadcast)
+                         AuthenticatedMcpApp(manager, identity, pool, config.mcp.allowed_origins), broadcast)
     await runtime._reload_access()
     broadcast.subscribe(SERVERS_CHANNEL, runtime._resync)
     broadcast.subscribe(ACCESS_CHANNEL, runtime._reload_access)

@@ -33,6 +33,7 @@ def warden(tmp_path_factory: pytest.TempPathFactory, http_upstream_module: str) 
                      {"name": "ops", "owner": "agent@example.com", "secret": OPS, "surfaces": ["management"]}],
         "quotas": {"rules": [{"subject": "tool:web__add", "metric": "requests", "window": "1m", "limit": 2,
                               "surface": "mcp"}]},
+        "mcp": {"allowed_origins": ["https://console.example"]},
     }) as process:
         setup = httpx.post(process.console + "/api/setup", json={"email": "agent@example.com",
                                                                   "password": "correct horse 9 battery"})
@@ -329,3 +330,14 @@ async def test_connected_clients_hear_that_the_tool_list_changed(warden: WardenP
                 await changed.wait()
             assert any(t.name.startswith("late__") for t in (await session.list_tools()).tools)
             assert (await ops.delete("/api/mcp/servers/late")).status_code == 204
+
+
+def test_a_foreign_origin_is_refused_before_authentication(warden: WardenProcess) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    headers = {**HEADERS, "authorization": f"Bearer {SECRET}", "origin": "http://evil.example"}
+    refused = httpx.post(url(warden), json=body, headers=headers)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "origin_not_allowed"
+    anonymous = httpx.post(url(warden) + "/web", json=body, headers={**HEADERS, "origin": "http://evil.example"})
+    assert anonymous.status_code == 403
+    allowed = httpx.post(url(warden), json=INITIALIZE, headers={**headers, "origin": "https://console.example"})
+    assert allowed.status_code == 200
