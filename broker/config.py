@@ -205,9 +205,16 @@ class McpServerConfig(_Section):
         return self
 
 
+class McpAccessRuleConfig(_Section):
+    subject: str = Field(pattern=r"^(role|team|user|api_key):.+$",
+                         description="role:<id or name>, team:<name>, user:<email>, api_key:<id>")
+    pattern: str = Field(pattern=r"^(\*|[a-z0-9][a-z0-9_-]*__(\*|[^\s*]+))$")
+
+
 class McpConfig(_Section):
     default_access: Literal["allow", "deny"] = "allow"
     allowed_origins: tuple[str, ...] = ()
+    access_rules: tuple[McpAccessRuleConfig, ...] = ()
 
 
 class ApiKeyImport(_Section):

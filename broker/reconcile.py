@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from broker.config import ApiKeyImport, QuotaRuleConfig
+from broker.config import ApiKeyImport, McpAccessRuleConfig, QuotaRuleConfig
 from broker.kernel.errors import NotFound
 from broker.kernel.identity.keys import KeySpec
 from broker.kernel.identity.service import Identity
 from broker.kernel.quota.models import ANY, Rule
 from broker.kernel.quota.rules import QuotaRuleStore
+from broker.mcp.access import AccessRuleStore
 from broker.storage import StartupError
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,24 @@ async def reconcile_quota_rules(identity: Identity, store: QuotaRuleStore,
         rules.append(Rule("", kind, subject_id, item.metric, item.limit, item.window, item.period,  # type: ignore[arg-type]
                           item.surface, item.enabled, item.precheck))
     return await store.reconcile_config(rules)
+
+
+async def reconcile_mcp_access_rules(identity: Identity, store: AccessRuleStore,
+                                     declared: tuple[McpAccessRuleConfig, ...]) -> None:
+    """Make the file's MCP access rules the store's ``config`` rules; names and emails resolved to ids."""
+    wanted = []
+    for index, item in enumerate(declared):
+        kind, _, ident = item.subject.partition(":")
+        try:
+            if kind == "role":
+                role = await identity.roles.find_by_name(ident)
+                subject_id = role.id if role else (await identity.roles.get(ident)).id
+            else:
+                subject_id = await _subject_id(identity, kind, ident)
+        except NotFound as exc:
+            raise StartupError(f"mcp.access_rules[{index}].subject: {exc.message}") from exc
+        wanted.append((kind, subject_id, item.pattern))
+    await store.reconcile_config(wanted)
 
 
 async def _subject_id(identity: Identity, kind: str, ident: str) -> str:

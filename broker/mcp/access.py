@@ -110,7 +110,7 @@ class AccessRuleStore:
         return [_rule(r) for r in rows]
 
     async def create(self, subject_kind: str, subject_id: str, pattern: str,
-                     created_by: str | None = None) -> AccessRule:
+                     created_by: str | None = None, source: str = "api") -> AccessRule:
         if subject_kind not in ACCESS_SUBJECTS:
             raise InvalidInput("invalid subject", [FieldError("subject_kind",
                                                               f"must be one of {list(ACCESS_SUBJECTS)}")])
@@ -118,14 +118,35 @@ class AccessRuleStore:
         rule = AccessRule(uuid.uuid4().hex, subject_kind, subject_id, pattern)
         try:
             await self._db.execute(
-                "INSERT INTO mcp_access_rules (id, subject_kind, subject_id, pattern, created_at, created_by)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                rule.id, subject_kind, subject_id, pattern, self._clock.now(), created_by,
+                "INSERT INTO mcp_access_rules (id, subject_kind, subject_id, pattern, created_at, created_by, source)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rule.id, subject_kind, subject_id, pattern, self._clock.now(), created_by, source,
             )
         except UniqueViolation as exc:
             raise Conflict("this rule already exists") from exc
         return rule
 
     async def delete(self, rule_id: str) -> None:
-        if not await self._db.execute("DELETE FROM mcp_access_rules WHERE id = ?", rule_id):
+        row = await self._db.fetchrow("SELECT source FROM mcp_access_rules WHERE id = ?", rule_id)
+        if row is None:
             raise NotFound(f"access rule {rule_id!r} not found")
+        if row["source"] == "config":
+            raise Conflict("this rule comes from the configuration file; remove it there")
+        await self._db.execute("DELETE FROM mcp_access_rules WHERE id = ?", rule_id)
+
+    async def reconcile_config(self, wanted: list[tuple[str, str, str]]) -> None:
+        """Make ``(subject_kind, subject_id, pattern)`` the store's ``config`` rules."""
+        rows = await self._db.fetch("SELECT * FROM mcp_access_rules WHERE source = 'config'")
+        present = {(r["subject_kind"], r["subject_id"], r["pattern"]): r["id"] for r in rows}
+        for spec, rule_id in present.items():
+            if spec not in wanted:
+                await self._db.execute("DELETE FROM mcp_access_rules WHERE id = ?", rule_id)
+        for spec in wanted:
+            if spec not in present:
+                try:
+                    await self.create(*spec, source="config")
+                except Conflict:
+                    # The same rule made through the API: the file now owns it.
+                    await self._db.execute(
+                        "UPDATE mcp_access_rules SET source = 'config' WHERE subject_kind = ? AND subject_id = ?"
+                        " AND pattern = ?", *spec)

@@ -22,6 +22,7 @@ from broker.mcp.access import AccessPolicy, AccessRuleStore
 from broker.mcp.endpoint import AuthenticatedMcpApp, McpBroker
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.servers import McpServerStore, UpstreamDefinition
+from broker.reconcile import reconcile_mcp_access_rules
 from broker.storage import StartupError
 
 SERVERS_CHANNEL = "mcp.servers"
@@ -81,7 +82,9 @@ async def open_mcp(db: Database, box: SecretBox, identity: Identity, quotas: Quo
     broker = McpBroker(pool, access, quotas, audit, version)
     notify.append(broker)
     manager = StreamableHTTPSessionManager(app=broker.server)
-    runtime = McpRuntime(store, pool, broker, access, AccessRuleStore(db, clock),
+    access_rules = AccessRuleStore(db, clock)
+    await reconcile_mcp_access_rules(identity, access_rules, config.mcp.access_rules)
+    runtime = McpRuntime(store, pool, broker, access, access_rules,
                          AuthenticatedMcpApp(manager, identity, pool, config.mcp.allowed_origins), broadcast)
     await runtime._reload_access()
     broadcast.subscribe(SERVERS_CHANNEL, runtime._resync)

@@ -76,3 +76,31 @@ async def test_the_catalog_is_exactly_what_the_rules_allow(warden: WardenProcess
         bad = console.post("/api/mcp/access-rules", json={"subject_kind": "user", "subject_id": me,
                                                           "pattern": "demo"})
         assert bad.status_code == 422
+
+
+@pytest.fixture
+def declared(tmp_path: Any) -> Iterator[WardenProcess]:
+    with served(tmp_path, {
+        "mcp": {"default_access": "deny",
+                "access_rules": [{"subject": "user:admin@example.com", "pattern": "demo__echo"},
+                                 {"subject": "role:viewer", "pattern": "demo__*"}]},
+        "mcp_servers": [stdio_server("demo")],
+        "api_keys": [{"name": "agent", "owner": "admin@example.com", "secret": AGENT, "surfaces": ["mcp"]}],
+    }) as process:
+        yield process
+
+
+async def test_access_rules_declared_in_the_file_apply_and_are_read_only(declared: WardenProcess) -> None:
+    assert await listed(declared) == ["demo__echo"]
+    with admin_console(declared) as console:
+        rules = console.get("/api/mcp/access-rules").json()["items"]
+        assert {(r["subject_kind"], r["pattern"]) for r in rules} == {("user", "demo__echo"), ("role", "demo__*")}
+        viewer_rule = next(r for r in rules if r["subject_kind"] == "role")
+        assert viewer_rule["subject_id"] == "viewer"
+        assert console.delete(f"/api/mcp/access-rules/{viewer_rule['id']}").status_code == 409
+
+
+def test_a_declared_rule_for_an_unknown_user_stops_start_up(tmp_path: Any) -> None:
+    config = {"mcp": {"access_rules": [{"subject": "user:ghost@example.com", "pattern": "demo__*"}]}}
+    with pytest.raises(AssertionError, match=r"mcp.access_rules\[0\]"), served(tmp_path, config):
+        pass
