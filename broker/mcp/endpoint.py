@@ -175,9 +175,8 @@ class McpBroker:
             await ctx.session.report_progress(progress, total, message)
 
         try:
-            await self._pool.settle(FIRST_CONNECT_WAIT)
-            view = CatalogView(self._pool, _server_scope(ctx))
-            connection, tool = view.resolve_tool(params.name, lambda n: self._access.decide(principal, n).allowed)
+            view, visible = await self._view(ctx)
+            connection, tool = view.resolve_tool(params.name, visible)
             server = connection.name
             await self._quotas.admit(QuotaRequest("mcp", subjects_for(
                 principal, mcp_server=connection.name, tool=namespaced(connection.name, tool))))

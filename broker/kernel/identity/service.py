@@ -7,7 +7,7 @@ from typing import Any
 
 from broker.kernel.errors import AuthenticationFailed, NotFound, PermissionDenied
 from broker.kernel.identity.keys import ApiKeyRegistry
-from broker.kernel.identity.models import Permissions, Principal, Surface, User
+from broker.kernel.identity.models import ApiKey, Permissions, Principal, Surface, User
 from broker.kernel.identity.roles import RoleCatalog
 from broker.kernel.identity.sessions import ActiveSession, ConsoleSessions
 from broker.kernel.identity.setup import FirstRunSetup
@@ -32,9 +32,7 @@ class Identity:
         key = verified.key
         if surface not in key.surfaces:
             raise PermissionDenied(f"this API key may not use the {surface!r} surface")
-        user = await self.users.get(key.owner_user_id) if key.owner_user_id else None
-        permissions = await self.roles.permissions_of(user.id) if user else Permissions()
-        return Principal(user, key.owner_team_id, key, permissions, "api_key", verified.team_ids)
+        return await self._acting_as(key, verified.team_ids)
 
     async def principal_for_session(self, token: str, client_ip: str | None) -> tuple[Principal, ActiveSession]:
         session = await self.sessions.resolve(token, client_ip)
@@ -45,9 +43,13 @@ class Identity:
     async def principal_of_key(self, key_id: str) -> Principal:
         """The principal a key acts as, looked up by id (to explain what it may do; no secret involved)."""
         key = await self.keys.get(key_id)
+        return await self._acting_as(key, await self.keys.teams_of(key))
+
+    async def _acting_as(self, key: ApiKey, team_ids: tuple[str, ...]) -> Principal:
+        """The principal of a key: its owner user (if any) with that user's permissions."""
         user = await self.users.get(key.owner_user_id) if key.owner_user_id else None
         permissions = await self.roles.permissions_of(user.id) if user else Permissions()
-        return Principal(user, key.owner_team_id, key, permissions, "api_key", await self.keys.teams_of(key))
+        return Principal(user, key.owner_team_id, key, permissions, "api_key", team_ids)
 
     async def update_user(self, user_id: str, changes: dict[str, Any], keep_session: str | None = None) -> User:
         """Apply changes; a new password ends the user's other console sessions."""

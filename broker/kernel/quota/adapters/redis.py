@@ -7,6 +7,9 @@ further waiting) until ``healthy()`` — probed in the background — sees Redis
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 import anyio
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
@@ -17,6 +20,7 @@ from broker.kernel.quota.errors import CounterStoreDown
 from broker.kernel.quota.ports import Add, AdmitOutcome, Check, Slot
 
 _PREFIX = "warden:quota:"
+T = TypeVar("T")
 
 # Reads one counter: a window hash {bucket -> amount} summed over its last 60 buckets in bucket order
 # (pruning older fields), or a budget string. Mirrors MemoryCounters exactly.
@@ -159,14 +163,7 @@ class RedisCounters:
         return [float(v) for v in reply]
 
     async def claim_alert(self, key: str, ttl: int) -> bool:
-        if self._down:
-            raise CounterStoreDown("redis is down")
-        try:
-            with anyio.fail_after(self._timeout):
-                return bool(await self._redis.set(self._prefix + "alert:" + key, 1, nx=True, ex=ttl))
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._down = True
-            raise CounterStoreDown(str(exc) or "timed out") from exc
+        return bool(await self._guarded(lambda: self._redis.set(self._prefix + "alert:" + key, 1, nx=True, ex=ttl)))
 
     async def prepare(self, deadline: float = 2.0) -> None:
         """Open a connection and load the scripts before traffic arrives, so the first request does not pay
@@ -191,14 +188,18 @@ class RedisCounters:
         return True
 
     async def _call(self, script: object, keys: list[str], args: list[str | int | float]) -> list[str]:
-        if self._down:
-            raise CounterStoreDown("redis is down")
         if not keys:
             return ["0"]
+        reply = await self._guarded(lambda: script(keys=keys, args=args))  # type: ignore[operator]
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in reply]
+
+    async def _guarded(self, request: Callable[[], Awaitable[T]]) -> T:
+        """One Redis round trip under the deadline; a failure marks the store down until it answers again."""
+        if self._down:
+            raise CounterStoreDown("redis is down")
         try:
             with anyio.fail_after(self._timeout):
-                reply = await script(keys=keys, args=args)  # type: ignore[operator]
+                return await request()
         except (RedisError, OSError, TimeoutError) as exc:
             self._down = True
             raise CounterStoreDown(str(exc) or "timed out") from exc
-        return [v.decode() if isinstance(v, bytes) else str(v) for v in reply]
