@@ -215,6 +215,9 @@ class McpConfig(_Section):
     default_access: Literal["allow", "deny"] = "allow"
     allowed_origins: tuple[str, ...] = ()
     access_rules: tuple[McpAccessRuleConfig, ...] = ()
+    # Each stateful client session gets its own session to every upstream it uses (a process for stdio);
+    # beyond this many per upstream, further clients share the pooled session.
+    sessions_per_server: int = Field(50, ge=0, le=10_000)
 
 
 class ApiKeyImport(_Section):

@@ -4,13 +4,15 @@ Warden API key with the ``mcp`` surface, with every tool call admitted by the qu
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import mcp_types as types
+from anyio.abc import TaskGroup
+from mcp import ClientSession
+from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.session import ServerSession
@@ -33,15 +35,16 @@ from broker.kernel.quota.subjects import subjects_for
 from broker.mcp.access import AccessPolicy
 from broker.mcp.calls import CallTimeline, trace_id_of
 from broker.mcp.catalog import CatalogView, namespaced, page
-from broker.mcp.errors import BrokerError, UnknownTool
+from broker.mcp.client_sessions import ClientUpstreams, SessionBudget
+from broker.mcp.errors import BrokerError, UnknownTool, UpstreamUnavailable
 from broker.mcp.pool import UpstreamPool
+from broker.mcp.upstream import UpstreamConnection
 
 log = logging.getLogger(__name__)
 PRINCIPAL = "warden_principal"
 SERVER_SCOPE = "warden_server_scope"
 FIRST_CONNECT_WAIT = 10.0
-SESSION_MEMORY = 1800.0  # the SDK ends idle sessions after 30 minutes; forget them then too
-_SESSIONS_BEFORE_PRUNE = 1000
+T = TypeVar("T")
 
 
 class _ListChangingServer(Server[Any]):
@@ -59,20 +62,44 @@ class McpBroker:
     """Handlers of the aggregate and per-server endpoints, over the upstream pool."""
 
     def __init__(self, pool: UpstreamPool, access: AccessPolicy, quotas: QuotaEngine, audit: AuditSink,
-                 version: str) -> None:
+                 version: str, sessions_per_server: int = 50) -> None:
         self._pool = pool
         self._access = access
         self._quotas = quotas
         self._audit = audit
-        # Sessions that listed something, with when they were last seen; a weak set is not enough, as the
-        # SDK keeps no other strong reference to a session between requests.
-        self._sessions: dict[ServerSession, float] = {}
+        self._budget = SessionBudget(sessions_per_server)
+        # Every stateful client session, with its own upstream sessions; dropped when the session ends.
+        self._clients: dict[Connection, ClientUpstreams] = {}
+        self._group: TaskGroup | None = None
         self.server: Server[Any] = _ListChangingServer(
             "warden", version=version, on_list_tools=self.list_tools, on_call_tool=self.call_tool,
             on_list_prompts=self.list_prompts, on_get_prompt=self.get_prompt,
             on_list_resources=self.list_resources, on_list_resource_templates=self.list_resource_templates,
             on_read_resource=self.read_resource, on_completion=self.complete,
+            on_subscribe_resource=self.subscribe, on_unsubscribe_resource=self.unsubscribe,
         )
+        # Logging and roots are deprecated in 2026-07-28 (the SDK warns when they are passed to the constructor)
+        # but handshake-era clients use them, and a transparent proxy passes them through.
+        self.server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, self.set_level)
+        self.server.add_notification_handler("notifications/roots/list_changed", types.NotificationParams,
+                                             self.roots_changed)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Host the clients' own upstream sessions; all of them close (stdio children reaped) on exit."""
+        async with anyio.create_task_group() as group:
+            self._group = group
+            try:
+                yield
+            finally:
+                self._group = None
+                for client in self._clients.values():
+                    client.close()
+                self._clients.clear()
+                group.cancel_scope.cancel()
+
+    def sessions_in_use(self, server: str) -> int:
+        return self._budget.in_use(server)
 
     async def list_tools(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                          ) -> types.ListToolsResult:
@@ -91,7 +118,7 @@ class McpBroker:
         view, visible = await self._view(ctx)
         async with _as_mcp_errors():
             connection, prompt = view.resolve_prompt(params.name, visible)
-            return await connection.forward(lambda s: s.get_prompt(prompt, params.arguments))
+            return await self._forward(ctx, connection, lambda s: s.get_prompt(prompt, params.arguments))
 
     async def list_resources(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                              ) -> types.ListResourcesResult:
@@ -111,7 +138,7 @@ class McpBroker:
         view, visible = await self._view(ctx)
         async with _as_mcp_errors():
             connection, uri = view.resolve_uri(str(params.uri), visible)
-            result = await connection.forward(lambda s: s.read_resource(uri))
+            result = await self._forward(ctx, connection, lambda s: s.read_resource(uri))
             contents = [c.model_copy(update={"uri": view.shown_uri(connection, str(c.uri))})
                         for c in result.contents]
             return result.model_copy(update={"contents": contents})
@@ -130,17 +157,85 @@ class McpBroker:
                 upstream_ref = ref.model_copy(update={"uri": uri})
             context = params.context.arguments if params.context else None
             argument = {"name": params.argument.name, "value": params.argument.value}
-            return await connection.forward(lambda s: s.complete(upstream_ref, argument, context))
+            return await self._forward(ctx, connection, lambda s: s.complete(upstream_ref, argument, context))
 
-    def _remember(self, session: ServerSession) -> None:
-        now = time.monotonic()
-        if session not in self._sessions and len(self._sessions) >= _SESSIONS_BEFORE_PRUNE:
-            self._sessions = {s: seen for s, seen in self._sessions.items() if now - seen < SESSION_MEMORY}
-        self._sessions[session] = now
+    async def subscribe(self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
+                        ) -> types.EmptyResult:
+        """Subscribe on the client's own upstream session, whose updates are relayed to this client only."""
+        view, visible = await self._view(ctx)
+        client = self._client(ctx)
+        async with _as_mcp_errors():
+            connection, uri = view.resolve_uri(str(params.uri), visible)
+            if client is None:
+                raise MCPError(types.INVALID_REQUEST, "resource subscriptions need a session (initialize first)")
+            request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri))
+            result = await self._forward(ctx, connection, lambda s: s.send_request(request, types.EmptyResult))
+            client.subscribed(connection.name, uri, str(params.uri))
+            return result
+
+    async def unsubscribe(self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
+                          ) -> types.EmptyResult:
+        view, visible = await self._view(ctx)
+        client = self._client(ctx)
+        async with _as_mcp_errors():
+            connection, uri = view.resolve_uri(str(params.uri), visible)
+            if client is None:
+                raise MCPError(types.INVALID_REQUEST, "resource subscriptions need a session (initialize first)")
+            request = types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri))
+            result = await self._forward(ctx, connection, lambda s: s.send_request(request, types.EmptyResult))
+            client.unsubscribed(connection.name, uri)
+            return result
+
+    async def set_level(self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams
+                        ) -> types.EmptyResult:
+        """``logging/setLevel`` for this client's sessions to the upstreams this endpoint serves."""
+        view, _ = await self._view(ctx)
+        client = self._client(ctx)
+        if client is not None:
+            async with _as_mcp_errors():
+                await client.set_level(params.level, view.connections())
+        return types.EmptyResult()
+
+    async def roots_changed(self, ctx: ServerRequestContext[Any], params: types.NotificationParams | None) -> None:
+        client = self._client(ctx)
+        if client is not None:
+            await client.roots_changed()
+
+    def _client(self, ctx: ServerRequestContext[Any]) -> ClientUpstreams | None:
+        """The client's session state, created with its first request; None for stateless requests."""
+        connection = _connection_of(ctx)
+        if connection.session_id is None or self._group is None:
+            return None
+        client = self._clients.get(connection)
+        if client is None:
+            client = ClientUpstreams(self._group, self._budget, connection.client_capabilities)
+            self._clients[connection] = client
+
+            def ended() -> None:
+                client.close()
+                self._clients.pop(connection, None)
+
+            connection.exit_stack.callback(ended)
+        client.seen(ctx.session)
+        return client
+
+    async def _forward(self, ctx: ServerRequestContext[Any], connection: UpstreamConnection,
+                       operation: Callable[[ClientSession], Awaitable[T]]) -> T:
+        """Forward on the client's own upstream session when it has one, with the request marked in flight."""
+        client = self._client(ctx)
+        if client is None:
+            return await connection.forward(operation)
+        session = await client.session_for(connection)
+        with client.calling(ctx.session, ctx.request_id):
+            try:
+                return await connection.forward(operation, session)
+            except UpstreamUnavailable:
+                client.discard(connection)  # a dead stdio child is restarted by the next request
+                raise
 
     async def catalog_changed(self) -> None:
-        """Tell every connected client whose session has a stream open that the lists changed (all at once,
-        each bounded, so a stalled or departed client costs nothing to the others)."""
+        """Tell every connected client that the lists changed (all at once, each bounded, so a stalled or
+        departed client costs nothing to the others)."""
         async def tell(session: ServerSession) -> None:
             try:
                 with anyio.fail_after(1):
@@ -149,14 +244,14 @@ class McpBroker:
                     await session.send_resource_list_changed()
             except Exception as exc:  # a gone or stalled client must not stop the others
                 log.debug("list_changed not delivered to a session: %s", exc)
-                self._sessions.pop(session, None)
 
         async with anyio.create_task_group() as group:
-            for session in list(self._sessions):
-                group.start_soon(tell, session)
+            for client in list(self._clients.values()):
+                if client.latest is not None:
+                    group.start_soon(tell, client.latest)
 
     async def _view(self, ctx: ServerRequestContext[Any]) -> tuple[CatalogView, Callable[[str], bool]]:
-        self._remember(ctx.session)
+        self._client(ctx)
         principal = _principal(ctx)
         await self._pool.settle(FIRST_CONNECT_WAIT)
         view = CatalogView(self._pool, _server_scope(ctx))
@@ -180,7 +275,8 @@ class McpBroker:
             server = connection.name
             await self._quotas.admit(QuotaRequest("mcp", subjects_for(
                 principal, mcp_server=connection.name, tool=namespaced(connection.name, tool))))
-            result = await connection.call_tool(tool, params.arguments, progress=report)
+            result = await self._forward(ctx, connection, lambda s: s.call_tool(
+                tool, params.arguments, progress_callback=report))
             outcome = "tool_error" if result.is_error else "ok"
             return result
         except BrokerError as exc:
@@ -200,6 +296,11 @@ class McpBroker:
                                          outcome, code)
             with anyio.CancelScope(shield=True):  # a cancelled call is audited too
                 await self._audit.record(event)
+
+
+def _connection_of(ctx: ServerRequestContext[Any]) -> Connection:
+    """The downstream connection behind a request (the SDK hands handlers a per-request session view)."""
+    return ctx.session._connection  # public only on the SDK's newer Context
 
 
 def _cursor(params: types.PaginatedRequestParams | None) -> str | None:

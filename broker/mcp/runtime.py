@@ -79,7 +79,7 @@ async def open_mcp(db: Database, box: SecretBox, identity: Identity, quotas: Quo
 
     pool = UpstreamPool(clock, on_tools_changed=catalog_changed)
     access = AccessPolicy(default_allow=config.mcp.default_access == "allow")
-    broker = McpBroker(pool, access, quotas, audit, version)
+    broker = McpBroker(pool, access, quotas, audit, version, config.mcp.sessions_per_server)
     notify.append(broker)
     manager = StreamableHTTPSessionManager(app=broker.server)
     access_rules = AccessRuleStore(db, clock)
@@ -90,7 +90,7 @@ async def open_mcp(db: Database, box: SecretBox, identity: Identity, quotas: Quo
     broadcast.subscribe(SERVERS_CHANNEL, runtime._resync)
     broadcast.subscribe(ACCESS_CHANNEL, runtime._reload_access)
     definitions = [d for d, _ in await store.all()]
-    async with anyio.create_task_group() as group, manager.run():
+    async with anyio.create_task_group() as group, broker.running(), manager.run():
         group.start_soon(pool.run, definitions)
         try:
             yield runtime

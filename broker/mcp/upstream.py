@@ -11,16 +11,17 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import anyio
 import httpx2
 import mcp_types as types
 from mcp import ClientSession, StdioServerParameters
+from mcp.client.session import ElicitationFnT, ListRootsFnT, LoggingFnT, MessageHandlerFnT, SamplingFnT
 from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED
 
@@ -77,11 +78,10 @@ class UpstreamConnection:
             backoff = min(backoff * 2, 30.0)
 
     async def _serve_once(self) -> None:
-        async with self._transport() as (read, write), ClientSession(
-            read, write, message_handler=self._on_message
-        ) as session:
+        async with open_client(self.definition, ClientCallbacks(message_handler=self._on_message)) as (
+            session, initialized
+        ):
             with anyio.fail_after(CONNECT_TIMEOUT):
-                initialized = await session.initialize()
                 self._capabilities = initialized.capabilities
                 await self._fetch_catalog(session)
             self._session, self.health, self.last_error = session, "healthy", None
@@ -108,24 +108,6 @@ class UpstreamConnection:
             await self._reconnect.wait()
             group.cancel_scope.cancel()
 
-    @asynccontextmanager
-    async def _transport(self) -> AsyncIterator[tuple[Any, Any]]:
-        d = self.definition
-        if d.transport == "stdio":
-            assert d.command is not None
-            params = StdioServerParameters(command=d.command, args=list(d.args), env=d.env or None)
-            async with stdio_client(params, errlog=sys.stderr) as streams:
-                yield streams[0], streams[1]
-        elif d.transport == "streamable_http":
-            assert d.url is not None
-            async with httpx2.AsyncClient(timeout=httpx2.Timeout(d.timeout_seconds, read=None)) as http, \
-                    streamable_http_client(d.url, http_client=http) as streams:
-                yield streams[0], streams[1]
-        else:
-            assert d.url is not None
-            async with sse_client(d.url, timeout=d.timeout_seconds) as streams:
-                yield streams[0], streams[1]
-
     async def _fetch_catalog(self, session: ClientSession) -> None:
         """Tools, prompts, resources and templates, each fetched page by page where the server offers them."""
         caps = self._capabilities
@@ -150,14 +132,17 @@ class UpstreamConnection:
             if self._on_tools_changed is not None:
                 await self._on_tools_changed()
 
-    async def call_tool(self, tool: str, arguments: dict[str, Any] | None,
-                        progress: ProgressFnT | None) -> types.CallToolResult:
-        """Call a tool upstream; tool errors come back as results, upstream failures as BrokerErrors."""
-        return await self.forward(lambda s: s.call_tool(tool, arguments, progress_callback=progress))
+    @property
+    def capabilities(self) -> types.ServerCapabilities | None:
+        return self._capabilities
 
-    async def forward(self, operation: Callable[[ClientSession], Awaitable[T]]) -> T:
-        """Run one request on the live session, through the breaker, bounded by the server's timeout."""
-        session = await self._live_session()
+    async def forward(self, operation: Callable[[ClientSession], Awaitable[T]],
+                      session: ClientSession | None = None) -> T:
+        """Run one request through the breaker, bounded by the server's timeout: on ``session`` (a client's
+        own session to this upstream) when given, else on the shared supervised session."""
+        shared = session is None
+        if session is None:
+            session = await self._live_session()
         if not self.breaker.allow():
             raise UpstreamUnavailable(f"MCP server {self.name!r} is failing; its circuit breaker is open",
                                       server=self.name, breaker="open")
@@ -169,11 +154,11 @@ class UpstreamConnection:
             raise UpstreamTimeout(f"MCP server {self.name!r} did not answer within"
                                   f" {self.definition.timeout_seconds:g}s", server=self.name) from exc
         except _TRANSPORT_ERRORS as exc:
-            self._failed(reconnect=True)
+            self._failed(reconnect=shared)
             raise UpstreamUnavailable(f"MCP server {self.name!r} dropped the connection", server=self.name) from exc
         except MCPError as exc:
             if exc.code == CONNECTION_CLOSED:  # the SDK's word for a transport that went away mid-call
-                self._failed(reconnect=True)
+                self._failed(reconnect=shared)
                 raise UpstreamUnavailable(f"MCP server {self.name!r} closed the connection",
                                           server=self.name) from exc
             self.breaker.succeeded()  # the upstream answered; a protocol-level refusal is not an outage
@@ -200,6 +185,51 @@ class UpstreamConnection:
         self.health = "degraded" if self.breaker.state == "closed" else "down"
         if reconnect:
             self._reconnect.set()
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCallbacks:
+    """What a client session to an upstream does with the upstream's own requests and notifications;
+    a callback left out is a capability not declared (the SDK refuses such requests)."""
+
+    message_handler: MessageHandlerFnT | None = None
+    sampling: SamplingFnT | None = None
+    sampling_capabilities: types.SamplingCapability | None = None
+    elicitation: ElicitationFnT | None = None
+    list_roots: ListRootsFnT | None = None
+    logging: LoggingFnT | None = None
+
+
+@asynccontextmanager
+async def open_client(definition: UpstreamDefinition, callbacks: ClientCallbacks
+                      ) -> AsyncIterator[tuple[ClientSession, types.InitializeResult]]:
+    """An initialized client session to the upstream (spawning the process for stdio); closed on exit."""
+    async with _transport(definition) as (read, write), ClientSession(
+        read, write, message_handler=callbacks.message_handler, sampling_callback=callbacks.sampling,
+        sampling_capabilities=callbacks.sampling_capabilities, elicitation_callback=callbacks.elicitation,
+        list_roots_callback=callbacks.list_roots, logging_callback=callbacks.logging,
+    ) as session:
+        with anyio.fail_after(CONNECT_TIMEOUT):
+            initialized = await session.initialize()
+        yield session, initialized
+
+
+@asynccontextmanager
+async def _transport(d: UpstreamDefinition) -> AsyncIterator[tuple[Any, Any]]:
+    if d.transport == "stdio":
+        assert d.command is not None
+        params = StdioServerParameters(command=d.command, args=list(d.args), env=d.env or None)
+        async with stdio_client(params, errlog=sys.stderr) as streams:
+            yield streams[0], streams[1]
+    elif d.transport == "streamable_http":
+        assert d.url is not None
+        async with httpx2.AsyncClient(timeout=httpx2.Timeout(d.timeout_seconds, read=None)) as http, \
+                streamable_http_client(d.url, http_client=http) as streams:
+            yield streams[0], streams[1]
+    else:
+        assert d.url is not None
+        async with sse_client(d.url, timeout=d.timeout_seconds) as streams:
+            yield streams[0], streams[1]
 
 
 async def _all_pages(list_page: Callable[..., Awaitable[Any]], field: str) -> list[Any]:

@@ -51,12 +51,13 @@ def _listening(port: int) -> bool:
 
 @asynccontextmanager
 async def mcp_client(url: str, secret: str | None, extra_headers: dict[str, str] | None = None,
-                     message_handler: Any = None) -> AsyncIterator[ClientSession]:
+                     message_handler: Any = None, **callbacks: Any) -> AsyncIterator[ClientSession]:
+    """A handshake-era client; ``callbacks`` are ClientSession's (``sampling_callback``, ``logging_callback``...)."""
     headers = {"authorization": f"Bearer {secret}"} if secret else {}
     headers.update(extra_headers or {})
     async with httpx2.AsyncClient(headers=headers, timeout=30) as http, \
             streamable_http_client(url, http_client=http) as streams, \
-            ClientSession(streams[0], streams[1], message_handler=message_handler) as session:
+            ClientSession(streams[0], streams[1], message_handler=message_handler, **callbacks) as session:
         await session.initialize()
         yield session
 

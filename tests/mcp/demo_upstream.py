@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import anyio
 import mcp_types as types
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.prompts.base import Message, UserMessage
+from mcp.server.mcpserver.utilities.types import Audio, Image
+from pydantic import BaseModel
 
 app = MCPServer(os.environ.get("DEMO_NAME", "demo"))
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000")  # a PNG header is enough
+WAV = b"RIFF\x24\x00\x00\x00WAVEfmt "
+LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
 
 
 @app.tool()
@@ -63,6 +71,119 @@ def die() -> str:
     os._exit(3)
 
 
+@app.tool()
+def picture() -> Image:
+    """An image."""
+    return Image(data=PNG, format="png")
+
+
+@app.tool()
+def sound() -> Audio:
+    """An audio clip."""
+    return Audio(data=WAV, format="wav")
+
+
+@app.tool()
+def attachment() -> types.EmbeddedResource:
+    """An embedded resource."""
+    return types.EmbeddedResource(type="resource", resource=types.TextResourceContents(
+        uri="demo://readme", mime_type="text/plain", text="demo readme"))
+
+
+@app.tool()
+def mixed() -> types.CallToolResult:
+    """Text, an image and a resource link in one result."""
+    return types.CallToolResult(content=[
+        types.TextContent(type="text", text="caption"), Image(data=PNG, format="png").to_image_content(),
+        types.ResourceLink(type="resource_link", uri="demo://readme", name="readme")])
+
+
+def _state(ctx: ServerRequestContext[Any, Any]) -> dict[str, Any]:
+    return ctx.session._connection.state
+
+
+@app.tool()
+async def chatty(ctx: Context) -> str:
+    """Log one message at each of debug, info and warning (filtered by logging/setLevel), then finish."""
+    request = ctx.request_context
+    floor = LEVELS.index(_state(request).get("level", "debug"))
+    for level in ("debug", "info", "warning"):
+        if LEVELS.index(level) >= floor:
+            await request.session.send_notification(types.LoggingMessageNotification(
+                params=types.LoggingMessageNotificationParams(level=level, data=f"{level} line", logger="demo")),
+                related_request_id=request.request_id)
+        await anyio.sleep(0.02)
+    return "talked"
+
+
+@app.tool()
+async def ask_model(question: str, ctx: Context) -> str:
+    """Ask the client's model (sampling) and return its answer."""
+    request = ctx.request_context
+    result = await request.session.create_message(
+        [types.SamplingMessage(role="user", content=types.TextContent(type="text", text=question))],
+        max_tokens=50, related_request_id=request.request_id)
+    return result.content.text if isinstance(result.content, types.TextContent) else "?"
+
+
+class Favourite(BaseModel):
+    colour: str
+
+
+@app.tool()
+async def ask_user(ctx: Context) -> str:
+    """Ask the user for their favourite colour (elicitation)."""
+    answer = await ctx.elicit("What is your favourite colour?", Favourite)
+    return answer.data.colour if answer.action == "accept" else answer.action
+
+
+@app.tool()
+async def roots(ctx: Context) -> list[str]:
+    """The client's roots."""
+    listed = await ctx.request_context.session.list_roots()
+    return [str(root.uri) for root in listed.roots]
+
+
+@app.tool()
+async def touch(uri: str, ctx: Context) -> bool:
+    """Tell subscribers of a resource that it changed; whether this session was subscribed."""
+    request = ctx.request_context
+    if uri not in _state(request).get("subscriptions", set()):
+        return False
+    await request.session.send_resource_updated(uri)
+    return True
+
+
+async def _subscribe(ctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams) -> types.EmptyResult:
+    _state(ctx).setdefault("subscriptions", set()).add(str(params.uri))
+    return types.EmptyResult()
+
+
+async def _unsubscribe(ctx: ServerRequestContext[Any, Any], params: types.UnsubscribeRequestParams
+                       ) -> types.EmptyResult:
+    _state(ctx).setdefault("subscriptions", set()).discard(str(params.uri))
+    return types.EmptyResult()
+
+
+async def _set_level(ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams) -> types.EmptyResult:
+    _state(ctx)["level"] = params.level
+    return types.EmptyResult()
+
+
+app._lowlevel_server.add_request_handler("resources/subscribe", types.SubscribeRequestParams, _subscribe)
+app._lowlevel_server.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, _unsubscribe)
+app._lowlevel_server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, _set_level)
+
+
+@app.prompt()
+def show(subject: str) -> list[Message]:
+    """A prompt with an image and an embedded resource."""
+    return [UserMessage(content=f"Describe {subject}."),
+            UserMessage(content=types.ImageContent(type="image", data="iVBORw0KGgo=", mime_type="image/png")),
+            UserMessage(content=types.EmbeddedResource(type="resource", resource=types.TextResourceContents(
+                uri="demo://readme", mime_type="text/plain", text="demo readme")))]
+
+
 @app.prompt()
 def review(language: str) -> str:
     """Ask for a code review in a language."""
@@ -73,6 +194,12 @@ def review(language: str) -> str:
 def readme() -> str:
     """A static text resource."""
     return "demo readme"
+
+
+@app.resource("demo://logo.png", mime_type="image/png")
+def logo() -> bytes:
+    """A binary resource."""
+    return PNG
 
 
 @app.resource("demo://items/{item_id}", mime_type="text/plain")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
+import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
@@ -19,6 +19,7 @@ from tests.mcp.conftest import mcp_client, modern_client, stdio_server
 SECRET = "wdn_" + "M" * 43
 AI_ONLY = "wdn_" + "A" * 43
 OPS = "wdn_" + "O" * 43
+SESSIONS_PER_SERVER = 8
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def warden(tmp_path_factory: pytest.TempPathFactory, http_upstream_module: str) 
                      {"name": "ops", "owner": "agent@example.com", "secret": OPS, "surfaces": ["management"]}],
         "quotas": {"rules": [{"subject": "tool:web__add", "metric": "requests", "window": "1m", "limit": 2,
                               "surface": "mcp"}]},
-        "mcp": {"allowed_origins": ["https://console.example"]},
+        "mcp": {"allowed_origins": ["https://console.example"], "sessions_per_server": SESSIONS_PER_SERVER},
     }) as process:
         setup = httpx.post(process.console + "/api/setup", json={"email": "agent@example.com",
                                                                   "password": "correct horse 9 battery"})
@@ -154,18 +155,34 @@ def test_unknown_session_is_404(warden: WardenProcess) -> None:
     assert response.status_code == 404
 
 
-async def test_two_hundred_sessions_leave_one_upstream_process(warden: WardenProcess, tmp_path: Path) -> None:
+async def test_two_hundred_stdio_sessions_leave_no_child_process_behind(warden: WardenProcess) -> None:
+    """Each client session gets its own stdio process (so the upstream's requests reach only that client);
+    their number is bounded while open, and every one is reaped when its session ends."""
     import psutil
 
     assert warden.process is not None
+
     def children() -> int:
         return len(psutil.Process(warden.process.pid).children(recursive=True))  # type: ignore[union-attr]
 
     baseline = children()
-    for _ in range(200):
+    peak = 0
+
+    async def one_session() -> None:
+        nonlocal peak
         async with mcp_client(url(warden), SECRET) as session:
-            await session.call_tool("demo__echo", {"text": "x"})
-    assert children() == baseline
+            assert (await session.call_tool("demo__echo", {"text": "x"})).is_error is False
+            peak = max(peak, children())
+
+    for _ in range(10):
+        async with anyio.create_task_group() as group:
+            for _ in range(20):
+                group.start_soon(one_session)
+    assert baseline < peak <= baseline + SESSIONS_PER_SERVER
+    async def all_reaped() -> bool:
+        return children() == baseline
+
+    assert await eventually(all_reaped, within=15)
 
 
 async def test_a_2026_07_28_client_and_a_2025_11_25_client_share_the_upstreams(warden: WardenProcess) -> None:
@@ -341,3 +358,23 @@ def test_a_foreign_origin_is_refused_before_authentication(warden: WardenProcess
     assert anonymous.status_code == 403
     allowed = httpx.post(url(warden), json=INITIALIZE, headers={**headers, "origin": "https://console.example"})
     assert allowed.status_code == 200
+
+
+async def test_an_upstreams_sampling_request_goes_to_the_client_that_made_the_call(warden: WardenProcess) -> None:
+    """Two clients call the same tool at once; each upstream request is answered by its own caller only."""
+    answers: dict[str, str] = {}
+
+    async def client(label: str) -> None:
+        async def sample(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+            await anyio.sleep(0.05)
+            return types.CreateMessageResult(role="assistant", model=label,
+                                             content=types.TextContent(type="text", text=f"from {label}"))
+
+        async with mcp_client(url(warden), SECRET, sampling_callback=sample) as session:
+            result = await session.call_tool("demo__ask_model", {"question": "who are you?"})
+            answers[label] = result.content[0].text  # type: ignore[union-attr]
+
+    async with anyio.create_task_group() as group:
+        for label in ("alice", "bob", "carol"):
+            group.start_soon(client, label)
+    assert answers == {"alice": "from alice", "bob": "from bob", "carol": "from carol"}
