@@ -183,8 +183,8 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
     """Open the kernel, build both listeners' apps, run background upkeep; close it all on exit."""
     clock = clock or SystemClock()
     async with open_kernel(config, clock) as kernel, open_mcp(
-        kernel.db, kernel.box, kernel.identity, kernel.quotas, kernel.audit, kernel.broadcast, clock, config,
-        warden_version(),
+        kernel.db, kernel.redis, kernel.box, kernel.identity, kernel.quotas, kernel.audit, kernel.broadcast, clock,
+        config, warden_version(),
     ) as mcp:
         warden = _wire(config, kernel, mcp, clock)
         async with anyio.create_task_group() as background:
@@ -212,7 +212,8 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, clock: Clock) -
     gateway = build_gateway(health, metrics, models, mcp.app)
     services = ConsoleServices(kernel.identity, kernel.quotas, kernel.quota_rules, kernel.quota_rules_changed,
                                mcp.store, mcp.pool, mcp.servers_changed, mcp.access_rules, mcp.access,
-                               mcp.access_changed, AuditQuery(kernel.db))
+                               mcp.access_changed, AuditQuery(kernel.db), mcp.credentials, mcp.virtual_store,
+                               mcp.virtuals_changed)
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
         warden_version(),

@@ -47,10 +47,19 @@ class ServerConfig(_Section):
     tls_key_file: Path | None = None
     # Proxies whose X-Forwarded-For/-Proto are trusted (client IP, https); empty trusts none.
     forwarded_allow_ips: tuple[str, ...] = ()
+    # The console's address as users reach it (behind a proxy, say), for links Warden hands out.
+    console_public_url: str | None = None
 
     @property
     def console_bind(self) -> str:
         return self.console_host or self.host
+
+    @property
+    def console_url(self) -> str:
+        if self.console_public_url:
+            return self.console_public_url.rstrip("/")
+        scheme = "https" if self.tls_cert_file else "http"
+        return f"{scheme}://{self.console_bind}:{self.console_port}"
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerConfig:
@@ -179,6 +188,11 @@ class QuotasConfig(_Section):
         return tuple(sorted(set(values)))
 
 
+class ToolOptionsConfig(_Section):
+    cache_ttl_seconds: float = Field(0.0, ge=0, le=86_400)
+    requires_user_credential: bool = False
+
+
 class McpServerConfig(_Section):
     name: str = Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     transport: Literal["stdio", "streamable_http", "sse"]
@@ -188,6 +202,7 @@ class McpServerConfig(_Section):
     url: str | None = None
     timeout_seconds: float = Field(60.0, gt=0, le=3600)
     enabled: bool = True
+    tool_options: dict[str, ToolOptionsConfig] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -220,6 +235,18 @@ class McpConfig(_Section):
     sessions_per_server: int = Field(50, ge=0, le=10_000)
 
 
+class VirtualToolConfig(_Section):
+    tool: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*__\S+$", description="the upstream tool, server__tool")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    description: str | None = None
+
+
+class VirtualServerConfig(_Section):
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str = ""
+    tools: tuple[VirtualToolConfig, ...] = Field(min_length=1)
+
+
 class ApiKeyImport(_Section):
     name: str = Field(min_length=1)
     owner: str = Field(min_length=3)
@@ -241,6 +268,7 @@ class WardenConfig(_Section):
     providers: tuple[ProviderConfig, ...] = ()
     models: tuple[ModelConfig, ...] = ()
     mcp_servers: tuple[McpServerConfig, ...] = ()
+    mcp_virtual_servers: tuple[VirtualServerConfig, ...] = ()
     api_keys: tuple[ApiKeyImport, ...] = ()
 
     @property
@@ -252,7 +280,8 @@ class WardenConfig(_Section):
     def _references(self) -> WardenConfig:
         _unique("providers", [p.name for p in self.providers])
         _unique("models", [m.name for m in self.models])
-        _unique("mcp_servers", [s.name for s in self.mcp_servers])
+        _unique("mcp_servers and mcp_virtual_servers",
+                [s.name for s in self.mcp_servers] + [v.name for v in self.mcp_virtual_servers])
         _unique("api_keys", [k.name for k in self.api_keys])
         known = {p.name for p in self.providers}
         for model in self.models:

@@ -22,13 +22,16 @@ from broker.kernel.identity.service import Identity
 from broker.kernel.quota.engine import QuotaEngine
 from broker.kernel.quota.rules import QuotaRuleStore
 from broker.mcp.access import AccessPolicy, AccessRuleStore
+from broker.mcp.credentials import UserCredentials
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.servers import McpServerStore
+from broker.mcp.virtual import VirtualServerStore
 from console.endpoints import CSRF_HEADER, ApiRoute, Authenticator, to_starlette
 from console.key_routes import KeyRoutes
 from console.mcp_access_routes import McpAccessRoutes
 from console.mcp_calls_routes import McpCallRoutes
 from console.mcp_routes import McpServerRoutes
+from console.mcp_virtual_routes import McpVirtualRoutes
 from console.openapi import openapi_document
 from console.pages import Pages
 from console.quota_routes import QuotaRoutes
@@ -66,6 +69,9 @@ class ConsoleServices:
     mcp_access: AccessPolicy
     mcp_access_changed: Callable[[], Awaitable[None]]
     audit: AuditQuery
+    mcp_credentials: UserCredentials
+    mcp_virtual_servers: VirtualServerStore
+    mcp_virtuals_changed: Callable[[], Awaitable[None]]
 
 
 def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSettings) -> list[ApiRoute]:
@@ -79,7 +85,8 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
         *QuotaRoutes(identity, services.quotas, services.quota_rules, services.quota_rules_changed).routes(),
         *McpServerRoutes(services.mcp_servers, services.mcp_pool, services.mcp_servers_changed).routes(),
         *McpAccessRoutes(identity, services.mcp_access_rules, services.mcp_access, services.mcp_pool,
-                         services.mcp_access_changed).routes(),
+                         services.mcp_credentials, services.mcp_access_changed).routes(),
+        *McpVirtualRoutes(services.mcp_virtual_servers, services.mcp_pool, services.mcp_virtuals_changed).routes(),
         *McpCallRoutes(services.audit).routes(),
     ]
 

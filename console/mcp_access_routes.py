@@ -10,6 +10,7 @@ from broker.kernel.identity.models import Principal
 from broker.kernel.identity.service import Identity, require
 from broker.mcp.access import AccessPolicy, AccessRuleStore
 from broker.mcp.catalog import SEPARATOR
+from broker.mcp.credentials import UserCredentials
 from broker.mcp.pool import UpstreamPool
 from console.endpoints import ApiRoute, Call
 from console.schemas import CreateAccessRule
@@ -19,8 +20,9 @@ class McpAccessRoutes:
     """Allow-list management and the explainable catalog."""
 
     def __init__(self, identity: Identity, rules: AccessRuleStore, policy: AccessPolicy, pool: UpstreamPool,
-                 changed: Callable[[], Awaitable[None]]) -> None:
+                 credentials: UserCredentials, changed: Callable[[], Awaitable[None]]) -> None:
         self._identity = identity
+        self._credentials = credentials
         self._rules = rules
         self._policy = policy
         self._pool = pool
@@ -66,7 +68,14 @@ class McpAccessRoutes:
         decision = self._policy.decide(principal, tool)
         if not decision.allowed:
             reasons.append(f"access: {decision.reason}")
-        return {"tool": tool, "listed": not reasons, "access": decision.reason, "reasons": reasons}
+        connection = self._pool.get(server)
+        needs_credential = connection is not None and \
+            connection.definition.options_for(upstream_tool).requires_user_credential
+        missing = needs_credential and await self._credentials.credential_for(principal, server) is None
+        # Listed either way (so the agent can tell its user what to link), but not callable until linked.
+        blocked = [f"credential: runs with the caller's own {server!r} account, which is not linked"] if missing else []
+        return {"tool": tool, "listed": not reasons, "callable": not reasons and not missing,
+                "access": decision.reason, "reasons": reasons + blocked}
 
     async def _subject(self, call: Call) -> Principal:
         key_id = call.request.query_params.get("api_key")

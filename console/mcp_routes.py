@@ -7,7 +7,7 @@ from typing import Any
 
 from broker.kernel.identity.service import require
 from broker.mcp.pool import UpstreamPool
-from broker.mcp.servers import McpServerStore, UpstreamDefinition
+from broker.mcp.servers import McpServerStore, UpstreamDefinition, tool_options_from
 from console.endpoints import ApiRoute, Call
 from console.schemas import CreateMcpServer, UpdateMcpServer
 
@@ -43,7 +43,8 @@ class McpServerRoutes:
         body: CreateMcpServer = call.body
         definition = await self._store.create(UpstreamDefinition(
             body.name, body.transport, body.command, tuple(body.args), dict(body.env), body.url,
-            body.timeout_seconds, body.enabled,
+            body.timeout_seconds, body.enabled, tool_options_from(
+                {tool: o.model_dump() for tool, o in body.tool_options.items()}),
         ))
         await self._changed()
         return self._view(definition, "api")
@@ -60,6 +61,8 @@ class McpServerRoutes:
         changes = call.body.model_dump(exclude_unset=True)
         if "args" in changes:
             changes["args"] = tuple(changes["args"])
+        if "tool_options" in changes:
+            changes["tool_options"] = tool_options_from(changes["tool_options"])
         definition = await self._store.update(call.path("name"), changes)
         await self._changed()
         return self._view(definition, "api")
@@ -75,6 +78,7 @@ class McpServerRoutes:
             "name": definition.name, "transport": definition.transport, "command": definition.command,
             "args": list(definition.args), "env_keys": sorted(definition.env), "url": definition.url,
             "timeout_seconds": definition.timeout_seconds, "enabled": definition.enabled, "source": source,
+            "tool_options": {tool: o.as_dict() for tool, o in sorted(definition.tool_options.items())},
             "health": connection.health if connection else "unknown",
             "breaker": connection.breaker.state if connection else "closed",
             "tool_count": len(connection.tools) if connection else 0,

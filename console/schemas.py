@@ -128,6 +128,11 @@ class UpdateQuotaRule(_Body):
     surface: Literal["ai", "mcp", "both"] | None = None
 
 
+class ToolOptionsBody(_Body):
+    cache_ttl_seconds: float = Field(0.0, ge=0, le=86_400, description="cache successful results this long; 0: off")
+    requires_user_credential: bool = Field(False, description="calls need the caller's own credential")
+
+
 class CreateMcpServer(_Body):
     name: str = Field(min_length=1, max_length=40, description="also the prefix of its tools: name__tool")
     transport: Literal["stdio", "streamable_http", "sse"]
@@ -137,6 +142,8 @@ class CreateMcpServer(_Body):
     url: str | None = Field(None, max_length=2000)
     timeout_seconds: float = Field(60.0, gt=0, le=3600)
     enabled: bool = True
+    tool_options: dict[str, ToolOptionsBody] = Field(
+        default_factory=dict, description="per tool name, or * for every tool of the server")
 
 
 class UpdateMcpServer(_Body):
@@ -146,6 +153,24 @@ class UpdateMcpServer(_Body):
     url: str | None = Field(None, max_length=2000)
     timeout_seconds: float | None = Field(None, gt=0, le=3600)
     enabled: bool | None = None
+    tool_options: dict[str, ToolOptionsBody] | None = None
+
+
+class VirtualToolBody(_Body):
+    tool: str = Field(min_length=4, max_length=300, description="the upstream tool, server__tool")
+    name: str | None = Field(None, max_length=128, description="shown name; default the upstream tool's name")
+    description: str | None = Field(None, max_length=4000, description="shown description; default the upstream's")
+
+
+class CreateVirtualServer(_Body):
+    name: str = Field(min_length=1, max_length=40, description="served at /mcp/<name>")
+    description: str = Field("", max_length=2000)
+    tools: list[VirtualToolBody] = Field(min_length=1, max_length=500)
+
+
+class ReplaceVirtualServer(_Body):
+    description: str = Field("", max_length=2000)
+    tools: list[VirtualToolBody] = Field(min_length=1, max_length=500)
 
 
 class CreateAccessRule(_Body):

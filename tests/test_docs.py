@@ -33,7 +33,7 @@ def test_every_management_operation_is_documented() -> None:
     from broker.kernel.clock import SystemClock
     from console.app import ConsoleServices, ConsoleSettings, api_routes
 
-    services = ConsoleServices(*[None] * 11)  # type: ignore[arg-type]
+    services = ConsoleServices(*[None] * 14)  # type: ignore[arg-type]
     routes = api_routes(services, SystemClock(), ConsoleSettings("auto", (), 24, "0"))
     text = (DOCS / "management-api.md").read_text()
     missing = [f"{r.method} {r.path}" for r in routes if f"`{r.method} {r.path}`" not in text]

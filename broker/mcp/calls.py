@@ -40,6 +40,9 @@ class CallTimeline:
         self.events.append({"t_ms": self.elapsed_ms(), "event": "progress", "progress": progress,
                             "total": total, "message": message})
 
+    def mark(self, event: str) -> None:
+        self.events.append({"t_ms": self.elapsed_ms(), "event": event})
+
     def finish(self, outcome: str, error_code: int | None = None) -> None:
         self.events.append({"t_ms": self.elapsed_ms(), "event": outcome, "error_code": error_code})
 

@@ -4,7 +4,8 @@ On the aggregate endpoint (``/mcp``) tools and prompts appear as ``<server>__<na
 URI templates get the server name prepended to their scheme (``file:///a`` from server ``docs`` becomes
 ``docs+file:///a``): clients can still expand templates, and the mapping is reversible because server names
 never contain ``+``. On a per-server endpoint (``/mcp/<server>``) the same catalog appears unprefixed.
-Access decisions always use the namespaced name, so both endpoints obey the same rules.
+A virtual server (``/mcp/<virtual>``) shows only its admin-chosen tools, renamed as defined, in that order.
+Access decisions always use the upstream's namespaced name, so every endpoint obeys the same rules.
 Lists are sorted and paged with an opaque cursor that spans upstreams.
 """
 
@@ -19,6 +20,7 @@ import mcp_types as types
 from broker.mcp.errors import UnknownTool
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.upstream import UpstreamConnection
+from broker.mcp.virtual import VirtualServer
 
 SEPARATOR = "__"
 PAGE_SIZE = 100
@@ -40,13 +42,18 @@ def whole_server(server: str) -> str:
 
 
 class CatalogView:
-    """The catalog as one endpoint shows it: every upstream prefixed (``server`` None), or one unprefixed."""
+    """The catalog as one endpoint shows it: every upstream prefixed (``server`` None), one unprefixed,
+    or a virtual server's chosen tools."""
 
-    def __init__(self, pool: UpstreamPool, server: str | None) -> None:
+    def __init__(self, pool: UpstreamPool, server: str | None, virtual: VirtualServer | None = None) -> None:
         self._pool = pool
         self.server = server
+        self._virtual = virtual
 
     def connections(self) -> list[UpstreamConnection]:
+        if self._virtual is not None:
+            names = dict.fromkeys(t.server for t in self._virtual.tools)
+            return [c for c in (self._pool.get(n) for n in names) if c is not None]
         if self.server is None:
             return self._pool.connections()
         connection = self._pool.get(self.server)
@@ -59,21 +66,42 @@ class CatalogView:
         return f"{connection.name}+{uri}" if self.server is None else uri
 
     def tools(self, visible: Visible) -> list[types.Tool]:
+        if self._virtual is not None:
+            return self._virtual_tools(visible)
         return self._ordered([tool.model_copy(update={"name": self.shown(c, tool.name)})
                               for c in self.connections() for tool in c.tools
                               if visible(namespaced(c.name, tool.name))], lambda t: t.name)
 
+    def _virtual_tools(self, visible: Visible) -> list[types.Tool]:
+        assert self._virtual is not None
+        shown = []
+        for entry in self._virtual.tools:
+            connection = self._pool.get(entry.server)
+            tool = next((t for t in connection.tools if t.name == entry.upstream_tool), None) if connection else None
+            if tool is not None and visible(entry.source):
+                update: dict[str, object] = {"name": entry.shown}
+                if entry.description is not None:
+                    update["description"] = entry.description
+                shown.append(tool.model_copy(update=update))
+        return shown
+
     def prompts(self, visible: Visible) -> list[types.Prompt]:
+        if self._virtual is not None:
+            return []
         return self._ordered([prompt.model_copy(update={"name": self.shown(c, prompt.name)})
                               for c in self.connections() for prompt in c.prompts
                               if visible(namespaced(c.name, prompt.name))], lambda p: p.name)
 
     def resources(self, visible: Visible) -> list[types.Resource]:
+        if self._virtual is not None:
+            return []
         return self._ordered([r.model_copy(update={"uri": self.shown_uri(c, str(r.uri))})
                               for c in self.connections() if visible(whole_server(c.name))
                               for r in c.resources], lambda r: str(r.uri))
 
     def templates(self, visible: Visible) -> list[types.ResourceTemplate]:
+        if self._virtual is not None:
+            return []
         return self._ordered([t.model_copy(update={"uri_template": self.shown_uri(c, t.uri_template)})
                               for c in self.connections() if visible(whole_server(c.name))
                               for t in c.templates], lambda t: t.uri_template)
@@ -86,20 +114,26 @@ class CatalogView:
     def resolve_tool(self, name: str, visible: Visible) -> tuple[UpstreamConnection, str]:
         """The connection and upstream name behind a shown tool name; UnknownTool (naming it) otherwise,
         including for a tool the caller may not use: the catalog is exactly what may be called."""
-        connection, tool = self._split(name)
+        if self._virtual is not None:
+            entry = self._virtual.entry(name)
+            connection, tool = (self._pool.get(entry.server), entry.upstream_tool) if entry else (None, name)
+        else:
+            connection, tool = self._split(name)
         if connection is None or not visible(namespaced(connection.name, tool)) \
                 or not any(t.name == tool for t in connection.tools):
             raise UnknownTool(f"unknown tool {name!r}", tool=name)
         return connection, tool
 
     def resolve_prompt(self, name: str, visible: Visible) -> tuple[UpstreamConnection, str]:
-        connection, prompt = self._split(name)
+        connection, prompt = self._split(name) if self._virtual is None else (None, name)
         if connection is None or not visible(namespaced(connection.name, prompt)) \
                 or not any(p.name == prompt for p in connection.prompts):
             raise UnknownName(f"unknown prompt {name!r}", prompt=name)
         return connection, prompt
 
     def resolve_uri(self, uri: str, visible: Visible) -> tuple[UpstreamConnection, str]:
+        if self._virtual is not None:
+            raise UnknownName(f"unknown resource {uri!r}", uri=uri)
         if self.server is None:
             server, plus, original = uri.partition("+")
             connection = self._pool.get(server) if plus and "://" in original else None

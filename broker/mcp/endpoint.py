@@ -6,18 +6,28 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 import anyio
 import mcp_types as types
 from anyio.abc import TaskGroup
 from mcp import ClientSession
+from mcp.server.caching import CACHEABLE_METHODS, CacheHint
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.session import ServerSession
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.subscriptions import (
+    InMemorySubscriptionBus,
+    ListenHandler,
+    PromptsListChanged,
+    ResourcesListChanged,
+    ToolsListChanged,
+)
 from mcp.shared.exceptions import MCPError
+from mcp_types.methods import CacheableMethod
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
@@ -36,15 +46,19 @@ from broker.mcp.access import AccessPolicy
 from broker.mcp.calls import CallTimeline, trace_id_of
 from broker.mcp.catalog import CatalogView, namespaced, page
 from broker.mcp.client_sessions import ClientUpstreams, SessionBudget
-from broker.mcp.errors import BrokerError, UnknownTool, UpstreamUnavailable
+from broker.mcp.credentials import NoUserCredentials, UserCredentials
+from broker.mcp.errors import BrokerError, CredentialRequired, UnknownTool, UpstreamUnavailable
 from broker.mcp.pool import UpstreamPool
+from broker.mcp.result_cache import MemoryResultCache, ResultCache, cache_key
 from broker.mcp.upstream import UpstreamConnection
+from broker.mcp.virtual import VirtualServers
 
 log = logging.getLogger(__name__)
 PRINCIPAL = "warden_principal"
 SERVER_SCOPE = "warden_server_scope"
 FIRST_CONNECT_WAIT = 10.0
 T = TypeVar("T")
+LIST_TTL_MS = 30_000
 
 
 class _ListChangingServer(Server[Any]):
@@ -58,21 +72,45 @@ class _ListChangingServer(Server[Any]):
         return super().create_initialization_options(options, experimental_capabilities, extensions)
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerExtras:
+    """The broker's optional collaborators and settings, with single-instance defaults."""
+
+    cache: ResultCache = field(default_factory=MemoryResultCache)
+    credentials: UserCredentials = field(default_factory=NoUserCredentials)
+    connections_url: str = "http://127.0.0.1:3001/connections"
+    virtuals: VirtualServers = field(default_factory=VirtualServers)
+    sessions_per_server: int = 50
+
+
 class McpBroker:
     """Handlers of the aggregate and per-server endpoints, over the upstream pool."""
 
     def __init__(self, pool: UpstreamPool, access: AccessPolicy, quotas: QuotaEngine, audit: AuditSink,
-                 version: str, sessions_per_server: int = 50) -> None:
+                 version: str, extras: BrokerExtras | None = None) -> None:
+        extras = extras or BrokerExtras()
         self._pool = pool
         self._access = access
         self._quotas = quotas
         self._audit = audit
+        self._cache = extras.cache
+        self._virtuals = extras.virtuals
+        self._credentials = extras.credentials
+        self._connections_url = extras.connections_url
+        sessions_per_server = extras.sessions_per_server
         self._budget = SessionBudget(sessions_per_server)
         # Every stateful client session, with its own upstream sessions; dropped when the session ends.
         self._clients: dict[Connection, ClientUpstreams] = {}
         self._group: TaskGroup | None = None
+        # 2026-07-28 clients learn of list changes on subscriptions/listen streams rather than a GET stream.
+        self._events = InMemorySubscriptionBus()
+        self._listen = ListenHandler(self._events)
         self.server: Server[Any] = _ListChangingServer(
             "warden", version=version, on_list_tools=self.list_tools, on_call_tool=self.call_tool,
+            on_subscriptions_listen=self._listen,
+            # Catalogs are per caller (access rules), so a client may cache them only for itself, briefly.
+            cache_hints={cast("CacheableMethod", method): CacheHint(ttl_ms=LIST_TTL_MS, scope="private")
+                         for method in CACHEABLE_METHODS},
             on_list_prompts=self.list_prompts, on_get_prompt=self.get_prompt,
             on_list_resources=self.list_resources, on_list_resource_templates=self.list_resource_templates,
             on_read_resource=self.read_resource, on_completion=self.complete,
@@ -92,6 +130,7 @@ class McpBroker:
             try:
                 yield
             finally:
+                self._listen.close()
                 self._group = None
                 for client in self._clients.values():
                     client.close()
@@ -249,13 +288,23 @@ class McpBroker:
             for client in list(self._clients.values()):
                 if client.latest is not None:
                     group.start_soon(tell, client.latest)
+        for event in (ToolsListChanged(), PromptsListChanged(), ResourcesListChanged()):
+            await self._events.publish(event)
 
     async def _view(self, ctx: ServerRequestContext[Any]) -> tuple[CatalogView, Callable[[str], bool]]:
         self._client(ctx)
         principal = _principal(ctx)
         await self._pool.settle(FIRST_CONNECT_WAIT)
-        view = CatalogView(self._pool, _server_scope(ctx))
+        scope = _server_scope(ctx)
+        view = CatalogView(self._pool, scope, self._virtuals.get(scope) if scope else None)
         return view, lambda name: self._access.decide(principal, name).allowed
+
+    async def _require_credential(self, principal: Principal, server: str, tool: str) -> None:
+        """The hook for per-user credentials: a tool that needs one is refused, with where to link it."""
+        if await self._credentials.credential_for(principal, server) is None:
+            url = f"{self._connections_url}?server={server}"
+            raise CredentialRequired(f"{tool} runs with your own {server} account, which is not linked yet;"
+                                     f" link it at {url}", server=server, tool=tool, connect_url=url)
 
     async def call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
                         ) -> types.CallToolResult:
@@ -263,6 +312,7 @@ class McpBroker:
         principal = _principal(ctx)
         timeline = CallTimeline()
         server: str | None = None
+        shown = params.name  # the upstream's namespaced name once resolved, whatever the endpoint showed
         outcome, code = "error", None
 
         async def report(progress: float, total: float | None, message: str | None) -> None:
@@ -272,15 +322,26 @@ class McpBroker:
         try:
             view, visible = await self._view(ctx)
             connection, tool = view.resolve_tool(params.name, visible)
-            server = connection.name
+            server, shown = connection.name, namespaced(connection.name, tool)
+            options = connection.definition.options_for(tool)
+            if options.requires_user_credential:
+                await self._require_credential(principal, connection.name, namespaced(connection.name, tool))
             await self._quotas.admit(QuotaRequest("mcp", subjects_for(
                 principal, mcp_server=connection.name, tool=namespaced(connection.name, tool))))
+            key = cache_key(connection.name, tool, params.arguments, principal)
+            if options.cache_ttl_seconds and (cached := await self._cache.get(key)) is not None:
+                timeline.mark("cache_hit")
+                outcome = "ok"
+                return types.CallToolResult.model_validate_json(cached)
             result = await self._forward(ctx, connection, lambda s: s.call_tool(
                 tool, params.arguments, progress_callback=report))
             outcome = "tool_error" if result.is_error else "ok"
+            if options.cache_ttl_seconds and not result.is_error:
+                await self._cache.put(key, result.model_dump_json(by_alias=True, exclude_none=True),
+                                      options.cache_ttl_seconds)
             return result
         except BrokerError as exc:
-            outcome, code = ("refused" if isinstance(exc, UnknownTool) else "error"), exc.code
+            outcome, code = ("refused" if isinstance(exc, UnknownTool | CredentialRequired) else "error"), exc.code
             raise exc.to_mcp() from exc
         except (QuotaExceeded, LimiterUnavailable) as exc:
             error = exc.jsonrpc_error()
@@ -291,7 +352,6 @@ class McpBroker:
             raise
         finally:
             timeline.finish(outcome, code)
-            shown = namespaced(server, params.name) if server and _server_scope(ctx) else params.name
             event = timeline.audit_event(principal, trace_id_of(ctx.request), server, shown, params.arguments,
                                          outcome, code)
             with anyio.CancelScope(shield=True):  # a cancelled call is audited too
@@ -321,6 +381,12 @@ async def _as_mcp_errors() -> AsyncIterator[None]:
         raise exc.to_mcp() from exc
 
 
+def key_of_request(scope: Scope) -> str | None:
+    """The API key an authenticated ``/mcp`` request presented (sessions are bound to it)."""
+    principal = scope.get("state", {}).get(PRINCIPAL)
+    return principal.key.id if isinstance(principal, Principal) and principal.key is not None else None
+
+
 def _principal(ctx: ServerRequestContext[Any]) -> Principal:
     request = ctx.request
     principal = request.scope.get("state", {}).get(PRINCIPAL) if isinstance(request, Request) else None
@@ -333,7 +399,8 @@ class AuthenticatedMcpApp:
     """ASGI app for ``/mcp``: authenticate the key for the ``mcp`` surface, then hand over to the SDK."""
 
     def __init__(self, manager: StreamableHTTPSessionManager, identity: Identity, pool: UpstreamPool,
-                 allowed_origins: tuple[str, ...] = ()) -> None:
+                 virtuals: VirtualServers, allowed_origins: tuple[str, ...] = ()) -> None:
+        self._virtuals = virtuals
         self._inner = StreamableHTTPASGIApp(manager)
         self._identity = identity
         self._pool = pool
@@ -355,7 +422,7 @@ class AuthenticatedMcpApp:
             await response(scope, receive, send)
             return
         server = scope.get("path_params", {}).get("server")
-        if server is not None and self._pool.get(server) is None:
+        if server is not None and self._pool.get(server) is None and self._virtuals.get(server) is None:
             await JSONResponse(error_body("not_found", f"no MCP server named {server!r}"), 404)(scope, receive, send)
             return
         state = scope.setdefault("state", {})

@@ -3,7 +3,8 @@
 BrokerError
 ├── UnknownTool           -32602  no such tool in the caller's catalog (names the tool)
 ├── UpstreamUnavailable   -32001  the upstream is down, reconnecting, or its breaker is open
-└── UpstreamTimeout       -32002  the upstream did not answer within the server's timeout
+├── UpstreamTimeout       -32002  the upstream did not answer within the server's timeout
+└── CredentialRequired    -32050  the tool needs the caller's own credential for its server, not linked yet
 """
 
 from __future__ import annotations
@@ -36,3 +37,7 @@ class UpstreamUnavailable(BrokerError):
 
 class UpstreamTimeout(BrokerError):
     code = -32002
+
+
+class CredentialRequired(BrokerError):
+    code = -32050

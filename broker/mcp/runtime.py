@@ -7,31 +7,51 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from redis.asyncio import Redis
 
-from broker.config import McpServerConfig, WardenConfig
+from broker.config import McpServerConfig, VirtualServerConfig, WardenConfig
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.bus.ports import Broadcast, Message
 from broker.kernel.clock import Clock
 from broker.kernel.crypto import SecretBox
-from broker.kernel.errors import Conflict
+from broker.kernel.errors import Conflict, InvalidInput
 from broker.kernel.identity.service import Identity
 from broker.kernel.quota.engine import QuotaEngine
 from broker.kernel.store.ports import Database
 from broker.mcp.access import AccessPolicy, AccessRuleStore
-from broker.mcp.endpoint import AuthenticatedMcpApp, McpBroker
+from broker.mcp.credentials import NoUserCredentials, UserCredentials
+from broker.mcp.endpoint import AuthenticatedMcpApp, BrokerExtras, McpBroker, key_of_request
 from broker.mcp.pool import UpstreamPool
-from broker.mcp.servers import McpServerStore, UpstreamDefinition
+from broker.mcp.result_cache import MemoryResultCache, RedisResultCache, ResultCache
+from broker.mcp.servers import McpServerStore, ToolOptions, UpstreamDefinition
+from broker.mcp.session_manager import SharedSessionManager
+from broker.mcp.session_store import (
+    EventLog,
+    MemoryEventLog,
+    MemorySessionDirectory,
+    RedisEventLog,
+    RedisSessionDirectory,
+    SessionDirectory,
+)
+from broker.mcp.virtual import VirtualServer, VirtualServers, VirtualServerStore, VirtualTool
 from broker.reconcile import reconcile_mcp_access_rules
 from broker.storage import StartupError
 
 SERVERS_CHANNEL = "mcp.servers"
 ACCESS_CHANNEL = "mcp.access"
+VIRTUAL_CHANNEL = "mcp.virtual"
 
 
 def definition_from_config(item: McpServerConfig) -> UpstreamDefinition:
     return UpstreamDefinition(item.name, item.transport, item.command, item.args, dict(item.env), item.url,
-                              item.timeout_seconds, item.enabled)
+                              item.timeout_seconds, item.enabled,
+                              {tool: ToolOptions(o.cache_ttl_seconds, o.requires_user_credential)
+                               for tool, o in item.tool_options.items()})
+
+
+def virtual_from_config(item: VirtualServerConfig) -> VirtualServer:
+    return VirtualServer(item.name, tuple(VirtualTool(t.tool, t.name, t.description) for t in item.tools),
+                         item.description)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +65,9 @@ class McpRuntime:
     access_rules: AccessRuleStore
     app: AuthenticatedMcpApp
     broadcast: Broadcast
+    credentials: UserCredentials
+    virtual_store: VirtualServerStore
+    virtuals: VirtualServers
 
     async def servers_changed(self) -> None:
         """Re-read the definitions on every instance and bring the connections in line."""
@@ -52,6 +75,14 @@ class McpRuntime:
 
     async def access_changed(self) -> None:
         await self.broadcast.publish(ACCESS_CHANNEL, {})
+
+    async def virtuals_changed(self) -> None:
+        await self.broadcast.publish(VIRTUAL_CHANNEL, {})
+
+    async def _reload_virtuals(self, message: Message | None = None) -> None:
+        self.virtuals.replace([server for server, _ in await self.virtual_store.all()])
+        if message is not None:
+            await self.broker.catalog_changed()
 
     async def _resync(self, message: Message) -> None:
         self.pool.sync([d for d, _ in await self.store.all()])
@@ -62,8 +93,8 @@ class McpRuntime:
 
 
 @asynccontextmanager
-async def open_mcp(db: Database, box: SecretBox, identity: Identity, quotas: QuotaEngine, audit: AuditSink,
-                   broadcast: Broadcast, clock: Clock, config: WardenConfig, version: str
+async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, identity: Identity, quotas: QuotaEngine,
+                   audit: AuditSink, broadcast: Broadcast, clock: Clock, config: WardenConfig, version: str
                    ) -> AsyncIterator[McpRuntime]:
     """Reconcile declared servers, connect to every upstream, serve ``/mcp``; stop it all on exit."""
     store = McpServerStore(db, clock, box)
@@ -79,14 +110,35 @@ async def open_mcp(db: Database, box: SecretBox, identity: Identity, quotas: Quo
 
     pool = UpstreamPool(clock, on_tools_changed=catalog_changed)
     access = AccessPolicy(default_allow=config.mcp.default_access == "allow")
-    broker = McpBroker(pool, access, quotas, audit, version, config.mcp.sessions_per_server)
+    cache: ResultCache = (RedisResultCache(redis, config.redis.timeout_seconds) if redis is not None
+                          else MemoryResultCache())
+    credentials = NoUserCredentials()
+    virtual_store, virtuals = VirtualServerStore(db, clock), VirtualServers()
+    try:
+        await virtual_store.reconcile_config([virtual_from_config(item) for item in config.mcp_virtual_servers])
+    except Conflict as exc:
+        raise StartupError(f"mcp_virtual_servers: {exc.message}") from exc
+    except InvalidInput as exc:
+        details = "; ".join(f"{f.field}: {f.message}" for f in exc.fields)
+        raise StartupError(f"mcp_virtual_servers: {exc.message} ({details})") from exc
+    broker = McpBroker(pool, access, quotas, audit, version, BrokerExtras(
+        cache=cache, credentials=credentials, virtuals=virtuals,
+        connections_url=config.server.console_url + "/connections", sessions_per_server=config.mcp.sessions_per_server))
     notify.append(broker)
-    manager = StreamableHTTPSessionManager(app=broker.server)
+    if redis is not None:
+        directory: SessionDirectory = RedisSessionDirectory(redis, config.redis.timeout_seconds)
+        events: EventLog = RedisEventLog(redis, config.redis.timeout_seconds)
+    else:
+        directory, events = MemorySessionDirectory(), MemoryEventLog()
+    manager = SharedSessionManager(broker.server, directory, events, broadcast, key_of_request)
     access_rules = AccessRuleStore(db, clock)
     await reconcile_mcp_access_rules(identity, access_rules, config.mcp.access_rules)
     runtime = McpRuntime(store, pool, broker, access, access_rules,
-                         AuthenticatedMcpApp(manager, identity, pool, config.mcp.allowed_origins), broadcast)
+                         AuthenticatedMcpApp(manager, identity, pool, virtuals, config.mcp.allowed_origins),
+                         broadcast, credentials, virtual_store, virtuals)
     await runtime._reload_access()
+    await runtime._reload_virtuals()
+    broadcast.subscribe(VIRTUAL_CHANNEL, runtime._reload_virtuals)
     broadcast.subscribe(SERVERS_CHANNEL, runtime._resync)
     broadcast.subscribe(ACCESS_CHANNEL, runtime._reload_access)
     definitions = [d for d, _ in await store.all()]

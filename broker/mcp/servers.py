@@ -22,6 +22,20 @@ _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]|_(?!_))*$")
 
 
 @dataclass(frozen=True, slots=True)
+class ToolOptions:
+    """What an admin decided about one tool (or, under ``*``, every tool of a server)."""
+
+    cache_ttl_seconds: float = 0.0  # 0: results are not cached
+    requires_user_credential: bool = False  # calls need the caller's own credential for this server
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"cache_ttl_seconds": self.cache_ttl_seconds, "requires_user_credential": self.requires_user_credential}
+
+
+NO_OPTIONS = ToolOptions()
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamDefinition:
     """How to reach one upstream MCP server; its name is the prefix of its tools (``name__tool``)."""
 
@@ -33,6 +47,16 @@ class UpstreamDefinition:
     url: str | None = None
     timeout_seconds: float = 60.0
     enabled: bool = True
+    tool_options: dict[str, ToolOptions] = field(default_factory=dict)
+
+    def options_for(self, tool: str) -> ToolOptions:
+        """The tool's own options, else the server-wide ``*`` ones, else none."""
+        return self.tool_options.get(tool) or self.tool_options.get("*") or NO_OPTIONS
+
+
+def tool_options_from(raw: dict[str, Any]) -> dict[str, ToolOptions]:
+    return {name: ToolOptions(float(o.get("cache_ttl_seconds", 0)), bool(o.get("requires_user_credential")))
+            for name, o in raw.items()}
 
 
 def validate_definition(definition: UpstreamDefinition) -> None:
@@ -47,6 +71,9 @@ def validate_definition(definition: UpstreamDefinition) -> None:
         problems.append(FieldError("url", "an HTTP server needs an http:// or https:// URL"))
     if not 0 < definition.timeout_seconds <= 3600:
         problems.append(FieldError("timeout_seconds", "must be between 0 and 3600"))
+    for tool, options in definition.tool_options.items():
+        if not 0 <= options.cache_ttl_seconds <= 86_400:
+            problems.append(FieldError(f"tool_options.{tool}.cache_ttl_seconds", "must be between 0 and 86400"))
     if problems:
         raise InvalidInput("invalid MCP server", problems)
 
@@ -75,6 +102,7 @@ class McpServerStore:
             name=row["name"], transport=row["transport"], command=row["command"],
             args=tuple(json.loads(row["args"])), env=env, url=row["url"],
             timeout_seconds=float(row["timeout_seconds"]), enabled=bool(row["enabled"]),
+            tool_options=tool_options_from(json.loads(row["tool_options"])),
         )
 
     def _seal_env(self, definition: UpstreamDefinition) -> str:
@@ -83,14 +111,16 @@ class McpServerStore:
 
     async def create(self, definition: UpstreamDefinition, source: str = "api") -> UpstreamDefinition:
         validate_definition(definition)
+        if await self._db.fetchrow("SELECT name FROM mcp_virtual_servers WHERE name = ?", definition.name):
+            raise Conflict(f"a virtual MCP server is named {definition.name!r}; upstream servers share its names")
         now = self._clock.now()
         try:
             await self._db.execute(
                 "INSERT INTO mcp_servers (name, transport, command, args, env_sealed, url, timeout_seconds,"
-                " enabled, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " enabled, tool_options, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 definition.name, definition.transport, definition.command, json.dumps(list(definition.args)),
                 self._seal_env(definition), definition.url, definition.timeout_seconds, definition.enabled,
-                source, now, now,
+                _options_json(definition), source, now, now,
             )
         except UniqueViolation as exc:
             raise Conflict(f"an MCP server named {definition.name!r} already exists") from exc
@@ -104,9 +134,9 @@ class McpServerStore:
         validate_definition(updated)
         await self._db.execute(
             "UPDATE mcp_servers SET transport = ?, command = ?, args = ?, env_sealed = ?, url = ?,"
-            " timeout_seconds = ?, enabled = ?, updated_at = ? WHERE name = ?",
+            " timeout_seconds = ?, enabled = ?, tool_options = ?, updated_at = ? WHERE name = ?",
             updated.transport, updated.command, json.dumps(list(updated.args)), self._seal_env(updated),
-            updated.url, updated.timeout_seconds, updated.enabled, self._clock.now(), name,
+            updated.url, updated.timeout_seconds, updated.enabled, _options_json(updated), self._clock.now(), name,
         )
         return updated
 
@@ -138,3 +168,7 @@ class McpServerStore:
             if name in present:
                 await self._db.execute("DELETE FROM mcp_servers WHERE name = ?", name)
             await self.create(definition, source="config")
+
+
+def _options_json(definition: UpstreamDefinition) -> str:
+    return json.dumps({tool: options.as_dict() for tool, options in sorted(definition.tool_options.items())})

@@ -71,6 +71,16 @@ def die() -> str:
     os._exit(3)
 
 
+_calls = {"count": 0}
+
+
+@app.tool()
+def counter(label: str = "") -> int:
+    """How many times this tool has run in this process (to tell cached results from fresh ones)."""
+    _calls["count"] += 1
+    return _calls["count"]
+
+
 @app.tool()
 def picture() -> Image:
     """An image."""

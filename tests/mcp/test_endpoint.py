@@ -349,6 +349,22 @@ async def test_connected_clients_hear_that_the_tool_list_changed(warden: WardenP
             assert (await ops.delete("/api/mcp/servers/late")).status_code == 204
 
 
+async def test_a_2026_07_28_client_hears_list_changes_on_a_listen_stream(warden: WardenProcess) -> None:
+    from mcp.client.subscriptions import listen
+
+    async with modern_client(url(warden), SECRET) as session:
+        listed = await session.list_tools()
+        assert listed.cache_scope == "private" and listed.ttl_ms == 30_000  # per-caller catalog, briefly cacheable
+        async with listen(session, tools_list_changed=True) as subscription, \
+                httpx.AsyncClient(base_url=warden.console, headers={"authorization": f"Bearer {OPS}"}) as ops:
+            assert subscription.honored.tools_list_changed
+            assert (await ops.post("/api/mcp/servers", json=stdio_server("later"))).status_code == 201
+            with anyio.fail_after(20):
+                event = await subscription.__anext__()
+            assert type(event).__name__ == "ToolsListChanged"
+            assert (await ops.delete("/api/mcp/servers/later")).status_code == 204
+
+
 def test_a_foreign_origin_is_refused_before_authentication(warden: WardenProcess) -> None:
     body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
     headers = {**HEADERS, "authorization": f"Bearer {SECRET}", "origin": "http://evil.example"}

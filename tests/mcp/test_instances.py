@@ -1,0 +1,180 @@
+"""Two ``warden serve`` instances sharing PostgreSQL and Redis, with no sticky routing: every HTTP request of
+one MCP client goes to the other instance than the one before, and the session, its progress streams,
+a resumed stream and an upstream's request to the client all keep working."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import mcp_types as types
+import pytest
+import yaml
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.conftest import REDIS_URL, eventually
+from tests.interaction.process import WardenProcess, base_env, shared_secrets
+from tests.mcp.conftest import stdio_server
+
+SECRET = "wdn_" + "I" * 43
+OTHER = "wdn_" + "J" * 43
+
+
+@pytest.fixture
+def instances(tmp_path: Path, postgres_url: str, http_upstream: str) -> Iterator[tuple[WardenProcess, WardenProcess]]:
+    config = tmp_path / "warden.yaml"
+    config.write_text(yaml.safe_dump({
+        "mcp_servers": [{"name": "web", "transport": "streamable_http", "url": http_upstream}, stdio_server("demo")],
+        "api_keys": [{"name": "agent", "owner": "agent@example.com", "secret": SECRET, "surfaces": ["mcp"]},
+                     {"name": "other", "owner": "other@example.com", "secret": OTHER, "surfaces": ["mcp"]}],
+    }))
+    secrets = shared_secrets()
+    envs = [base_env(tmp_path / name, postgres_url, WARDEN_REDIS_URL=REDIS_URL, WARDEN_CONFIG=str(config),
+                     WARDEN_SERVER_LOG_LEVEL="info", **secrets) for name in ("a", "b")]
+    with WardenProcess(envs[0], tmp_path / "a.log") as a, WardenProcess(envs[1], tmp_path / "b.log") as b:
+        yield a, b
+
+
+class Alternating(httpx2.AsyncBaseTransport):
+    """A load balancer without stickiness: each request goes to the instance the previous one did not.
+    It can also cut the SSE response of one tool call after its first progress event, as a dropped
+    connection would, so the client has to resume."""
+
+    def __init__(self, a: WardenProcess, b: WardenProcess) -> None:
+        self._ports = [int(a.env["WARDEN_SERVER_GATEWAY_PORT"]), int(b.env["WARDEN_SERVER_GATEWAY_PORT"])]
+        self._inner = httpx2.AsyncHTTPTransport()
+        self.sent: list[tuple[str, int, bool]] = []  # (method, instance index, resumed)
+        self.cut_call: str | None = None
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        target = len(self.sent) % 2
+        self.sent.append((request.method, target, "last-event-id" in request.headers))
+        request.url = request.url.copy_with(port=self._ports[target])
+        body = request.content if request.method == "POST" else b""
+        response = await self._inner.handle_async_request(request)
+        if self.cut_call and self.cut_call.encode() in body:
+            self.cut_call = None
+            return httpx2.Response(response.status_code, headers=response.headers, request=request,
+                                   stream=_CutAfterFirstProgress(response))
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _CutAfterFirstProgress(httpx2.AsyncByteStream):
+    def __init__(self, response: httpx2.Response) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = b""
+        async for chunk in self._response.aiter_raw():
+            seen += chunk
+            yield chunk
+            if b"notifications/progress" in seen and seen.endswith((b"\n\n", b"\r\n\r\n")):
+                break
+        await self._response.aclose()
+
+
+@asynccontextmanager
+async def balanced_client(balancer: Alternating, secret: str = SECRET, **callbacks: Any
+                          ) -> AsyncIterator[ClientSession]:
+    async with httpx2.AsyncClient(transport=balancer, headers={"authorization": f"Bearer {secret}"},
+                                  timeout=30) as http, \
+            streamable_http_client("http://127.0.0.1/mcp", http_client=http) as streams, \
+            ClientSession(streams[0], streams[1], **callbacks) as session:
+        await session.initialize()
+        yield session
+
+
+async def test_a_session_works_while_its_requests_alternate_between_instances(
+        instances: tuple[WardenProcess, WardenProcess]) -> None:
+    balancer = Alternating(*instances)
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async with balanced_client(balancer) as session:
+        names = [t.name for t in (await session.list_tools()).tools]
+        echoed = [(await session.call_tool("web__echo", {"text": str(n)})).content[0].text  # type: ignore[union-attr]
+                  for n in range(4)]
+        await session.call_tool("web__countdown", {"steps": 3}, progress_callback=on_progress)
+    assert "web__echo" in names and "demo__echo" in names
+    assert echoed == ["0", "1", "2", "3"]
+    assert progress == [1, 2, 3]
+    posts = [target for method, target, _ in balancer.sent if method == "POST"]
+    assert set(posts) == {0, 1}  # both instances served this one session
+
+
+async def test_a_cut_progress_stream_resumes_on_the_other_instance(
+        instances: tuple[WardenProcess, WardenProcess]) -> None:
+    balancer = Alternating(*instances)
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async with balanced_client(balancer) as session:
+        balancer.cut_call = '__countdown"'
+        result = await session.call_tool("web__countdown", {"steps": 6}, progress_callback=on_progress)
+    assert result.content[0].text == "done"  # type: ignore[union-attr]
+    assert progress == [1, 2, 3, 4, 5, 6]
+    call = next(i for i, (method, _, _) in enumerate(balancer.sent) if method == "POST" and i > 2)
+    resumed = [(target, i) for i, (method, target, again) in enumerate(balancer.sent) if method == "GET" and again]
+    assert resumed, f"no resumption: {balancer.sent}"
+    assert any(target != balancer.sent[call][1] for target, _ in resumed)
+
+
+async def test_an_upstream_request_is_answered_through_the_other_instance(
+        instances: tuple[WardenProcess, WardenProcess]) -> None:
+    """The call waits on one instance; the client's answer to the sampling request lands on the other."""
+    balancer = Alternating(*instances)
+
+    async def sample(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        return types.CreateMessageResult(role="assistant", model="m",
+                                         content=types.TextContent(type="text", text="relayed"))
+
+    async with balanced_client(balancer, sampling_callback=sample) as session:
+        first = await session.call_tool("demo__ask_model", {"question": "q"})
+        second = await session.call_tool("demo__ask_model", {"question": "q"})
+    assert [first.content[0].text, second.content[0].text] == ["relayed", "relayed"]  # type: ignore[union-attr]
+
+
+async def test_a_session_is_refused_to_another_key_and_ends_everywhere_on_delete(
+        instances: tuple[WardenProcess, WardenProcess]) -> None:
+    a, b = instances
+    headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    async with httpx2.AsyncClient(timeout=10) as http:
+        opened = await http.post(a.gateway + "/mcp", json=init,
+                                 headers={**headers, "authorization": f"Bearer {SECRET}"})
+        session = opened.headers["mcp-session-id"]
+        mine = {**headers, "authorization": f"Bearer {SECRET}", "mcp-session-id": session}
+        await http.post(b.gateway + "/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                        headers=mine)
+        assert (await http.post(b.gateway + "/mcp", json=ping, headers=mine)).status_code == 200
+        theirs = {**mine, "authorization": f"Bearer {OTHER}"}
+        assert (await http.post(b.gateway + "/mcp", json=ping, headers=theirs)).status_code == 404
+        assert (await http.delete(a.gateway + "/mcp", headers=mine)).status_code == 200
+        async def gone_from_b() -> bool:
+            return (await http.post(b.gateway + "/mcp", json=ping, headers=mine)).status_code == 404
+
+        assert await eventually(gone_from_b)
+        assert (await http.post(a.gateway + "/mcp", json=ping, headers=mine)).status_code == 404
+
+
+async def test_an_unknown_session_is_404_on_every_instance(instances: tuple[WardenProcess, WardenProcess]) -> None:
+    headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25",
+               "authorization": f"Bearer {SECRET}", "mcp-session-id": "0" * 32}
+    async with httpx2.AsyncClient(timeout=10) as http:
+        for instance in instances:
+            response = await http.post(instance.gateway + "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                                       headers=headers)
+            assert response.status_code == 404
