@@ -29,7 +29,7 @@ from broker.kernel.bus.redis import RedisBroadcast
 from broker.kernel.clock import Clock, SystemClock
 from broker.kernel.crypto import KeyHasher, PasswordHashing, SecretBox, SecretKeyError
 from broker.kernel.events import KernelEvents
-from broker.kernel.identity.keys import ApiKeyRegistry, KeyCache
+from broker.kernel.identity.keys import INVALIDATE_CHANNEL, ApiKeyRegistry, KeyCache, PrincipalCache
 from broker.kernel.identity.maintenance import IdentityUpkeep, UpkeepPolicy
 from broker.kernel.identity.passwords import PasswordPolicy, Passwords
 from broker.kernel.identity.roles import RoleCatalog
@@ -86,14 +86,17 @@ def build_identity(config: WardenConfig, db: Database, broadcast: Broadcast, has
                    clock: Clock) -> Identity:
     passwords = Passwords(PasswordHashing(), PasswordPolicy(config.security.password_min_length))
     users = UserDirectory(db, passwords, clock)
-    roles = RoleCatalog(db, clock)
+    keys = ApiKeyRegistry(db, hasher, broadcast, clock, KeyCache(config.keys.cache_ttl_seconds, clock))
+    roles = RoleCatalog(db, clock, changed=keys.invalidate)
+    principals = PrincipalCache(config.keys.cache_ttl_seconds, clock)
+    broadcast.subscribe(INVALIDATE_CHANNEL, principals.on_invalidate)
     security = config.security
     sessions = ConsoleSessions(db, users, passwords, clock, SessionPolicy(
         ttl_seconds=security.session_ttl_hours * 3600, bind_ip=security.session_bind_ip,
         max_failures=security.login_max_failures, lockout_seconds=security.lockout_minutes * 60,
     ))
-    keys = ApiKeyRegistry(db, hasher, broadcast, clock, KeyCache(config.keys.cache_ttl_seconds, clock))
-    return Identity(users, TeamDirectory(db, clock), roles, keys, sessions, FirstRunSetup(db, users, roles, clock))
+    return Identity(users, TeamDirectory(db, clock), roles, keys, sessions, FirstRunSetup(db, users, roles, clock),
+                    principals)
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from broker.serve import serve
 
-            anyio.run(serve, config)
+            # uvloop: a faster event loop for the long-running server (a dependency of uvicorn[standard]).
+            anyio.run(serve, config, backend_options={"use_uvloop": True})
             return 0
         if args.command == "migrate":
             return anyio.run(_migrate, config)

@@ -102,6 +102,34 @@ class KeyCache:
             del self._entries[digest]
 
 
+class PrincipalCache:
+    """Who each recently used key acts as (owner, permissions, teams), so a request needs no identity query.
+    Dropped with the key cache: on TTL, and on every invalidation (keys, users, teams and roles changing)."""
+
+    def __init__(self, ttl: float, clock: Clock) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._entries: dict[str, tuple[float, Any]] = {}
+
+    def get(self, key_id: str) -> Any | None:
+        entry = self._entries.get(key_id)
+        if entry is None or entry[0] <= self._clock.now():
+            self._entries.pop(key_id, None)
+            return None
+        return entry[1]
+
+    def put(self, key_id: str, principal: Any) -> None:
+        if self._ttl > 0:
+            self._entries[key_id] = (self._clock.now() + self._ttl, principal)
+
+    async def on_invalidate(self, message: Message) -> None:
+        if message.get("all"):
+            self._entries.clear()
+            return
+        for key_id in message.get("key_ids", ()):
+            self._entries.pop(key_id, None)
+
+
 class ApiKeyRegistry:
     """The API key records and their verification."""
 

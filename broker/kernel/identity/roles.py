@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from broker.kernel.clock import Clock
@@ -37,9 +38,11 @@ def _state(role: Role) -> dict[str, Any]:
 class RoleCatalog:
     """Roles, assignments and the history of changes to both."""
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, changed: Callable[[], Awaitable[None]] | None = None) -> None:
         self._db = db
         self._clock = clock
+        # Told when what a user may do changes, so cached principals are dropped on every instance.
+        self._changed = changed
 
     async def seed_builtins(self) -> None:
         """Insert the five built-in tiers, refreshing their permissions when the catalogue changed."""
@@ -101,6 +104,7 @@ class RoleCatalog:
                 await self._record(tx, actor_id, "role.update", role_id, None, _state(before), _state(after))
         except UniqueViolation as exc:
             raise Conflict(f"a role named {name!r} already exists") from exc
+        await self._grants_changed()
         return after
 
     async def delete(self, role_id: str, actor_id: str | None = None) -> None:
@@ -109,6 +113,7 @@ class RoleCatalog:
             await tx.execute("DELETE FROM role_assignments WHERE role_id = ?", role_id)
             await tx.execute("DELETE FROM roles WHERE id = ?", role_id)
             await self._record(tx, actor_id, "role.delete", role_id, None, _state(before), None)
+        await self._grants_changed()
 
     async def _editable(self, role_id: str) -> Role:
         role = await self.get(role_id)
@@ -133,6 +138,7 @@ class RoleCatalog:
                                    {"role": role.name, "team_id": team_id})
         except UniqueViolation as exc:
             raise Conflict("the user already holds this role in this scope") from exc
+        await self._grants_changed()
         return assignment
 
     async def unassign(self, assignment_id: str, actor: Permissions | None = None,
@@ -147,6 +153,11 @@ class RoleCatalog:
             await tx.execute("DELETE FROM role_assignments WHERE id = ?", assignment_id)
             await self._record(tx, actor_id, "role.unassign", role.id, row["user_id"],
                                {"role": role.name, "team_id": row["team_id"]}, None)
+        await self._grants_changed()
+
+    async def _grants_changed(self) -> None:
+        if self._changed is not None:
+            await self._changed()
 
     async def assignments_of(self, user_id: str) -> list[RoleAssignment]:
         rows = await self._db.fetch(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.kernel.errors import AuthenticationFailed, NotFound, PermissionDenied
-from broker.kernel.identity.keys import ApiKeyRegistry
+from broker.kernel.identity.keys import ApiKeyRegistry, PrincipalCache
 from broker.kernel.identity.models import ApiKey, Permissions, Principal, Surface, User
 from broker.kernel.identity.roles import RoleCatalog
 from broker.kernel.identity.sessions import ActiveSession, ConsoleSessions
@@ -25,6 +25,7 @@ class Identity:
     keys: ApiKeyRegistry
     sessions: ConsoleSessions
     setup: FirstRunSetup
+    principals: PrincipalCache
 
     async def principal_for_key(self, secret: str, surface: Surface) -> Principal:
         """Authenticate an API key for one surface (401 when unknown or dead, 403 without the surface)."""
@@ -32,7 +33,12 @@ class Identity:
         key = verified.key
         if surface not in key.surfaces:
             raise PermissionDenied(f"this API key may not use the {surface!r} surface")
-        return await self._acting_as(key, verified.team_ids)
+        cached = self.principals.get(key.id)
+        if isinstance(cached, Principal) and cached.key == key:
+            return cached
+        principal = await self._acting_as(key, verified.team_ids)
+        self.principals.put(key.id, principal)
+        return principal
 
     async def principal_for_session(self, token: str, client_ip: str | None) -> tuple[Principal, ActiveSession]:
         session = await self.sessions.resolve(token, client_ip)

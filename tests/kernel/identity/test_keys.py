@@ -108,3 +108,22 @@ async def test_last_used_is_written_in_batches(kernel: Kernel, clock: FakeClock)
     assert (await kernel.identity.keys.get(issued.key.id)).last_used_at is None
     assert await kernel.identity.keys.flush_last_used() == 1
     assert (await kernel.identity.keys.get(issued.key.id)).last_used_at == clock.now()
+
+
+async def test_a_keys_principal_is_cached_until_its_grants_change(kernel: Kernel) -> None:
+    """The principal behind a key is reused between requests, but a role change or a team change is
+    seen at once (the broadcast that drops cached keys drops cached principals too)."""
+    user = await owner(kernel)
+    issued = await kernel.identity.keys.issue(KeySpec("k", user.id, surfaces=frozenset({"mcp"})))
+    first = await kernel.identity.principal_for_key(issued.secret, "mcp")
+    assert await kernel.identity.principal_for_key(issued.secret, "mcp") is first
+    viewer = await kernel.identity.roles.find_by_name("viewer")
+    assert viewer is not None
+    assignment = await kernel.identity.roles.assign(user.id, viewer.id)
+    granted = await kernel.identity.principal_for_key(issued.secret, "mcp")
+    assert granted is not first and granted.permissions != first.permissions
+    team = await kernel.identity.teams.create("platform")
+    await kernel.identity.add_team_member(team.id, user.id)
+    assert team.id in (await kernel.identity.principal_for_key(issued.secret, "mcp")).team_ids
+    await kernel.identity.roles.unassign(assignment.id)
+    assert (await kernel.identity.principal_for_key(issued.secret, "mcp")).permissions == first.permissions
