@@ -7,12 +7,14 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar, cast
 
 import anyio
 import mcp_types as types
 from anyio.abc import TaskGroup
 from mcp import ClientSession
+from mcp.client._input_required import run_input_required_driver
 from mcp.server.caching import CACHEABLE_METHODS, CacheHint
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
@@ -24,10 +26,14 @@ from mcp.server.subscriptions import (
     ListenHandler,
     PromptsListChanged,
     ResourcesListChanged,
+    ResourceUpdated,
     ToolsListChanged,
 )
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
 from mcp_types.methods import CacheableMethod
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
@@ -35,6 +41,7 @@ from starlette.types import Receive, Scope, Send
 from broker.edge.credentials import presented_key
 from broker.edge.errors import error_body, warden_error
 from broker.kernel.audit.ports import AuditSink
+from broker.kernel.crypto import SecretBox
 from broker.kernel.errors import WardenError
 from broker.kernel.identity.models import Principal
 from broker.kernel.identity.service import Identity
@@ -48,6 +55,7 @@ from broker.mcp.catalog import CatalogView, namespaced, page
 from broker.mcp.client_sessions import ClientUpstreams, SessionBudget
 from broker.mcp.credentials import NoUserCredentials, UserCredentials
 from broker.mcp.errors import BrokerError, CredentialRequired, UnknownTool, UpstreamUnavailable
+from broker.mcp.input_bridge import InputBridge
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.result_cache import MemoryResultCache, ResultCache, cache_key
 from broker.mcp.upstream import UpstreamConnection
@@ -80,6 +88,7 @@ class BrokerExtras:
     credentials: UserCredentials = field(default_factory=NoUserCredentials)
     connections_url: str = "http://127.0.0.1:3001/connections"
     virtuals: VirtualServers = field(default_factory=VirtualServers)
+    box: SecretBox | None = None  # seals input_required state; without it, such upstream requests are refused
     sessions_per_server: int = 50
 
 
@@ -97,8 +106,8 @@ class McpBroker:
         self._virtuals = extras.virtuals
         self._credentials = extras.credentials
         self._connections_url = extras.connections_url
-        sessions_per_server = extras.sessions_per_server
-        self._budget = SessionBudget(sessions_per_server)
+        self._budget = SessionBudget(extras.sessions_per_server)
+        self._bridge = InputBridge(extras.box, self._budget) if extras.box is not None else None
         # Every stateful client session, with its own upstream sessions; dropped when the session ends.
         self._clients: dict[Connection, ClientUpstreams] = {}
         self._group: TaskGroup | None = None
@@ -107,7 +116,7 @@ class McpBroker:
         self._listen = ListenHandler(self._events)
         self.server: Server[Any] = _ListChangingServer(
             "warden", version=version, on_list_tools=self.list_tools, on_call_tool=self.call_tool,
-            on_subscriptions_listen=self._listen,
+            on_subscriptions_listen=self.listen,
             # Catalogs are per caller (access rules), so a client may cache them only for itself, briefly.
             cache_hints={cast("CacheableMethod", method): CacheHint(ttl_ms=LIST_TTL_MS, scope="private")
                          for method in CACHEABLE_METHODS},
@@ -272,6 +281,31 @@ class McpBroker:
                 client.discard(connection)  # a dead stdio child is restarted by the next request
                 raise
 
+    async def listen(self, ctx: ServerRequestContext[Any], params: types.SubscriptionsListenRequestParams
+                     ) -> types.SubscriptionsListenResult:
+        """A 2026-07-28 client's event stream; the resources it names are watched upstream while it lasts.
+        A URI the caller may not read, or of no known server, is acknowledged and never fires."""
+        view, visible = await self._view(ctx)
+        watched: list[tuple[UpstreamConnection, str]] = []
+        try:
+            for uri in params.notifications.resource_subscriptions or ():
+                try:
+                    connection, upstream_uri = view.resolve_uri(uri, visible)
+                except BrokerError:
+                    continue
+                await connection.watch_resource(upstream_uri)
+                watched.append((connection, upstream_uri))
+            return await self._listen(ctx, params)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for connection, upstream_uri in watched:
+                    await connection.unwatch_resource(upstream_uri)
+
+    async def resource_updated(self, server: str, uri: str) -> None:
+        """An upstream resource changed: tell listeners, by the URI as each endpoint shows it."""
+        for shown in (f"{server}+{uri}", uri):
+            await self._events.publish(ResourceUpdated(uri=shown))
+
     async def catalog_changed(self) -> None:
         """Tell every connected client that the lists changed (all at once, each bounded, so a stalled or
         departed client costs nothing to the others)."""
@@ -307,7 +341,7 @@ class McpBroker:
                                      f" link it at {url}", server=server, tool=tool, connect_url=url)
 
     async def call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
-                        ) -> types.CallToolResult:
+                        ) -> types.CallToolResult | types.InputRequiredResult:
         """Every call, whatever its outcome, leaves one audit event with its timeline."""
         principal = _principal(ctx)
         timeline = CallTimeline()
@@ -333,8 +367,28 @@ class McpBroker:
                 timeline.mark("cache_hit")
                 outcome = "ok"
                 return types.CallToolResult.model_validate_json(cached)
-            result = await self._forward(ctx, connection, lambda s: s.call_tool(
-                tool, params.arguments, progress_callback=report))
+            async def attempt(responses: types.InputResponses | None, state: str | None
+                              ) -> types.CallToolResult | types.InputRequiredResult:
+                return await self._forward(ctx, connection, lambda s: s.call_tool(
+                    tool, params.arguments, progress_callback=report, input_responses=responses,
+                    request_state=state, allow_input_required=True))
+
+            modern_client = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+            capabilities = _connection_of(ctx).client_capabilities
+            bridged = None
+            if modern_client and self._bridge is not None and InputBridge.wanted(capabilities, connection):
+                assert capabilities is not None
+                bridged = await self._bridge.call(connection, tool, params, key_of_request(_scope(ctx)),
+                                                  capabilities, report)
+            answer = bridged or await attempt(params.input_responses, params.request_state)
+            if isinstance(answer, types.InputRequiredResult):
+                if modern_client:
+                    outcome = "input_required"  # the client answers and retries, on any instance
+                    return answer
+                # A handshake-era client answers on its session: ask it, then retry upstream with its answers.
+                timeline.mark("input_required")
+                answer = await run_input_required_driver(answer, dispatch=partial(_ask_client, ctx), retry=attempt)
+            result = answer
             outcome = "tool_error" if result.is_error else "ok"
             if options.cache_ttl_seconds and not result.is_error:
                 await self._cache.put(key, result.model_dump_json(by_alias=True, exclude_none=True),
@@ -358,6 +412,28 @@ class McpBroker:
                 await self._audit.record(event)
 
 
+_ANSWERS: dict[str, type[BaseModel]] = {
+    "sampling/createMessage": types.CreateMessageResult, "roots/list": types.ListRootsResult,
+    "elicitation/create": types.ElicitResult,
+}
+
+
+async def _ask_client(ctx: ServerRequestContext[Any], key: str, request: types.InputRequest
+                      ) -> types.InputResponse | types.ErrorData:
+    """Put one of an upstream's input requests to a handshake-era client, on the stream of its call."""
+    answer_type = _ANSWERS[request.method]
+    if isinstance(request, types.CreateMessageRequest) and request.params.tools:
+        answer_type = types.CreateMessageResultWithTools
+    try:
+        answer = await ctx.session.send_request(
+            request, answer_type, metadata=ServerMessageMetadata(related_request_id=ctx.request_id))
+    except MCPError as exc:
+        return exc.error
+    except Exception as exc:  # no back-channel: the upstream's call ends with a clear error, not a hang
+        return types.ErrorData(code=types.INVALID_REQUEST, message=f"the client cannot answer {request.method}: {exc}")
+    return cast("types.InputResponse", answer)
+
+
 def _connection_of(ctx: ServerRequestContext[Any]) -> Connection:
     """The downstream connection behind a request (the SDK hands handlers a per-request session view)."""
     return ctx.session._connection  # public only on the SDK's newer Context
@@ -379,6 +455,10 @@ async def _as_mcp_errors() -> AsyncIterator[None]:
         yield
     except BrokerError as exc:
         raise exc.to_mcp() from exc
+
+
+def _scope(ctx: ServerRequestContext[Any]) -> Scope:
+    return ctx.request.scope if isinstance(ctx.request, Request) else {}
 
 
 def key_of_request(scope: Scope) -> str | None:

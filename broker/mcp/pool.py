@@ -15,9 +15,11 @@ from broker.mcp.upstream import UpstreamConnection
 class UpstreamPool:
     """One supervised connection per enabled upstream; ``sync`` adds, replaces and stops them."""
 
-    def __init__(self, clock: Clock, on_tools_changed: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(self, clock: Clock, on_tools_changed: Callable[[], Awaitable[None]] | None = None,
+                 on_resource_updated: Callable[[str, str], Awaitable[None]] | None = None) -> None:
         self._clock = clock
         self._on_tools_changed = on_tools_changed
+        self._on_resource_updated = on_resource_updated
         self._connections: dict[str, tuple[UpstreamConnection, anyio.CancelScope]] = {}
         self._group: TaskGroup | None = None
 
@@ -66,7 +68,7 @@ class UpstreamPool:
 
     def _start(self, definition: UpstreamDefinition) -> None:
         assert self._group is not None
-        connection = UpstreamConnection(definition, self._clock, self._on_tools_changed)
+        connection = UpstreamConnection(definition, self._clock, self._on_tools_changed, self._on_resource_updated)
         scope = anyio.CancelScope()
         self._connections[definition.name] = (connection, scope)
         if not definition.enabled:

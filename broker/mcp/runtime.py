@@ -108,7 +108,11 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, identity: 
         for broker in notify:
             await broker.catalog_changed()
 
-    pool = UpstreamPool(clock, on_tools_changed=catalog_changed)
+    async def resource_updated(server: str, uri: str) -> None:
+        for broker in notify:
+            await broker.resource_updated(server, uri)
+
+    pool = UpstreamPool(clock, on_tools_changed=catalog_changed, on_resource_updated=resource_updated)
     access = AccessPolicy(default_allow=config.mcp.default_access == "allow")
     cache: ResultCache = (RedisResultCache(redis, config.redis.timeout_seconds) if redis is not None
                           else MemoryResultCache())
@@ -122,7 +126,7 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, identity: 
         details = "; ".join(f"{f.field}: {f.message}" for f in exc.fields)
         raise StartupError(f"mcp_virtual_servers: {exc.message} ({details})") from exc
     broker = McpBroker(pool, access, quotas, audit, version, BrokerExtras(
-        cache=cache, credentials=credentials, virtuals=virtuals,
+        cache=cache, credentials=credentials, virtuals=virtuals, box=box,
         connections_url=config.server.console_url + "/connections", sessions_per_server=config.mcp.sessions_per_server))
     notify.append(broker)
     if redis is not None:

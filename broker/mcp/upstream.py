@@ -22,8 +22,10 @@ from mcp.client.session import ElicitationFnT, ListRootsFnT, LoggingFnT, Message
 from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import SubscriptionLost, listen
 from mcp.shared.exceptions import MCPError
-from mcp_types import CONNECTION_CLOSED
+from mcp_types import CONNECTION_CLOSED, UNSUPPORTED_PROTOCOL_VERSION
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from broker.kernel.clock import Clock
 from broker.mcp.breaker import CircuitBreaker
@@ -44,7 +46,8 @@ class UpstreamConnection:
     """A supervised session to one upstream; its tools are cached and refreshed on ``list_changed``."""
 
     def __init__(self, definition: UpstreamDefinition, clock: Clock,
-                 on_tools_changed: Callable[[], Awaitable[None]] | None = None) -> None:
+                 on_tools_changed: Callable[[], Awaitable[None]] | None = None,
+                 on_resource_updated: Callable[[str, str], Awaitable[None]] | None = None) -> None:
         self.definition = definition
         self.health: Health = "connecting"
         self.last_error: str | None = None
@@ -57,7 +60,12 @@ class UpstreamConnection:
         self._ready = anyio.Event()
         self._reconnect = anyio.Event()
         self._on_tools_changed = on_tools_changed
+        self._on_resource_updated = on_resource_updated
+        # Resources clients listen to through this shared session, with how many listeners each has;
+        # subscribed upstream while any has one, and again after every reconnection.
+        self._watched: dict[str, int] = {}
         self._capabilities: types.ServerCapabilities | None = None
+        self.modern = False  # whether the upstream speaks only the 2026-07-28 revision (no session back-channel)
 
     @property
     def name(self) -> str:
@@ -79,11 +87,14 @@ class UpstreamConnection:
 
     async def _serve_once(self) -> None:
         async with open_client(self.definition, ClientCallbacks(message_handler=self._on_message)) as (
-            session, initialized
+            session, capabilities
         ):
             with anyio.fail_after(CONNECT_TIMEOUT):
-                self._capabilities = initialized.capabilities
+                self._capabilities = capabilities
+                self.modern = session.protocol_version in MODERN_PROTOCOL_VERSIONS
                 await self._fetch_catalog(session)
+            for uri in list(self._watched):
+                await self._subscribe(session, uri, subscribe=True)
             self._session, self.health, self.last_error = session, "healthy", None
             self._ready.set()
             log.info("MCP upstream %s connected (%d tools)", self.name, len(self.tools))
@@ -105,8 +116,23 @@ class UpstreamConnection:
                         await session.send_ping()
 
             group.start_soon(ping_forever)
+            if self.modern:
+                group.start_soon(self._listen_for_changes, session)
             await self._reconnect.wait()
             group.cancel_scope.cancel()
+
+    async def _listen_for_changes(self, session: ClientSession) -> None:
+        """A 2026-07-28 upstream announces list changes on a ``subscriptions/listen`` stream, not a session;
+        keep one open (re-listening if it ends) and refresh the catalog on every event."""
+        while True:
+            try:
+                async with listen(session, tools_list_changed=True, prompts_list_changed=True,
+                                  resources_list_changed=True) as subscription:
+                    async for _ in subscription:
+                        await self._on_message(types.ToolListChangedNotification())
+            except (MCPError, SubscriptionLost, *_TRANSPORT_ERRORS) as exc:
+                log.info("MCP upstream %s: listen stream ended (%s); listening again", self.name, exc)
+            await anyio.sleep(1.0)
 
     async def _fetch_catalog(self, session: ClientSession) -> None:
         """Tools, prompts, resources and templates, each fetched page by page where the server offers them."""
@@ -119,7 +145,38 @@ class UpstreamConnection:
             self.resources = await _all_pages(session.list_resources, "resources")
             self.templates = await _all_pages(session.list_resource_templates, "resource_templates")
 
+    async def watch_resource(self, uri: str) -> None:
+        """Count one more listener of ``uri``; the first one subscribes upstream (when the upstream can)."""
+        self._watched[uri] = self._watched.get(uri, 0) + 1
+        if self._watched[uri] == 1 and self._session is not None:
+            await self._subscribe(self._session, uri, subscribe=True)
+
+    async def unwatch_resource(self, uri: str) -> None:
+        left = self._watched.get(uri, 0) - 1
+        if left > 0:
+            self._watched[uri] = left
+            return
+        self._watched.pop(uri, None)
+        if self._session is not None:
+            await self._subscribe(self._session, uri, subscribe=False)
+
+    async def _subscribe(self, session: ClientSession, uri: str, subscribe: bool) -> None:
+        caps = self._capabilities
+        if self.modern or caps is None or caps.resources is None or not caps.resources.subscribe:
+            return
+        request: types.SubscribeRequest | types.UnsubscribeRequest = (
+            types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri)) if subscribe
+            else types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri)))
+        try:
+            with anyio.fail_after(self.definition.timeout_seconds):
+                await session.send_request(request, types.EmptyResult)
+        except (TimeoutError, MCPError, *_TRANSPORT_ERRORS) as exc:
+            log.warning("MCP upstream %s: could not %s %s: %s", self.name, request.method, uri, exc)
+
     async def _on_message(self, message: Any) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification) and self._on_resource_updated is not None:
+            await self._on_resource_updated(self.name, str(message.params.uri))
+            return
         changed = (types.ToolListChangedNotification, types.PromptListChangedNotification,
                    types.ResourceListChangedNotification)
         if isinstance(message, changed) and self._session is not None:
@@ -200,18 +257,50 @@ class ClientCallbacks:
     logging: LoggingFnT | None = None
 
 
+class _ModernOnly(Exception):
+    """The upstream refused the initialize handshake: it speaks only the 2026-07-28 revision."""
+
+
 @asynccontextmanager
 async def open_client(definition: UpstreamDefinition, callbacks: ClientCallbacks
-                      ) -> AsyncIterator[tuple[ClientSession, types.InitializeResult]]:
-    """An initialized client session to the upstream (spawning the process for stdio); closed on exit."""
+                      ) -> AsyncIterator[tuple[ClientSession, types.ServerCapabilities]]:
+    """A ready client session to the upstream (spawning the process for stdio), and the upstream's
+    capabilities; closed on exit.
+
+    The initialize handshake comes first: every server of the handshake era needs it and servers of both
+    eras accept it, and it keeps the upstream's requests to the client (sampling, elicitation, roots) on the
+    session. An upstream of the 2026-07-28 revision only refuses it (-32022); it is then reached on a fresh
+    connection (a refused handshake may have settled the old one's era) with ``server/discover``.
+    """
+    try:
+        async with _opened(definition, callbacks, modern=False) as opened:
+            yield opened
+            return
+    except* _ModernOnly:  # raised inside the transport's task groups, so it arrives grouped
+        log.info("MCP upstream %s speaks only the 2026-07-28 revision", definition.name)
+    async with _opened(definition, callbacks, modern=True) as opened:
+        yield opened
+
+
+@asynccontextmanager
+async def _opened(definition: UpstreamDefinition, callbacks: ClientCallbacks, modern: bool
+                  ) -> AsyncIterator[tuple[ClientSession, types.ServerCapabilities]]:
     async with _transport(definition) as (read, write), ClientSession(
         read, write, message_handler=callbacks.message_handler, sampling_callback=callbacks.sampling,
         sampling_capabilities=callbacks.sampling_capabilities, elicitation_callback=callbacks.elicitation,
         list_roots_callback=callbacks.list_roots, logging_callback=callbacks.logging,
     ) as session:
         with anyio.fail_after(CONNECT_TIMEOUT):
-            initialized = await session.initialize()
-        yield session, initialized
+            if modern:
+                capabilities = (await session.discover()).capabilities
+            else:
+                try:
+                    capabilities = (await session.initialize()).capabilities
+                except MCPError as exc:
+                    if exc.code == UNSUPPORTED_PROTOCOL_VERSION:
+                        raise _ModernOnly from exc
+                    raise
+        yield session, capabilities
 
 
 @asynccontextmanager

@@ -63,10 +63,11 @@ async def mcp_client(url: str, secret: str | None, extra_headers: dict[str, str]
 
 
 @asynccontextmanager
-async def modern_client(url: str, secret: str) -> AsyncIterator[ClientSession]:
-    """A 2026-07-28 client: no initialize handshake, no session; ``server/discover`` instead."""
+async def modern_client(url: str, secret: str, **callbacks: Any) -> AsyncIterator[ClientSession]:
+    """A 2026-07-28 client: no initialize handshake, no session; ``server/discover`` instead. ``callbacks``
+    declare capabilities (``sampling_callback``...), which 2026-07-28 answers through input_required."""
     async with httpx2.AsyncClient(headers={"authorization": f"Bearer {secret}"}, timeout=30) as http, \
             streamable_http_client(url, http_client=http) as streams, \
-            ClientSession(streams[0], streams[1]) as session:
+            ClientSession(streams[0], streams[1], **callbacks) as session:
         await session.discover()
         yield session

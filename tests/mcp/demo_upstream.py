@@ -127,9 +127,17 @@ async def chatty(ctx: Context) -> str:
 
 
 @app.tool()
-async def ask_model(question: str, ctx: Context) -> str:
-    """Ask the client's model (sampling) and return its answer."""
+async def ask_model(question: str, ctx: Context) -> Any:
+    """Ask the client's model (sampling) and return its answer: on the session (handshake era), or as an
+    input_required result answered by the client's retry (2026-07-28)."""
     request = ctx.request_context
+    if request.protocol_version == "2026-07-28":
+        answer = (ctx.input_responses or {}).get("model")
+        if isinstance(answer, types.CreateMessageResult) and isinstance(answer.content, types.TextContent):
+            return answer.content.text
+        return types.InputRequiredResult(request_state="asked", input_requests={"model": types.CreateMessageRequest(
+            params=types.CreateMessageRequestParams(messages=[types.SamplingMessage(
+                role="user", content=types.TextContent(type="text", text=question))], max_tokens=50))})
     result = await request.session.create_message(
         [types.SamplingMessage(role="user", content=types.TextContent(type="text", text=question))],
         max_tokens=50, related_request_id=request.request_id)
@@ -152,6 +160,16 @@ async def roots(ctx: Context) -> list[str]:
     """The client's roots."""
     listed = await ctx.request_context.session.list_roots()
     return [str(root.uri) for root in listed.roots]
+
+
+@app.tool()
+async def grow(ctx: Context) -> str:
+    """Add a tool named ``grown`` and announce the change (to sessions and to listen streams)."""
+    app.add_tool(lambda: "grown", name="grown", description="Appeared at run time.")
+    await ctx.notify_tools_changed()
+    if ctx.request_context.protocol_version != "2026-07-28":
+        await ctx.request_context.session.send_tool_list_changed()
+    return "grew"
 
 
 @app.tool()
@@ -223,6 +241,22 @@ async def complete(ref: object, argument: types.CompletionArgument, context: obj
     if argument.name == "language":
         return types.Completion(values=[v for v in ("python", "perl", "rust") if v.startswith(argument.value)])
     return None
+
+
+async def _modern_only(ctx: ServerRequestContext[Any, Any], call_next: Any) -> Any:
+    """A server of the 2026-07-28 revision only: the initialize handshake is refused with -32022."""
+    if ctx.method == "initialize":
+        from mcp.shared.exceptions import MCPError
+        from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+        requested = str((ctx.params or {}).get("protocolVersion"))
+        raise MCPError(types.UNSUPPORTED_PROTOCOL_VERSION, "this server speaks only 2026-07-28",
+                       {"supported": list(MODERN_PROTOCOL_VERSIONS), "requested": requested})
+    return await call_next(ctx)
+
+
+if os.environ.get("DEMO_MODERN_ONLY"):
+    app._lowlevel_server.middleware.append(_modern_only)
 
 
 if __name__ == "__main__":
