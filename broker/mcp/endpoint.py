@@ -210,28 +210,27 @@ class McpBroker:
     async def subscribe(self, ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams
                         ) -> types.EmptyResult:
         """Subscribe on the client's own upstream session, whose updates are relayed to this client only."""
-        view, visible = await self._view(ctx)
-        client = self._client(ctx)
-        async with _as_mcp_errors():
-            connection, uri = view.resolve_uri(str(params.uri), visible)
-            if client is None:
-                raise MCPError(types.INVALID_REQUEST, "resource subscriptions need a session (initialize first)")
-            request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri))
-            result = await self._forward(ctx, connection, lambda s: s.send_request(request, types.EmptyResult))
-            client.subscribed(connection.name, uri, str(params.uri))
-            return result
+        return await self._subscription(ctx, str(params.uri), subscribe=True)
 
     async def unsubscribe(self, ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams
                           ) -> types.EmptyResult:
+        return await self._subscription(ctx, str(params.uri), subscribe=False)
+
+    async def _subscription(self, ctx: ServerRequestContext[Any], shown: str, subscribe: bool) -> types.EmptyResult:
         view, visible = await self._view(ctx)
         client = self._client(ctx)
         async with _as_mcp_errors():
-            connection, uri = view.resolve_uri(str(params.uri), visible)
+            connection, uri = view.resolve_uri(shown, visible)
             if client is None:
                 raise MCPError(types.INVALID_REQUEST, "resource subscriptions need a session (initialize first)")
-            request = types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri))
+            request: types.SubscribeRequest | types.UnsubscribeRequest = (
+                types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri)) if subscribe
+                else types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri)))
             result = await self._forward(ctx, connection, lambda s: s.send_request(request, types.EmptyResult))
-            client.unsubscribed(connection.name, uri)
+            if subscribe:
+                client.subscribed(connection.name, uri, shown)
+            else:
+                client.unsubscribed(connection.name, uri)
             return result
 
     async def set_level(self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams

@@ -28,6 +28,16 @@ def stdio_server(name: str = "demo") -> dict[str, Any]:
 @pytest.fixture
 def http_upstream() -> Iterator[str]:
     """The demo upstream served over Streamable HTTP by its own process."""
+    yield from _served_demo()
+
+
+@pytest.fixture(scope="module")
+def upstream_url() -> Iterator[str]:
+    """The same, shared by a test module (with a module-scoped Warden in front of it)."""
+    yield from _served_demo()
+
+
+def _served_demo() -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen([PYTHON, "-m", "tests.mcp.demo_upstream", "streamable-http", str(port)],
                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -23,12 +23,12 @@ SESSIONS_PER_SERVER = 8
 
 
 @pytest.fixture(scope="module")
-def warden(tmp_path_factory: pytest.TempPathFactory, http_upstream_module: str) -> Iterator[WardenProcess]:
+def warden(tmp_path_factory: pytest.TempPathFactory, upstream_url: str) -> Iterator[WardenProcess]:
     tmp = tmp_path_factory.mktemp("mcp")
     demo = stdio_server("demo")
     demo["timeout_seconds"] = 2
     with served(tmp, {
-        "mcp_servers": [demo, {"name": "web", "transport": "streamable_http", "url": http_upstream_module}],
+        "mcp_servers": [demo, {"name": "web", "transport": "streamable_http", "url": upstream_url}],
         "api_keys": [{"name": "agent", "owner": "agent@example.com", "secret": SECRET, "surfaces": ["mcp"]},
                      {"name": "llm", "owner": "agent@example.com", "secret": AI_ONLY, "surfaces": ["ai"]},
                      {"name": "ops", "owner": "agent@example.com", "secret": OPS, "surfaces": ["management"]}],
@@ -40,13 +40,6 @@ def warden(tmp_path_factory: pytest.TempPathFactory, http_upstream_module: str) 
                                                                   "password": "correct horse 9 battery"})
         assert setup.status_code == 201  # the keys' owner becomes the super admin
         yield process
-
-
-@pytest.fixture(scope="module")
-def http_upstream_module() -> Iterator[str]:
-    from tests.mcp import conftest
-
-    yield from conftest.http_upstream.__wrapped__()  # type: ignore[attr-defined]
 
 
 def url(warden: WardenProcess) -> str:

@@ -91,13 +91,19 @@ async def balanced_client(balancer: Alternating, secret: str = SECRET, **callbac
         yield session
 
 
+def progress_recorder() -> tuple[list[float], Any]:
+    seen: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        seen.append(value)
+
+    return seen, on_progress
+
+
 async def test_a_session_works_while_its_requests_alternate_between_instances(
         instances: tuple[WardenProcess, WardenProcess]) -> None:
     balancer = Alternating(*instances)
-    progress: list[float] = []
-
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append(value)
+    progress, on_progress = progress_recorder()
 
     async with balanced_client(balancer) as session:
         names = [t.name for t in (await session.list_tools()).tools]
@@ -114,10 +120,7 @@ async def test_a_session_works_while_its_requests_alternate_between_instances(
 async def test_a_cut_progress_stream_resumes_on_the_other_instance(
         instances: tuple[WardenProcess, WardenProcess]) -> None:
     balancer = Alternating(*instances)
-    progress: list[float] = []
-
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append(value)
+    progress, on_progress = progress_recorder()
 
     async with balanced_client(balancer) as session:
         balancer.cut_call = '__countdown"'

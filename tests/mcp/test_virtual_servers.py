@@ -18,13 +18,6 @@ ADMIN = "wdn_" + "x" * 43
 
 
 @pytest.fixture(scope="module")
-def upstream_url() -> Iterator[str]:
-    from tests.mcp import conftest
-
-    yield from conftest.http_upstream.__wrapped__()  # type: ignore[attr-defined]
-
-
-@pytest.fixture(scope="module")
 def warden(tmp_path_factory: pytest.TempPathFactory, upstream_url: str) -> Iterator[WardenProcess]:
     tmp: Path = tmp_path_factory.mktemp("virtual")
     with served(tmp, {

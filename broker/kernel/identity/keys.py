@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from broker.kernel.bus.ports import Broadcast, Message
 from broker.kernel.clock import Clock
@@ -24,6 +24,8 @@ from broker.kernel.store.ports import Database, Row
 KEY_PREFIX = "wdn_"
 LOOKUP_LENGTH = 12  # "wdn_" + 8 characters: 48 bits, enough to make prefix collisions rare
 INVALIDATE_CHANNEL = "keys.invalidate"
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,24 +76,28 @@ def validate_spec(spec: KeySpec) -> None:
         raise InvalidInput("invalid API key", problems)
 
 
-class KeyCache:
-    """Verified keys by digest, dropped on TTL or on an invalidation broadcast."""
+class _Expiring(Generic[K, V]):
+    """Entries that expire after a TTL (no caching at all when it is 0)."""
 
     def __init__(self, ttl: float, clock: Clock) -> None:
         self._ttl = ttl
         self._clock = clock
-        self._entries: dict[str, tuple[float, VerifiedKey]] = {}
+        self._entries: dict[K, tuple[float, V]] = {}
 
-    def get(self, digest: str) -> VerifiedKey | None:
-        entry = self._entries.get(digest)
+    def get(self, key: K) -> V | None:
+        entry = self._entries.get(key)
         if entry is None or entry[0] <= self._clock.now():
-            self._entries.pop(digest, None)
+            self._entries.pop(key, None)
             return None
         return entry[1]
 
-    def put(self, digest: str, verified: VerifiedKey) -> None:
+    def put(self, key: K, value: V) -> None:
         if self._ttl > 0:
-            self._entries[digest] = (self._clock.now() + self._ttl, verified)
+            self._entries[key] = (self._clock.now() + self._ttl, value)
+
+
+class KeyCache(_Expiring[str, VerifiedKey]):
+    """Verified keys by digest, dropped on TTL or on an invalidation broadcast."""
 
     async def on_invalidate(self, message: Message) -> None:
         key_ids = set(message.get("key_ids", ()))
@@ -102,25 +108,9 @@ class KeyCache:
             del self._entries[digest]
 
 
-class PrincipalCache:
+class PrincipalCache(_Expiring[str, Any]):
     """Who each recently used key acts as (owner, permissions, teams), so a request needs no identity query.
     Dropped with the key cache: on TTL, and on every invalidation (keys, users, teams and roles changing)."""
-
-    def __init__(self, ttl: float, clock: Clock) -> None:
-        self._ttl = ttl
-        self._clock = clock
-        self._entries: dict[str, tuple[float, Any]] = {}
-
-    def get(self, key_id: str) -> Any | None:
-        entry = self._entries.get(key_id)
-        if entry is None or entry[0] <= self._clock.now():
-            self._entries.pop(key_id, None)
-            return None
-        return entry[1]
-
-    def put(self, key_id: str, principal: Any) -> None:
-        if self._ttl > 0:
-            self._entries[key_id] = (self._clock.now() + self._ttl, principal)
 
     async def on_invalidate(self, message: Message) -> None:
         if message.get("all"):
