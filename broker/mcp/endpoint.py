@@ -66,6 +66,7 @@ PRINCIPAL = "warden_principal"
 SERVER_SCOPE = "warden_server_scope"
 FIRST_CONNECT_WAIT = 10.0
 T = TypeVar("T")
+R = TypeVar("R")
 LIST_TTL_MS = 30_000
 
 
@@ -162,11 +163,18 @@ class McpBroker:
         return types.ListPromptsResult(prompts=prompts, next_cursor=cursor)
 
     async def get_prompt(self, ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams
-                         ) -> types.GetPromptResult:
+                         ) -> types.GetPromptResult | types.InputRequiredResult:
         view, visible = await self._view(ctx)
         async with _as_mcp_errors():
             connection, prompt = view.resolve_prompt(params.name, visible)
-            return await self._forward(ctx, connection, lambda s: s.get_prompt(prompt, params.arguments))
+
+            async def attempt(responses: types.InputResponses | None, state: str | None
+                              ) -> types.GetPromptResult | types.InputRequiredResult:
+                return await self._forward(ctx, connection, lambda s: s.get_prompt(
+                    prompt, params.arguments, input_responses=responses, request_state=state,
+                    allow_input_required=True))
+
+            return await self._answered(ctx, await attempt(params.input_responses, params.request_state), attempt)
 
     async def list_resources(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                              ) -> types.ListResourcesResult:
@@ -182,11 +190,19 @@ class McpBroker:
         return types.ListResourceTemplatesResult(resource_templates=templates, next_cursor=cursor)
 
     async def read_resource(self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
-                            ) -> types.ReadResourceResult:
+                            ) -> types.ReadResourceResult | types.InputRequiredResult:
         view, visible = await self._view(ctx)
         async with _as_mcp_errors():
             connection, uri = view.resolve_uri(str(params.uri), visible)
-            result = await self._forward(ctx, connection, lambda s: s.read_resource(uri))
+
+            async def attempt(responses: types.InputResponses | None, state: str | None
+                              ) -> types.ReadResourceResult | types.InputRequiredResult:
+                return await self._forward(ctx, connection, lambda s: s.read_resource(
+                    uri, input_responses=responses, request_state=state, allow_input_required=True))
+
+            result = await self._answered(ctx, await attempt(params.input_responses, params.request_state), attempt)
+            if isinstance(result, types.InputRequiredResult):
+                return result
             contents = [c.model_copy(update={"uri": view.shown_uri(connection, str(c.uri))})
                         for c in result.contents]
             return result.model_copy(update={"contents": contents})
@@ -332,6 +348,15 @@ class McpBroker:
         view = CatalogView(self._pool, scope, self._virtuals.get(scope) if scope else None)
         return view, lambda name: self._access.decide(principal, name).allowed
 
+    async def _answered(self, ctx: ServerRequestContext[Any], first: R | types.InputRequiredResult,
+                        attempt: Callable[[types.InputResponses | None, str | None],
+                                          Awaitable[R | types.InputRequiredResult]]) -> R | types.InputRequiredResult:
+        """An upstream's ``input_required``: returned as it is to a 2026-07-28 client, which answers and
+        retries; asked of a handshake-era client over its session, then retried upstream with its answers."""
+        if not isinstance(first, types.InputRequiredResult) or ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return first
+        return await run_input_required_driver(first, dispatch=partial(_ask_client, ctx), retry=attempt)
+
     async def _require_credential(self, principal: Principal, server: str, tool: str) -> None:
         """The hook for per-user credentials: a tool that needs one is refused, with where to link it."""
         if await self._credentials.credential_for(principal, server) is None:
@@ -379,14 +404,13 @@ class McpBroker:
                 assert capabilities is not None
                 bridged = await self._bridge.call(connection, tool, params, key_of_request(_scope(ctx)),
                                                   capabilities, report)
-            answer = bridged or await attempt(params.input_responses, params.request_state)
-            if isinstance(answer, types.InputRequiredResult):
-                if modern_client:
-                    outcome = "input_required"  # the client answers and retries, on any instance
-                    return answer
-                # A handshake-era client answers on its session: ask it, then retry upstream with its answers.
+            first = bridged or await attempt(params.input_responses, params.request_state)
+            if isinstance(first, types.InputRequiredResult):
                 timeline.mark("input_required")
-                answer = await run_input_required_driver(answer, dispatch=partial(_ask_client, ctx), retry=attempt)
+            answer = await self._answered(ctx, first, attempt)
+            if isinstance(answer, types.InputRequiredResult):
+                outcome = "input_required"  # the client answers and retries, on any instance
+                return answer
             result = answer
             outcome = "tool_error" if result.is_error else "ok"
             if options.cache_ttl_seconds and not result.is_error:

@@ -213,6 +213,21 @@ def show(subject: str) -> list[Message]:
 
 
 @app.prompt()
+async def personal(ctx: Context) -> Any:
+    """A prompt that needs the user's name: asked by elicitation (2026-07-28: as input_required)."""
+    if ctx.request_context.protocol_version == "2026-07-28":
+        answer = (ctx.input_responses or {}).get("name")
+        if not isinstance(answer, types.ElicitResult):
+            return types.InputRequiredResult(request_state="asked", input_requests={"name": types.ElicitRequest(
+                params=types.ElicitRequestFormParams(message="Your name?", requested_schema={
+                    "type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}))})
+        name = (answer.content or {}).get("name", "?")
+    else:
+        name = "legacy"
+    return f"Hello {name}."
+
+
+@app.prompt()
 def review(language: str) -> str:
     """Ask for a code review in a language."""
     return f"Please review this {language} code."

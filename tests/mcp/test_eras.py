@@ -135,3 +135,12 @@ async def test_a_modern_client_listens_to_a_legacy_upstreams_resource(warden: Wa
             return touched.structured_content == {"result": False}
 
         assert await eventually(unsubscribed)
+
+
+async def test_a_legacy_client_answers_a_modern_upstreams_prompt_input_request(warden: WardenProcess) -> None:
+    async def elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"name": "Ada"})
+
+    async with mcp_client(url(warden), SECRET, elicitation_callback=elicit) as session:
+        prompt = await session.get_prompt("modern__personal")
+    assert prompt.messages[0].content.text == "Hello Ada."  # type: ignore[union-attr]

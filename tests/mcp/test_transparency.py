@@ -83,7 +83,7 @@ async def test_prompts_resources_and_completion_are_identical(connect) -> None: 
         item = await session.read_resource("demo://items/7")
         completion = await session.complete(types.PromptReference(type="ref/prompt", name="review"),
                                             {"name": "language", "value": "r"})
-    assert prompts == ["show", "review"]
+    assert prompts == ["show", "personal", "review"]  # the upstream's own order
     assert prompt.messages[0].content.text == "Please review this python code."  # type: ignore[union-attr]
     assert resources == ["demo://logo.png", "demo://readme"]
     assert templates == ["demo://items/{item_id}"]
