@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import mcp_types as types
@@ -30,6 +30,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from pydantic import BaseModel
 
+from broker.mcp.session_store import SessionStoreUnavailable
 from broker.mcp.upstream import ClientCallbacks, UpstreamConnection, open_client
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class _OwnSession:
         self.connection = connection
         self.session: ClientSession | None = None
         self.opened = anyio.Event()
+        self.prepared = False  # the client's settings applied
         self.error: str | None = None
         self._stop = anyio.Event()
 
@@ -86,12 +88,22 @@ class _OwnSession:
         self._stop.set()
 
 
+class SessionSettings(Protocol):
+    """Where a client session's settings live, so every instance serving it applies the same ones."""
+
+    async def load(self) -> dict[str, Any]: ...
+
+    async def save(self, settings: dict[str, Any]) -> None: ...
+
+
 class ClientUpstreams:
     """The upstream sessions of one downstream client session, and the relay back to that client."""
 
     def __init__(self, group: TaskGroup, budget: SessionBudget,
-                 capabilities: types.ClientCapabilities | None) -> None:
+                 capabilities: types.ClientCapabilities | None, settings: SessionSettings | None = None) -> None:
         self._group = group
+        self._settings = settings
+        self._loaded = settings is None
         self._budget = budget
         self._capabilities = capabilities or types.ClientCapabilities()
         self._own: dict[str, _OwnSession] = {}
@@ -125,8 +137,39 @@ class ClientUpstreams:
         finally:
             self._in_flight.remove(entry)
 
+    async def _load(self) -> None:
+        """The settings the client made through another instance (once per session on this one)."""
+        if self._loaded or self._settings is None:
+            return
+        self._loaded = True
+        try:
+            saved = await self._settings.load()
+        except SessionStoreUnavailable as exc:
+            log.warning("a client session's settings could not be read: %s", exc)
+            return
+        self._level = saved.get("level") or self._level
+        for server, uri, shown in saved.get("subscriptions", []):
+            self._subscriptions.setdefault((server, uri), shown)
+
+    def settings_changed(self) -> None:
+        """Another instance changed the settings: read them again and re-apply them on next use."""
+        self._loaded = self._settings is None
+        for own in self._own.values():
+            own.prepared = False
+
+    async def _save(self) -> None:
+        if self._settings is None:
+            return
+        subscriptions = [[server, uri, shown] for (server, uri), shown in sorted(self._subscriptions.items())]
+        try:
+            await self._settings.save({"level": self._level, "subscriptions": subscriptions})
+        except SessionStoreUnavailable as exc:
+            log.warning("a client session's settings apply on this instance only: %s", exc)
+
     async def session_for(self, connection: UpstreamConnection) -> ClientSession | None:
-        """This client's own session to the upstream, opened on first use; None to use the shared one."""
+        """This client's own session to the upstream, opened on first use; None to use the shared one.
+        A new session gets the client's log level and its subscriptions to that upstream's resources."""
+        await self._load()
         own = self._own.get(connection.name)
         if own is not None and own.connection is not connection:  # the server was redefined meanwhile
             own.close()
@@ -143,8 +186,14 @@ class ClientUpstreams:
             self._forget(own)
             own.close()
             return None  # the shared session says what is wrong (down, timing out) with its own error path
-        if self._level is not None and own.connection.capabilities and own.connection.capabilities.logging:
-            await self._apply_level(own.session)
+        if not own.prepared:
+            own.prepared = True
+            if self._level is not None and own.connection.capabilities and own.connection.capabilities.logging:
+                await self._apply_level(own.session)
+            for server, uri in list(self._subscriptions):
+                if server == connection.name:
+                    request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri))
+                    await own.session.send_request(request, types.EmptyResult)
         return own.session
 
     def discard(self, connection: UpstreamConnection) -> None:
@@ -159,7 +208,9 @@ class ClientUpstreams:
 
     async def set_level(self, level: types.LoggingLevel, connections: list[UpstreamConnection]) -> None:
         """The client's log level, applied to the upstreams in scope that log (and to those opened later)."""
+        await self._load()
         self._level = level
+        await self._save()
         for connection in connections:
             if connection.capabilities is None or connection.capabilities.logging is None:
                 continue
@@ -172,11 +223,15 @@ class ClientUpstreams:
         request = types.SetLevelRequest(params=types.SetLevelRequestParams(level=self._level))
         return await session.send_request(request, types.EmptyResult)
 
-    def subscribed(self, server: str, uri: str, shown: str) -> None:
+    async def subscribed(self, server: str, uri: str, shown: str) -> None:
+        await self._load()
         self._subscriptions[(server, uri)] = shown
+        await self._save()
 
-    def unsubscribed(self, server: str, uri: str) -> None:
+    async def unsubscribed(self, server: str, uri: str) -> None:
+        await self._load()
         self._subscriptions.pop((server, uri), None)
+        await self._save()
 
     async def roots_changed(self) -> None:
         for own in list(self._own.values()):

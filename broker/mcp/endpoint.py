@@ -41,6 +41,7 @@ from starlette.types import Receive, Scope, Send
 from broker.edge.credentials import presented_key
 from broker.edge.errors import error_body, warden_error
 from broker.kernel.audit.ports import AuditSink
+from broker.kernel.bus.ports import Broadcast, Message
 from broker.kernel.crypto import SecretBox
 from broker.kernel.errors import WardenError
 from broker.kernel.identity.models import Principal
@@ -58,6 +59,7 @@ from broker.mcp.errors import BrokerError, CredentialRequired, UnknownTool, Upst
 from broker.mcp.input_bridge import InputBridge
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.result_cache import MemoryResultCache, ResultCache, cache_key
+from broker.mcp.session_store import SessionDirectory
 from broker.mcp.upstream import UpstreamConnection
 from broker.mcp.virtual import VirtualServers
 
@@ -90,6 +92,8 @@ class BrokerExtras:
     connections_url: str = "http://127.0.0.1:3001/connections"
     virtuals: VirtualServers = field(default_factory=VirtualServers)
     box: SecretBox | None = None  # seals input_required state; without it, such upstream requests are refused
+    directory: SessionDirectory | None = None  # shares client sessions' settings between instances
+    broadcast: Broadcast | None = None
     sessions_per_server: int = 50
 
 
@@ -105,6 +109,10 @@ class McpBroker:
         self._audit = audit
         self._cache = extras.cache
         self._virtuals = extras.virtuals
+        self._directory = extras.directory
+        self._broadcast = extras.broadcast
+        if extras.broadcast is not None:
+            extras.broadcast.subscribe(SETTINGS_CHANNEL, self._settings_changed)
         self._credentials = extras.credentials
         self._connections_url = extras.connections_url
         self._budget = SessionBudget(extras.sessions_per_server)
@@ -146,6 +154,11 @@ class McpBroker:
                     client.close()
                 self._clients.clear()
                 group.cancel_scope.cancel()
+
+    async def _settings_changed(self, message: Message) -> None:
+        for connection, client in list(self._clients.items()):
+            if connection.session_id == message.get("session"):
+                client.settings_changed()
 
     def sessions_in_use(self, server: str) -> int:
         return self._budget.in_use(server)
@@ -244,9 +257,9 @@ class McpBroker:
                 else types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri)))
             result = await self._forward(ctx, connection, lambda s: s.send_request(request, types.EmptyResult))
             if subscribe:
-                client.subscribed(connection.name, uri, shown)
+                await client.subscribed(connection.name, uri, shown)
             else:
-                client.unsubscribed(connection.name, uri)
+                await client.unsubscribed(connection.name, uri)
             return result
 
     async def set_level(self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams
@@ -271,7 +284,9 @@ class McpBroker:
             return None
         client = self._clients.get(connection)
         if client is None:
-            client = ClientUpstreams(self._group, self._budget, connection.client_capabilities)
+            settings = (_DirectorySettings(self._directory, self._broadcast, connection.session_id)
+                        if self._directory else None)
+            client = ClientUpstreams(self._group, self._budget, connection.client_capabilities, settings)
             self._clients[connection] = client
 
             def ended() -> None:
@@ -433,6 +448,27 @@ class McpBroker:
                                          outcome, code)
             with anyio.CancelScope(shield=True):  # a cancelled call is audited too
                 await self._audit.record(event)
+
+
+SETTINGS_CHANNEL = "mcp.session.settings"
+
+
+@dataclass(frozen=True, slots=True)
+class _DirectorySettings:
+    """One client session's settings in the shared session directory; a change is announced to the other
+    instances, whose own upstream sessions for this client then take it up."""
+
+    directory: SessionDirectory
+    broadcast: Broadcast | None
+    session_id: str
+
+    async def load(self) -> dict[str, Any]:
+        return await self.directory.settings(self.session_id)
+
+    async def save(self, settings: dict[str, Any]) -> None:
+        await self.directory.save_settings(self.session_id, settings)
+        if self.broadcast is not None:
+            await self.broadcast.publish(SETTINGS_CHANNEL, {"session": self.session_id})
 
 
 _ANSWERS: dict[str, type[BaseModel]] = {

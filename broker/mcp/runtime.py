@@ -125,15 +125,15 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, identity: 
     except InvalidInput as exc:
         details = "; ".join(f"{f.field}: {f.message}" for f in exc.fields)
         raise StartupError(f"mcp_virtual_servers: {exc.message} ({details})") from exc
-    broker = McpBroker(pool, access, quotas, audit, version, BrokerExtras(
-        cache=cache, credentials=credentials, virtuals=virtuals, box=box,
-        connections_url=config.server.console_url + "/connections", sessions_per_server=config.mcp.sessions_per_server))
-    notify.append(broker)
     if redis is not None:
         directory: SessionDirectory = RedisSessionDirectory(redis, config.redis.timeout_seconds)
         events: EventLog = RedisEventLog(redis, config.redis.timeout_seconds)
     else:
         directory, events = MemorySessionDirectory(), MemoryEventLog()
+    broker = McpBroker(pool, access, quotas, audit, version, BrokerExtras(
+        cache=cache, credentials=credentials, virtuals=virtuals, box=box, directory=directory, broadcast=broadcast,
+        connections_url=config.server.console_url + "/connections", sessions_per_server=config.mcp.sessions_per_server))
+    notify.append(broker)
     manager = SharedSessionManager(broker.server, directory, events, broadcast, key_of_request)
     access_rules = AccessRuleStore(db, clock)
     await reconcile_mcp_access_rules(identity, access_rules, config.mcp.access_rules)

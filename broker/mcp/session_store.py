@@ -46,6 +46,12 @@ class LoggedEvent:
 class SessionDirectory(Protocol):
     async def record(self, session_id: str, record: SessionRecord) -> None: ...
 
+    async def settings(self, session_id: str) -> dict[str, Any]:
+        """What the client set on its session (log level, subscriptions), for every instance to apply."""
+        ...
+
+    async def save_settings(self, session_id: str, settings: dict[str, Any]) -> None: ...
+
     async def find(self, session_id: str) -> SessionRecord | None: ...
 
     async def touch(self, session_id: str) -> None: ...
@@ -72,6 +78,13 @@ class EventLog(Protocol):
 class MemorySessionDirectory:
     def __init__(self) -> None:
         self._records: dict[str, tuple[SessionRecord, float]] = {}
+        self._settings: dict[str, dict[str, Any]] = {}
+
+    async def settings(self, session_id: str) -> dict[str, Any]:
+        return dict(self._settings.get(session_id, {}))
+
+    async def save_settings(self, session_id: str, settings: dict[str, Any]) -> None:
+        self._settings[session_id] = dict(settings)
 
     async def record(self, session_id: str, record: SessionRecord) -> None:
         self._prune()
@@ -90,11 +103,13 @@ class MemorySessionDirectory:
 
     async def end(self, session_id: str) -> None:
         self._records.pop(session_id, None)
+        self._settings.pop(session_id, None)
 
     def _prune(self) -> None:
         now = time.monotonic()
         for session_id in [s for s, (_, seen) in self._records.items() if now - seen > SESSION_TTL]:
             del self._records[session_id]
+            self._settings.pop(session_id, None)
 
 
 class MemoryEventLog:
@@ -164,10 +179,20 @@ class RedisSessionDirectory:
     async def touch(self, session_id: str) -> None:
         async with _bounded(self._timeout):
             await self._redis.expire(_key(session_id), int(SESSION_TTL))
+            await self._redis.expire(_key(session_id) + ":settings", int(SESSION_TTL))
 
     async def end(self, session_id: str) -> None:
         async with _bounded(self._timeout):
-            await self._redis.delete(_key(session_id))
+            await self._redis.delete(_key(session_id), _key(session_id) + ":settings")
+
+    async def settings(self, session_id: str) -> dict[str, Any]:
+        async with _bounded(self._timeout):
+            raw = await self._redis.get(_key(session_id) + ":settings")
+        return dict(json.loads(raw)) if raw else {}
+
+    async def save_settings(self, session_id: str, settings: dict[str, Any]) -> None:
+        async with _bounded(self._timeout):
+            await self._redis.set(_key(session_id) + ":settings", json.dumps(settings), ex=int(SESSION_TTL))
 
 
 class RedisEventLog:

@@ -184,3 +184,31 @@ async def test_an_unknown_session_is_404_on_every_instance(instances: tuple[Ward
             response = await http.post(instance.gateway + "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
                                        headers=headers)
             assert response.status_code == 404
+
+
+async def test_a_sessions_log_level_and_subscriptions_hold_on_every_instance(
+        instances: tuple[WardenProcess, WardenProcess]) -> None:
+    """Each instance has its own upstream session for this client; what the client set through one
+    instance is applied by the other too."""
+    balancer = Alternating(*instances)
+    levels: list[str] = []
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        levels.append(params.level)
+
+    async with balanced_client(balancer, logging_callback=on_log) as session:
+        for _ in range(2):  # both instances open their own upstream session for this client
+            await session.call_tool("demo__chatty", {})
+        levels.clear()
+        await session.send_request(types.SetLevelRequest(params=types.SetLevelRequestParams(level="warning")),
+                                   types.EmptyResult)
+        await session.send_request(types.SubscribeRequest(params=types.SubscribeRequestParams(
+            uri="demo+demo://readme")), types.EmptyResult)
+        touched = [(await session.call_tool("demo__touch", {"uri": "demo://readme"})).structured_content
+                   for _ in range(2)]
+        for _ in range(2):
+            await session.call_tool("demo__chatty", {})
+    assert levels == ["warning", "warning"]
+    assert touched == [{"result": True}, {"result": True}]
+    posts = [target for method, target, _ in balancer.sent if method == "POST"]
+    assert set(posts) == {0, 1}

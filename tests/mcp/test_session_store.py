@@ -91,3 +91,14 @@ async def test_an_unreachable_redis_is_a_typed_error_within_the_bound() -> None:
                 await RedisEventLog(client, 0.3).append("x", "1", None)
     finally:
         await client.aclose()
+
+
+async def test_settings_are_kept_with_the_session_and_end_with_it(stores: tuple[SessionDirectory, EventLog]) -> None:
+    directory, _ = stores
+    session = uuid.uuid4().hex
+    await directory.record(session, SessionRecord("k", "2025-11-25", {}))
+    assert await directory.settings(session) == {}
+    await directory.save_settings(session, {"level": "warning", "subscriptions": [["demo", "demo://a", "x"]]})
+    assert await directory.settings(session) == {"level": "warning", "subscriptions": [["demo", "demo://a", "x"]]}
+    await directory.end(session)
+    assert await directory.settings(session) == {}
