@@ -78,7 +78,16 @@ class _LoggedEvents(EventStore):
             return f"unlogged-{self._fallback}"
 
     async def replay_events_after(self, last_event_id: str, send_callback: EventCallback) -> str | None:
-        raise NotImplementedError("SharedSessionTransport replays from the log itself")
+        """The stream's events after ``last_event_id`` (the transport below also follows it live)."""
+        try:
+            stream_id = await self._events.stream_of(self._session_id, last_event_id)
+            events = await self._events.read_after(self._session_id, last_event_id, wait=0) if stream_id else []
+        except SessionStoreUnavailable:
+            return None
+        for event in events:
+            if event.stream_id == stream_id and event.message is not None:
+                await send_callback(EventMessage(jsonrpc_message_adapter.validate_json(event.message), event.event_id))
+        return stream_id
 
 
 class SharedSessionTransport(StreamableHTTPServerTransport):

@@ -102,3 +102,25 @@ async def test_settings_are_kept_with_the_session_and_end_with_it(stores: tuple[
     assert await directory.settings(session) == {"level": "warning", "subscriptions": [["demo", "demo://a", "x"]]}
     await directory.end(session)
     assert await directory.settings(session) == {}
+
+
+async def test_the_sdk_event_store_port_replays_one_stream(stores: tuple[SessionDirectory, EventLog]) -> None:
+    import mcp_types as types
+    from mcp.server.streamable_http import EventMessage
+
+    from broker.mcp.session_manager import _LoggedEvents
+
+    _, events = stores
+    store = _LoggedEvents(events, uuid.uuid4().hex)
+    first = await store.store_event("5", None)
+    await store.store_event("5", types.JSONRPCNotification(jsonrpc="2.0", method="notifications/progress",
+                                                           params={"progressToken": 1, "progress": 1}))
+    await store.store_event("6", types.JSONRPCNotification(jsonrpc="2.0", method="notifications/other"))
+    replayed: list[EventMessage] = []
+
+    async def collect(message: EventMessage) -> None:
+        replayed.append(message)
+
+    assert await store.replay_events_after(first, collect) == "5"
+    assert [m.message.method for m in replayed] == ["notifications/progress"]  # type: ignore[union-attr]
+    assert await store.replay_events_after("no-such-event", collect) is None
