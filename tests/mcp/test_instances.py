@@ -48,13 +48,19 @@ class Alternating(httpx2.AsyncBaseTransport):
         self._ports = [int(a.env["WARDEN_SERVER_GATEWAY_PORT"]), int(b.env["WARDEN_SERVER_GATEWAY_PORT"])]
         self._inner = httpx2.AsyncHTTPTransport()
         self.sent: list[tuple[str, int, bool]] = []  # (method, instance index, resumed)
+        self.posted: list[tuple[bytes, int]] = []  # (request body, instance index)
+        self.steer: tuple[bytes, int] | None = None  # the next request whose body has these bytes goes there
         self.cut_call: str | None = None
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         target = len(self.sent) % 2
+        if self.steer is not None and request.method == "POST" and self.steer[0] in request.content:
+            target, self.steer = self.steer[1], None
         self.sent.append((request.method, target, "last-event-id" in request.headers))
         request.url = request.url.copy_with(port=self._ports[target])
         body = request.content if request.method == "POST" else b""
+        if body:
+            self.posted.append((body, target))
         response = await self._inner.handle_async_request(request)
         if self.cut_call and self.cut_call.encode() in body:
             self.cut_call = None
@@ -89,6 +95,11 @@ async def balanced_client(balancer: Alternating, secret: str = SECRET, **callbac
             ClientSession(streams[0], streams[1], **callbacks) as session:
         await session.initialize()
         yield session
+
+
+async def sample(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+    return types.CreateMessageResult(role="assistant", model="m",
+                                     content=types.TextContent(type="text", text="relayed"))
 
 
 def progress_recorder() -> tuple[list[float], Any]:
@@ -137,10 +148,6 @@ async def test_an_upstream_request_is_answered_through_the_other_instance(
         instances: tuple[WardenProcess, WardenProcess]) -> None:
     """The call waits on one instance; the client's answer to the sampling request lands on the other."""
     balancer = Alternating(*instances)
-
-    async def sample(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
-        return types.CreateMessageResult(role="assistant", model="m",
-                                         content=types.TextContent(type="text", text="relayed"))
 
     async with balanced_client(balancer, sampling_callback=sample) as session:
         first = await session.call_tool("demo__ask_model", {"question": "q"})
@@ -212,3 +219,26 @@ async def test_a_sessions_log_level_and_subscriptions_hold_on_every_instance(
     assert touched == [{"result": True}, {"result": True}]
     posts = [target for method, target, _ in balancer.sent if method == "POST"]
     assert set(posts) == {0, 1}
+
+
+async def test_a_2026_client_retries_input_required_on_the_other_instance(
+        instances: tuple[WardenProcess, WardenProcess]) -> None:
+    """No session at all: the sealed requestState from one instance is honoured by the other."""
+    balancer = Alternating(*instances)
+    async with httpx2.AsyncClient(transport=balancer, headers={"authorization": f"Bearer {SECRET}"},
+                                  timeout=30) as http, \
+            streamable_http_client("http://127.0.0.1/mcp", http_client=http) as streams, \
+            ClientSession(streams[0], streams[1], sampling_callback=sample) as session:
+        await session.discover()
+        first = await session.call_tool("demo__ask_model", {"question": "q"}, allow_input_required=True)
+        assert isinstance(first, types.InputRequiredResult) and first.input_requests
+        (key, request), = first.input_requests.items()
+        answer = await sample(None, request.params)  # type: ignore[arg-type]
+        asked_on = next(target for body, target in reversed(balancer.posted) if b'"tools/call"' in body)
+        balancer.steer = (b'"tools/call"', 1 - asked_on)
+        final = await session.call_tool("demo__ask_model", {"question": "q"}, allow_input_required=True,
+                                        input_responses={key: answer}, request_state=first.request_state)
+    assert isinstance(final, types.CallToolResult)
+    assert final.content[0].text == "relayed"  # type: ignore[union-attr]
+    calls = [target for body, target in balancer.posted if b'"tools/call"' in body]
+    assert len(calls) == 2 and calls[0] != calls[1]  # asked on one instance, answered on the other
