@@ -30,6 +30,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from broker.kernel.clock import Clock
 from broker.mcp.breaker import CircuitBreaker
 from broker.mcp.errors import UpstreamTimeout, UpstreamUnavailable
+from broker.mcp.http_transport import AiohttpTransport
 from broker.mcp.servers import UpstreamDefinition
 
 log = logging.getLogger(__name__)
@@ -312,7 +313,8 @@ async def _transport(d: UpstreamDefinition) -> AsyncIterator[tuple[Any, Any]]:
             yield streams[0], streams[1]
     elif d.transport == "streamable_http":
         assert d.url is not None
-        async with httpx2.AsyncClient(timeout=httpx2.Timeout(d.timeout_seconds, read=None)) as http, \
+        async with httpx2.AsyncClient(timeout=httpx2.Timeout(d.timeout_seconds, read=None),
+                                      transport=AiohttpTransport()) as http, \
                 streamable_http_client(d.url, http_client=http) as streams:
             yield streams[0], streams[1]
     else:
