@@ -16,6 +16,7 @@ The SDK's session manager keeps sessions in one process. This subclass adds what
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -98,6 +99,7 @@ class SharedSessionTransport(StreamableHTTPServerTransport):
         super().__init__(mcp_session_id=session_id, event_store=_LoggedEvents(events, session_id), **options)
         self._events = events
         self._on_client_reply = on_client_reply
+        self._in_flight: set[str] = set()
 
     async def handle_request(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope.get("method")
@@ -108,17 +110,31 @@ class SharedSessionTransport(StreamableHTTPServerTransport):
         if method != "POST":
             await super().handle_request(scope, receive, send)
             return
-        body = bytearray()
+        body = await _read_body(receive)
+        request_id = _request_id(body)
+        if request_id is not None and request_id in self._in_flight:
+            # The SDK keys a request's stream by its id: a second request with the same id would never be
+            # answered. Ids must be unique within a session; say so instead of hanging.
+            await _error_response(f"request id {request_id} is already in use in this session", 409)(
+                scope, receive, send)
+            return
+        sent = False
 
-        async def keep_body() -> AsgiMessage:
-            message = await receive()
-            if message["type"] == "http.request":
-                body.extend(message.get("body", b""))
-            return message
+        async def replay() -> AsgiMessage:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # a disconnect, as the SDK's SSE response listens for it
 
-        await super().handle_request(scope, keep_body, send)
-        if b'"method"' not in body and (b'"result"' in body or b'"error"' in body):
-            await self._on_client_reply(self.mcp_session_id or "", bytes(body))
+        if request_id is not None:
+            self._in_flight.add(request_id)
+        try:
+            await super().handle_request(scope, replay, send)
+        finally:
+            self._in_flight.discard(request_id or "")
+        if request_id is None and b'"method"' not in body and (b'"result"' in body or b'"error"' in body):
+            await self._on_client_reply(self.mcp_session_id or "", body)
 
     async def _position(self) -> str:
         try:
@@ -329,6 +345,30 @@ class SharedSessionManager(StreamableHTTPSessionManager):
         if writer is not None and isinstance(reply, JSONRPCResponse | JSONRPCError):
             with anyio.move_on_after(1):
                 await writer.send(SessionMessage(reply))
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole request body (the SDK manager's size limit has already been applied around us)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _request_id(body: bytes) -> str | None:
+    """The JSON-RPC id of a request (not of a notification or a response), if the body is one."""
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(message, dict) and "method" in message and message.get("id") is not None:
+        return str(message["id"])  # as the SDK keys it: 2 and "2" share one stream
+    return None
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

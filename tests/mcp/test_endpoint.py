@@ -387,3 +387,21 @@ async def test_an_upstreams_sampling_request_goes_to_the_client_that_made_the_ca
         for label in ("alice", "bob", "carol"):
             group.start_soon(client, label)
     assert answers == {"alice": "from alice", "bob": "from bob", "carol": "from carol"}
+
+
+async def test_a_request_id_reused_while_in_flight_is_refused_not_left_hanging(warden: WardenProcess) -> None:
+    headers = raw_session(warden)
+    call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "demo__countdown", "arguments": {"steps": 4}}}
+    statuses: list[int] = []
+    async with httpx.AsyncClient(timeout=10) as http:
+        async def post() -> None:
+            statuses.append((await http.post(url(warden), json=call, headers=headers)).status_code)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(post)
+            await anyio.sleep(0.1)
+            group.start_soon(post)
+        again = await http.post(url(warden), json=call, headers=headers)  # free again once answered
+    assert sorted(statuses) == [200, 409]
+    assert again.status_code == 200 and '"done"' in again.text
