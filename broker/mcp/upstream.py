@@ -24,6 +24,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import SubscriptionLost, listen
 from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types import CONNECTION_CLOSED, UNSUPPORTED_PROTOCOL_VERSION
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -65,6 +66,7 @@ class UpstreamConnection:
         # Resources clients listen to through this shared session, with how many listeners each has;
         # subscribed upstream while any has one, and again after every reconnection.
         self._watched: dict[str, int] = {}
+        self._watch_changed = anyio.Event()  # a 2026-07-28 upstream's listen stream must name new URIs
         self._capabilities: types.ServerCapabilities | None = None
         self.modern = False  # whether the upstream speaks only the 2026-07-28 revision (no session back-channel)
 
@@ -123,17 +125,32 @@ class UpstreamConnection:
             group.cancel_scope.cancel()
 
     async def _listen_for_changes(self, session: ClientSession) -> None:
-        """A 2026-07-28 upstream announces list changes on a ``subscriptions/listen`` stream, not a session;
-        keep one open (re-listening if it ends) and refresh the catalog on every event."""
+        """A 2026-07-28 upstream announces changes on a ``subscriptions/listen`` stream, not a session: keep
+        one open for list changes and the watched resources, opened again when it ends or the watched set
+        changes; refresh the catalog on a list change, pass resource updates on."""
         while True:
+            watched = sorted(self._watched)
             try:
                 async with listen(session, tools_list_changed=True, prompts_list_changed=True,
-                                  resources_list_changed=True) as subscription:
-                    async for _ in subscription:
-                        await self._on_message(types.ToolListChangedNotification())
+                                  resources_list_changed=True, resource_subscriptions=watched) as subscription, \
+                        anyio.create_task_group() as group:
+                    async def relisten_on_change() -> None:
+                        await self._watch_changed.wait()
+                        group.cancel_scope.cancel()
+
+                    group.start_soon(relisten_on_change)
+                    async for event in subscription:
+                        if isinstance(event, ResourceUpdated):
+                            if self._on_resource_updated is not None:
+                                await self._on_resource_updated(self.name, event.uri)
+                        else:
+                            await self._on_message(types.ToolListChangedNotification())
+                    group.cancel_scope.cancel()
             except (MCPError, SubscriptionLost, *_TRANSPORT_ERRORS) as exc:
                 log.info("MCP upstream %s: listen stream ended (%s); listening again", self.name, exc)
-            await anyio.sleep(1.0)
+                await anyio.sleep(1.0)
+            if self._watch_changed.is_set():
+                self._watch_changed = anyio.Event()
 
     async def _fetch_catalog(self, session: ClientSession) -> None:
         """Tools, prompts, resources and templates, each fetched page by page where the server offers them."""
@@ -149,8 +166,10 @@ class UpstreamConnection:
     async def watch_resource(self, uri: str) -> None:
         """Count one more listener of ``uri``; the first one subscribes upstream (when the upstream can)."""
         self._watched[uri] = self._watched.get(uri, 0) + 1
-        if self._watched[uri] == 1 and self._session is not None:
-            await self._subscribe(self._session, uri, subscribe=True)
+        if self._watched[uri] == 1:
+            self._watch_changed.set()
+            if self._session is not None:
+                await self._subscribe(self._session, uri, subscribe=True)
 
     async def unwatch_resource(self, uri: str) -> None:
         left = self._watched.get(uri, 0) - 1
@@ -158,6 +177,7 @@ class UpstreamConnection:
             self._watched[uri] = left
             return
         self._watched.pop(uri, None)
+        self._watch_changed.set()
         if self._session is not None:
             await self._subscribe(self._session, uri, subscribe=False)
 

@@ -174,8 +174,12 @@ async def grow(ctx: Context) -> str:
 
 @app.tool()
 async def touch(uri: str, ctx: Context) -> bool:
-    """Tell subscribers of a resource that it changed; whether this session was subscribed."""
+    """Tell subscribers of a resource that it changed; whether this session was subscribed (2026-07-28:
+    listeners are told through subscriptions/listen, and the answer is always true)."""
     request = ctx.request_context
+    if request.protocol_version == "2026-07-28":
+        await ctx.notify_resource_updated(uri)
+        return True
     if uri not in _state(request).get("subscriptions", set()):
         return False
     await request.session.send_resource_updated(uri)

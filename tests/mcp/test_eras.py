@@ -144,3 +144,17 @@ async def test_a_legacy_client_answers_a_modern_upstreams_prompt_input_request(w
     async with mcp_client(url(warden), SECRET, elicitation_callback=elicit) as session:
         prompt = await session.get_prompt("modern__personal")
     assert prompt.messages[0].content.text == "Hello Ada."  # type: ignore[union-attr]
+
+
+async def test_a_modern_client_listens_to_a_modern_upstreams_resource(warden: WardenProcess) -> None:
+    from mcp.client.subscriptions import listen
+
+    async with modern_client(url(warden), SECRET) as session, \
+            listen(session, resource_subscriptions=["modern+demo://readme"]) as subscription:
+        with anyio.fail_after(10):
+            while True:  # until Warden's own listen stream upstream names the resource
+                await session.call_tool("modern__touch", {"uri": "demo://readme"})
+                with anyio.move_on_after(0.5):
+                    event = await subscription.__anext__()
+                    break
+    assert getattr(event, "uri", None) == "modern+demo://readme"
