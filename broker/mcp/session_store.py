@@ -113,12 +113,30 @@ class MemorySessionDirectory:
 
 
 class MemoryEventLog:
-    def __init__(self) -> None:
+    """Bounded per session; a session's log is dropped when it ends, or after SESSION_TTL without events
+    (a session that expired without a DELETE)."""
+
+    def __init__(self, ttl: float = SESSION_TTL) -> None:
+        self._ttl = ttl
         self._events: dict[str, deque[LoggedEvent]] = {}
         self._next: dict[str, int] = {}
         self._grown: dict[str, anyio.Event] = {}
+        self._last: dict[str, float] = {}
+
+    def sessions(self) -> int:
+        return len(self._events)
+
+    def _prune(self, now: float) -> None:
+        for session_id in [s for s, at in self._last.items() if now - at > self._ttl]:
+            self._events.pop(session_id, None)
+            self._next.pop(session_id, None)
+            self._last.pop(session_id, None)
 
     async def append(self, session_id: str, stream_id: str, message: str | None) -> str:
+        now = time.monotonic()
+        if session_id not in self._last:
+            self._prune(now)
+        self._last[session_id] = now
         number = self._next.get(session_id, 1)
         self._next[session_id] = number + 1
         event = LoggedEvent(str(number), stream_id, message)
@@ -147,6 +165,7 @@ class MemoryEventLog:
     async def drop(self, session_id: str) -> None:
         self._events.pop(session_id, None)
         self._next.pop(session_id, None)
+        self._last.pop(session_id, None)
         grown = self._grown.pop(session_id, None)
         if grown is not None:
             grown.set()

@@ -124,3 +124,12 @@ async def test_the_sdk_event_store_port_replays_one_stream(stores: tuple[Session
     assert await store.replay_events_after(first, collect) == "5"
     assert [m.message.method for m in replayed] == ["notifications/progress"]  # type: ignore[union-attr]
     assert await store.replay_events_after("no-such-event", collect) is None
+
+
+async def test_the_in_process_log_forgets_sessions_that_went_quiet() -> None:
+    events = MemoryEventLog(ttl=0.05)
+    await events.append("old", "1", "{}")
+    await anyio.sleep(0.1)
+    await events.append("new", "1", "{}")  # a new session's first event prunes the quiet ones
+    assert events.sessions() == 1
+    assert await events.read_after("old", "0", wait=0) == []
