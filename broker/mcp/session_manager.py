@@ -127,10 +127,17 @@ class SharedSessionTransport(StreamableHTTPServerTransport):
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()  # a disconnect, as the SDK's SSE response listens for it
 
+        async def send_and_release(message: AsgiMessage) -> None:
+            # Free the id before the response's last bytes leave, so a client that reuses it once answered
+            # (sloppy, but common) never races the end of this handler.
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self._in_flight.discard(request_id or "")
+            await send(message)
+
         if request_id is not None:
             self._in_flight.add(request_id)
         try:
-            await super().handle_request(scope, replay, send)
+            await super().handle_request(scope, replay, send_and_release)
         finally:
             self._in_flight.discard(request_id or "")
         if request_id is None and b'"method"' not in body and (b'"result"' in body or b'"error"' in body):
