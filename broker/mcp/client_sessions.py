@@ -113,6 +113,7 @@ class ClientUpstreams:
         self._latest: ServerSession | None = None
         self._level: types.LoggingLevel | None = None
         self._subscriptions: dict[tuple[str, str], str] = {}  # (server, upstream uri) -> uri the client sees
+        self._withdrawn: set[tuple[str, str]] = set()  # unsubscribed through another instance, still here
         self._closed = False
 
     def seen(self, session: ServerSession) -> None:
@@ -147,9 +148,12 @@ class ClientUpstreams:
         except SessionStoreUnavailable as exc:
             log.warning("a client session's settings could not be read: %s", exc)
             return
+        # What was saved is the whole truth (every instance saves the whole state): subscriptions gone from it
+        # were withdrawn through another instance and are withdrawn from this one's upstream sessions too.
         self._level = saved.get("level") or self._level
-        for server, uri, shown in saved.get("subscriptions", []):
-            self._subscriptions.setdefault((server, uri), shown)
+        subscriptions = {(server, uri): shown for server, uri, shown in saved.get("subscriptions", [])}
+        self._withdrawn |= set(self._subscriptions) - set(subscriptions)
+        self._subscriptions = subscriptions
 
     def settings_changed(self) -> None:
         """Another instance changed the settings: read them again and re-apply them on next use."""
@@ -192,8 +196,12 @@ class ClientUpstreams:
                 await self._apply_level(own.session)
             for server, uri in list(self._subscriptions):
                 if server == connection.name:
-                    request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri))
-                    await own.session.send_request(request, types.EmptyResult)
+                    await _quietly(own.session.send_request(
+                        types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri)), types.EmptyResult))
+            for server, uri in [w for w in self._withdrawn if w[0] == connection.name]:
+                self._withdrawn.discard((server, uri))
+                await _quietly(own.session.send_request(
+                    types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri)), types.EmptyResult))
         return own.session
 
     def discard(self, connection: UpstreamConnection) -> None:

@@ -215,8 +215,13 @@ async def test_a_sessions_log_level_and_subscriptions_hold_on_every_instance(
                    for _ in range(2)]
         for _ in range(2):
             await session.call_tool("demo__chatty", {})
+        await session.send_request(types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(
+            uri="demo+demo://readme")), types.EmptyResult)
+        withdrawn = [(await session.call_tool("demo__touch", {"uri": "demo://readme"})).structured_content
+                     for _ in range(2)]
     assert levels == ["warning", "warning"]
     assert touched == [{"result": True}, {"result": True}]
+    assert withdrawn == [{"result": False}, {"result": False}]  # withdrawn on both instances
     posts = [target for method, target, _ in balancer.sent if method == "POST"]
     assert set(posts) == {0, 1}
 
