@@ -56,7 +56,7 @@ from broker.mcp.catalog import CatalogView, namespaced, page
 from broker.mcp.client_sessions import ClientUpstreams, SessionBudget
 from broker.mcp.credentials import NoUserCredentials, UserCredentials
 from broker.mcp.errors import BrokerError, CredentialRequired, UnknownTool, UpstreamUnavailable
-from broker.mcp.input_bridge import InputBridge
+from broker.mcp.input_bridge import InputBridge, Retryable
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.result_cache import MemoryResultCache, ResultCache, cache_key
 from broker.mcp.session_store import SessionDirectory
@@ -187,7 +187,10 @@ class McpBroker:
                     prompt, params.arguments, input_responses=responses, request_state=state,
                     allow_input_required=True))
 
-            return await self._answered(ctx, await attempt(params.input_responses, params.request_state), attempt)
+            first = await self._bridged(ctx, connection, params, lambda s: s.get_prompt(prompt, params.arguments))
+            if first is None:
+                first = await attempt(params.input_responses, params.request_state)
+            return await self._answered(ctx, first, attempt)
 
     async def list_resources(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                              ) -> types.ListResourcesResult:
@@ -213,7 +216,10 @@ class McpBroker:
                 return await self._forward(ctx, connection, lambda s: s.read_resource(
                     uri, input_responses=responses, request_state=state, allow_input_required=True))
 
-            result = await self._answered(ctx, await attempt(params.input_responses, params.request_state), attempt)
+            first = await self._bridged(ctx, connection, params, lambda s: s.read_resource(uri))
+            if first is None:
+                first = await attempt(params.input_responses, params.request_state)
+            result = await self._answered(ctx, first, attempt)
             if isinstance(result, types.InputRequiredResult):
                 return result
             contents = [c.model_copy(update={"uri": view.shown_uri(connection, str(c.uri))})
@@ -363,6 +369,16 @@ class McpBroker:
         view = CatalogView(self._pool, scope, self._virtuals.get(scope) if scope else None)
         return view, lambda name: self._access.decide(principal, name).allowed
 
+    async def _bridged(self, ctx: ServerRequestContext[Any], connection: UpstreamConnection, params: Retryable,
+                       operation: Callable[[ClientSession], Awaitable[R]]) -> R | types.InputRequiredResult | None:
+        """For a 2026-07-28 client able to answer, when the upstream is of the handshake era: the operation run
+        so that the upstream's requests become ``input_required``; None when that does not apply."""
+        capabilities = _connection_of(ctx).client_capabilities
+        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS or self._bridge is None \
+                or capabilities is None or not InputBridge.wanted(capabilities, connection):
+            return None
+        return await self._bridge.call(connection, params, key_of_request(_scope(ctx)), capabilities, operation)
+
     async def _answered(self, ctx: ServerRequestContext[Any], first: R | types.InputRequiredResult,
                         attempt: Callable[[types.InputResponses | None, str | None],
                                           Awaitable[R | types.InputRequiredResult]]) -> R | types.InputRequiredResult:
@@ -412,14 +428,9 @@ class McpBroker:
                     tool, params.arguments, progress_callback=report, input_responses=responses,
                     request_state=state, allow_input_required=True))
 
-            modern_client = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
-            capabilities = _connection_of(ctx).client_capabilities
-            bridged = None
-            if modern_client and self._bridge is not None and InputBridge.wanted(capabilities, connection):
-                assert capabilities is not None
-                bridged = await self._bridge.call(connection, tool, params, key_of_request(_scope(ctx)),
-                                                  capabilities, report)
-            first = bridged or await attempt(params.input_responses, params.request_state)
+            bridged = await self._bridged(ctx, connection, params, lambda s: s.call_tool(
+                tool, params.arguments, progress_callback=report))
+            first = bridged if bridged is not None else await attempt(params.input_responses, params.request_state)
             if isinstance(first, types.InputRequiredResult):
                 timeline.mark("input_required")
             answer = await self._answered(ctx, first, attempt)

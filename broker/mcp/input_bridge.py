@@ -22,10 +22,12 @@ import base64
 import hashlib
 import json
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 import mcp_types as types
+from mcp import ClientSession
 from mcp.client.session import ClientRequestContext
 from mcp.shared.exceptions import MCPError
 
@@ -35,6 +37,8 @@ from broker.mcp.errors import BrokerError
 from broker.mcp.upstream import ClientCallbacks, UpstreamConnection, open_client
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
+Retryable = types.CallToolRequestParams | types.GetPromptRequestParams | types.ReadResourceRequestParams
 _CONTEXT = b"mcp.input_required:"
 _ANSWER_TYPES: dict[str, Any] = {
     "sampling/createMessage": types.CreateMessageResult, "elicitation/create": types.ElicitResult,
@@ -53,11 +57,12 @@ class InputBridge:
         able = client is not None and any((client.sampling, client.elicitation, client.roots))
         return able and not connection.modern
 
-    async def call(self, connection: UpstreamConnection, tool: str, call_params: types.CallToolRequestParams,
-                   key_id: str | None, client: types.ClientCapabilities, progress: Any
-                   ) -> types.CallToolResult | types.InputRequiredResult | None:
-        """The tool's result, or ``input_required``; None when no session is free (use the pooled one)."""
-        answers = self._answers(call_params, key_id)
+    async def call(self, connection: UpstreamConnection, request: Retryable, key_id: str | None,
+                   client: types.ClientCapabilities, operation: Callable[[ClientSession], Awaitable[R]]
+                   ) -> R | types.InputRequiredResult | None:
+        """The operation's result (a tool call, a prompt, a resource read), or ``input_required``; None when no
+        session is free (use the pooled one)."""
+        answers = self._answers(request, key_id)
         asked: list[tuple[str, types.InputRequest]] = []
         ended = anyio.Event()
 
@@ -85,12 +90,11 @@ class InputBridge:
             list_roots=list_roots if client.roots else None)
         if not self._budget.take(connection.name):
             return None
-        result: types.CallToolResult | None = None
+        result: R | None = None
         try:
             async with open_client(connection.definition, callbacks) as (session, _):
                 try:
-                    result = await connection.forward(
-                        lambda s: s.call_tool(tool, call_params.arguments, progress_callback=progress), session)
+                    result = await connection.forward(operation, session)
                 except (MCPError, BrokerError):
                     if not ended.is_set():
                         raise  # a failure of its own, not the refusal that ended this attempt
@@ -105,7 +109,7 @@ class InputBridge:
         return types.InputRequiredResult(input_requests={f"r{len(asked) - 1}": pending},
                                          request_state=base64.urlsafe_b64encode(sealed).decode())
 
-    def _answers(self, params: types.CallToolRequestParams, key_id: str | None) -> list[list[Any]]:
+    def _answers(self, params: Retryable, key_id: str | None) -> list[list[Any]]:
         """The answers gathered in earlier rounds, plus the one this retry brings."""
         if not params.request_state:
             return []

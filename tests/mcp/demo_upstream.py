@@ -148,6 +148,10 @@ class Favourite(BaseModel):
     colour: str
 
 
+class Person(BaseModel):
+    name: str
+
+
 @app.tool()
 async def ask_user(ctx: Context) -> str:
     """Ask the user for their favourite colour (elicitation)."""
@@ -218,7 +222,8 @@ def show(subject: str) -> list[Message]:
 
 @app.prompt()
 async def personal(ctx: Context) -> Any:
-    """A prompt that needs the user's name: asked by elicitation (2026-07-28: as input_required)."""
+    """A prompt that needs the user's name: asked by elicitation on the session, or (2026-07-28) as
+    input_required."""
     if ctx.request_context.protocol_version == "2026-07-28":
         answer = (ctx.input_responses or {}).get("name")
         if not isinstance(answer, types.ElicitResult):
@@ -227,7 +232,8 @@ async def personal(ctx: Context) -> Any:
                     "type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}))})
         name = (answer.content or {}).get("name", "?")
     else:
-        name = "legacy"
+        answer = await ctx.elicit("Your name?", Person)
+        name = answer.data.name if answer.action == "accept" else answer.action
     return f"Hello {name}."
 
 

@@ -158,3 +158,20 @@ async def test_a_modern_client_listens_to_a_modern_upstreams_resource(warden: Wa
                     event = await subscription.__anext__()
                     break
     assert getattr(event, "uri", None) == "modern+demo://readme"
+
+
+async def test_a_modern_client_answers_a_legacy_upstreams_prompt_through_input_required(
+        warden: WardenProcess) -> None:
+    async def elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"name": "Grace"})
+
+    async with modern_client(url(warden), SECRET, elicitation_callback=elicit) as session:
+        first = await session.get_prompt("legacy__personal", allow_input_required=True)
+        assert isinstance(first, types.InputRequiredResult) and first.input_requests
+        (key, request), = first.input_requests.items()
+        assert isinstance(request, types.ElicitRequest)
+        answer = await elicit(None, request.params)
+        final = await session.get_prompt("legacy__personal", allow_input_required=True,
+                                         input_responses={key: answer}, request_state=first.request_state)
+    assert isinstance(final, types.GetPromptResult)
+    assert final.messages[0].content.text == "Hello Grace."  # type: ignore[union-attr]
