@@ -180,17 +180,8 @@ class McpBroker:
         view, visible = await self._view(ctx)
         async with _as_mcp_errors():
             connection, prompt = view.resolve_prompt(params.name, visible)
-
-            async def attempt(responses: types.InputResponses | None, state: str | None
-                              ) -> types.GetPromptResult | types.InputRequiredResult:
-                return await self._forward(ctx, connection, lambda s: s.get_prompt(
-                    prompt, params.arguments, input_responses=responses, request_state=state,
-                    allow_input_required=True))
-
-            first = await self._bridged(ctx, connection, params, lambda s: s.get_prompt(prompt, params.arguments))
-            if first is None:
-                first = await attempt(params.input_responses, params.request_state)
-            return await self._answered(ctx, first, attempt)
+            return await self._with_input(ctx, connection, params, lambda s, responses, state: s.get_prompt(
+                prompt, params.arguments, input_responses=responses, request_state=state, allow_input_required=True))
 
     async def list_resources(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                              ) -> types.ListResourcesResult:
@@ -210,16 +201,8 @@ class McpBroker:
         view, visible = await self._view(ctx)
         async with _as_mcp_errors():
             connection, uri = view.resolve_uri(str(params.uri), visible)
-
-            async def attempt(responses: types.InputResponses | None, state: str | None
-                              ) -> types.ReadResourceResult | types.InputRequiredResult:
-                return await self._forward(ctx, connection, lambda s: s.read_resource(
-                    uri, input_responses=responses, request_state=state, allow_input_required=True))
-
-            first = await self._bridged(ctx, connection, params, lambda s: s.read_resource(uri))
-            if first is None:
-                first = await attempt(params.input_responses, params.request_state)
-            result = await self._answered(ctx, first, attempt)
+            result = await self._with_input(ctx, connection, params, lambda s, responses, state: s.read_resource(
+                uri, input_responses=responses, request_state=state, allow_input_required=True))
             if isinstance(result, types.InputRequiredResult):
                 return result
             contents = [c.model_copy(update={"uri": view.shown_uri(connection, str(c.uri))})
@@ -369,22 +352,36 @@ class McpBroker:
         view = CatalogView(self._pool, scope, self._virtuals.get(scope) if scope else None)
         return view, lambda name: self._access.decide(principal, name).allowed
 
-    async def _bridged(self, ctx: ServerRequestContext[Any], connection: UpstreamConnection, params: Retryable,
-                       operation: Callable[[ClientSession], Awaitable[R]]) -> R | types.InputRequiredResult | None:
-        """For a 2026-07-28 client able to answer, when the upstream is of the handshake era: the operation run
-        so that the upstream's requests become ``input_required``; None when that does not apply."""
-        capabilities = _connection_of(ctx).client_capabilities
-        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS or self._bridge is None \
-                or capabilities is None or not InputBridge.wanted(capabilities, connection):
-            return None
-        return await self._bridge.call(connection, params, key_of_request(_scope(ctx)), capabilities, operation)
+    async def _with_input(self, ctx: ServerRequestContext[Any], connection: UpstreamConnection, params: Retryable,
+                          run: Callable[[ClientSession, types.InputResponses | None, str | None],
+                                        Awaitable[R | types.InputRequiredResult]],
+                          on_input_required: Callable[[], None] | None = None) -> R | types.InputRequiredResult:
+        """Run a request the upstream may answer with questions for the client (tools/call, prompts/get,
+        resources/read), each era of client and upstream asked and answered as it expects:
 
-    async def _answered(self, ctx: ServerRequestContext[Any], first: R | types.InputRequiredResult,
-                        attempt: Callable[[types.InputResponses | None, str | None],
-                                          Awaitable[R | types.InputRequiredResult]]) -> R | types.InputRequiredResult:
-        """An upstream's ``input_required``: returned as it is to a 2026-07-28 client, which answers and
-        retries; asked of a handshake-era client over its session, then retried upstream with its answers."""
-        if not isinstance(first, types.InputRequiredResult) or ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        - a 2026-07-28 client able to answer, in front of a handshake-era upstream: the upstream's requests
+          become ``input_required`` (the input bridge);
+        - an upstream's ``input_required`` is returned as it is to a 2026-07-28 client, which answers and
+          retries; a handshake-era client is asked over its session, then the request is retried upstream.
+        """
+        async def attempt(responses: types.InputResponses | None, state: str | None
+                          ) -> R | types.InputRequiredResult:
+            return await self._forward(ctx, connection, lambda s: run(s, responses, state))
+
+        first: R | types.InputRequiredResult | None = None
+        capabilities = _connection_of(ctx).client_capabilities
+        modern_client = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        if modern_client and self._bridge is not None and capabilities is not None \
+                and InputBridge.wanted(capabilities, connection):
+            first = await self._bridge.call(connection, params, key_of_request(_scope(ctx)), capabilities,
+                                            lambda s: run(s, None, None))
+        if first is None:
+            first = await attempt(params.input_responses, params.request_state)
+        if not isinstance(first, types.InputRequiredResult):
+            return first
+        if on_input_required is not None:
+            on_input_required()
+        if modern_client:
             return first
         return await run_input_required_driver(first, dispatch=partial(_ask_client, ctx), retry=attempt)
 
@@ -422,18 +419,9 @@ class McpBroker:
                 timeline.mark("cache_hit")
                 outcome = "ok"
                 return types.CallToolResult.model_validate_json(cached)
-            async def attempt(responses: types.InputResponses | None, state: str | None
-                              ) -> types.CallToolResult | types.InputRequiredResult:
-                return await self._forward(ctx, connection, lambda s: s.call_tool(
-                    tool, params.arguments, progress_callback=report, input_responses=responses,
-                    request_state=state, allow_input_required=True))
-
-            bridged = await self._bridged(ctx, connection, params, lambda s: s.call_tool(
-                tool, params.arguments, progress_callback=report))
-            first = bridged if bridged is not None else await attempt(params.input_responses, params.request_state)
-            if isinstance(first, types.InputRequiredResult):
-                timeline.mark("input_required")
-            answer = await self._answered(ctx, first, attempt)
+            answer = await self._with_input(ctx, connection, params, lambda s, responses, state: s.call_tool(
+                tool, params.arguments, progress_callback=report, input_responses=responses, request_state=state,
+                allow_input_required=True), on_input_required=lambda: timeline.mark("input_required"))
             if isinstance(answer, types.InputRequiredResult):
                 outcome = "input_required"  # the client answers and retries, on any instance
                 return answer
