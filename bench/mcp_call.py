@@ -88,7 +88,7 @@ def main(seconds: int, levels: list[int], litellm: str | None) -> None:
                 f"api_keys: [{{name: bench, owner: bench@example.com, secret: '{KEY}', surfaces: [mcp]}}]\n"
                 f"mcp_servers: [{{name: mock, transport: streamable_http, url: 'http://127.0.0.1:{mock_port}/mcp'}}]\n"
             )
-            env = base_env(tmp / "data", "", WARDEN_CONFIG=str(config))
+            env = base_env(tmp / "data", "", WARDEN_CONFIG=str(config), WARDEN_SERVER_LOG_LEVEL="warning")
             del env["WARDEN_DATABASE_URL"]
             warden = WardenProcess(env, tmp / "warden.log", ("--config", str(config)))
             warden.start()

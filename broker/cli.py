@@ -28,6 +28,7 @@ from broker.storage import StartupError, open_database
 KernelCommand = Callable[[Kernel, argparse.Namespace], Awaitable[int]]
 _CHATTY_LIBRARIES = ("aiosqlite", "asyncio", "httpcore", "httpcore2", "httpx", "httpx2", "mcp", "sse_starlette",
                      "uvicorn")
+_PER_REQUEST_LIBRARIES = ("httpx", "httpx2", "mcp.client.streamable_http")
 DAY = 86400.0
 
 
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     # Libraries log statements, parameters and message bodies at DEBUG; Warden's debug level is its own.
     for library in _CHATTY_LIBRARIES:
         logging.getLogger(library).setLevel(max(logging.INFO, logging.getLogger().level))
+    # HTTP clients log every request at INFO: one line per upstream hop, which the audit log already records.
+    for library in _PER_REQUEST_LIBRARIES:
+        logging.getLogger(library).setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.command == "config":
         print(f"configuration OK (database: {config.database_url.split('://')[0]},"
               f" redis: {'yes' if config.redis.url else 'no'})")

@@ -128,7 +128,9 @@ class ClientUpstreams:
     def calling(self, session: ServerSession, request_id: types.RequestId | None) -> Iterator[None]:
         """Mark a downstream request in flight, so what the upstream sends meanwhile is relayed on its stream."""
         self._latest = session
-        if request_id is None:
+        if request_id is None or not session.can_send_request:
+            # A request answered with one JSON body has no stream for anything else: what the upstream sends
+            # meanwhile goes to the client's standalone (GET) stream.
             yield
             return
         entry = (session, request_id)

@@ -60,7 +60,7 @@ from broker.mcp.input_bridge import InputBridge, Retryable
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.result_cache import MemoryResultCache, ResultCache, cache_key
 from broker.mcp.session_store import SessionDirectory
-from broker.mcp.upstream import UpstreamConnection
+from broker.mcp.upstream import UpstreamConnection, direct_lane
 from broker.mcp.virtual import VirtualServers
 
 log = logging.getLogger(__name__)
@@ -344,6 +344,25 @@ class McpBroker:
         for event in (ToolsListChanged(), PromptsListChanged(), ResourcesListChanged()):
             await self._events.publish(event)
 
+    def only_a_response(self, scope: Scope, request: dict[str, Any]) -> bool:
+        """Whether handling ``request`` sends the client nothing but the response, given that the client
+        asked for no progress and can be asked nothing: the lists come from Warden's catalog, and a tool of
+        an upstream that declares no logging sends nothing else (the transport then answers with one JSON
+        body instead of an SSE stream)."""
+        method = request.get("method")
+        if method in _ANSWERED_HERE:
+            return True
+        params = request.get("params")
+        if method != "tools/call" or not isinstance(params, dict):
+            return False
+        server = scope.get("state", {}).get(SERVER_SCOPE)
+        view = CatalogView(self._pool, server, self._virtuals.get(server) if server else None)
+        try:
+            connection, _ = view.resolve_tool(str(params.get("name")), lambda _: True)
+        except BrokerError:
+            return True  # its answer is an error
+        return _quiet(connection)
+
     async def _view(self, ctx: ServerRequestContext[Any]) -> tuple[CatalogView, Callable[[str], bool]]:
         self._client(ctx)
         principal = _principal(ctx)
@@ -419,9 +438,19 @@ class McpBroker:
                 timeline.mark("cache_hit")
                 outcome = "ok"
                 return types.CallToolResult.model_validate_json(cached)
-            answer = await self._with_input(ctx, connection, params, lambda s, responses, state: s.call_tool(
-                tool, params.arguments, progress_callback=report, input_responses=responses, request_state=state,
-                allow_input_required=True), on_input_required=lambda: timeline.mark("input_required"))
+            plain = _only_a_result_returns(ctx, connection, params)
+
+            async def run(session: ClientSession, responses: types.InputResponses | None, state: str | None
+                          ) -> types.CallToolResult | types.InputRequiredResult:
+                lane = direct_lane(session) if plain and responses is None and state is None else None
+                if lane is not None and (result := await lane.call_tool(session, tool, params.arguments)):
+                    return result
+                return await session.call_tool(tool, params.arguments, progress_callback=report,
+                                               input_responses=responses, request_state=state,
+                                               allow_input_required=True)
+
+            answer = await self._with_input(ctx, connection, params, run,
+                                            on_input_required=lambda: timeline.mark("input_required"))
             if isinstance(answer, types.InputRequiredResult):
                 outcome = "input_required"  # the client answers and retries, on any instance
                 return answer
@@ -450,6 +479,7 @@ class McpBroker:
 
 
 SETTINGS_CHANNEL = "mcp.session.settings"
+_ANSWERED_HERE = frozenset({"ping", "tools/list", "prompts/list", "resources/list", "resources/templates/list"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,6 +520,23 @@ async def _ask_client(ctx: ServerRequestContext[Any], key: str, request: types.I
     except Exception as exc:  # no back-channel: the upstream's call ends with a clear error, not a hang
         return types.ErrorData(code=types.INVALID_REQUEST, message=f"the client cannot answer {request.method}: {exc}")
     return cast("types.InputResponse", answer)
+
+
+def _only_a_result_returns(ctx: ServerRequestContext[Any], connection: UpstreamConnection,
+                           params: types.CallToolRequestParams) -> bool:
+    """Whether nothing but the result can come back from a call: no progress asked, a client that can be
+    asked nothing, a handshake-era upstream that declares no logging (the direct lane's condition)."""
+    if params.meta and params.meta.get("progress_token") is not None:
+        return False
+    client = _connection_of(ctx).client_capabilities
+    if client is not None and any((client.sampling, client.elicitation, client.roots)):
+        return False
+    return not connection.modern and _quiet(connection)
+
+
+def _quiet(connection: UpstreamConnection) -> bool:
+    """Whether an upstream sends nothing during a call but what the call asks for (it declares no logging)."""
+    return connection.capabilities is not None and connection.capabilities.logging is None
 
 
 def _connection_of(ctx: ServerRequestContext[Any]) -> Connection:

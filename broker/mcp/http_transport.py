@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 import aiohttp
 import httpx2
@@ -18,23 +19,35 @@ CONNECTIONS = 100  # per upstream: concurrent calls beyond this wait for a conne
 _SET_BY_AIOHTTP = {b"host", b"content-length", b"transfer-encoding", b"connection"}
 
 
-class AiohttpTransport(httpx2.AsyncBaseTransport):
-    """One aiohttp session (a keep-alive connection pool) per upstream connection."""
+class RequestObserver(Protocol):
+    def observe(self, method: str, headers: list[tuple[str, str]]) -> None: ...
 
-    def __init__(self) -> None:
+    def use(self, connections: aiohttp.ClientSession | None) -> None: ...
+
+
+class AiohttpTransport(httpx2.AsyncBaseTransport):
+    """One aiohttp session (a keep-alive connection pool) per upstream connection; ``observer`` (the direct
+    lane) sees each request's method and headers and shares the pool."""
+
+    def __init__(self, observer: RequestObserver | None = None) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._observer = observer
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if self._session is None:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS),
                                                   auto_decompress=False)
+            if self._observer is not None:
+                self._observer.use(self._session)
         limits = request.extensions.get("timeout", {})
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=limits.get("connect"),
                                         sock_read=limits.get("read"))
         body = await request.aread()
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
                    if k.lower() not in _SET_BY_AIOHTTP]
-        with _as_httpx_errors(request):
+        if self._observer is not None:
+            self._observer.observe(request.method, headers)
+        with as_httpx_errors(request):
             response = await self._session.request(
                 request.method, str(request.url), headers=headers, data=body or None, timeout=timeout,
                 allow_redirects=False, skip_auto_headers=("User-Agent", "Accept-Encoding"))
@@ -43,6 +56,8 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                                request=request)
 
     async def aclose(self) -> None:
+        if self._observer is not None:
+            self._observer.use(None)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -54,7 +69,7 @@ class _Body(httpx2.AsyncByteStream):
         self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _as_httpx_errors(self._request):
+        with as_httpx_errors(self._request):
             async for chunk in self._response.content.iter_any():
                 yield chunk
 
@@ -63,7 +78,8 @@ class _Body(httpx2.AsyncByteStream):
 
 
 @contextmanager
-def _as_httpx_errors(request: httpx2.Request) -> Iterator[None]:
+def as_httpx_errors(request: httpx2.Request | None = None) -> Iterator[None]:
+    """aiohttp's failures as the httpx2 errors the SDK raises (and the broker maps to its own)."""
     try:
         yield
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:

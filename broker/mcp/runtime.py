@@ -134,7 +134,8 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, identity: 
         cache=cache, credentials=credentials, virtuals=virtuals, box=box, directory=directory, broadcast=broadcast,
         connections_url=config.server.console_url + "/connections", sessions_per_server=config.mcp.sessions_per_server))
     notify.append(broker)
-    manager = SharedSessionManager(broker.server, directory, events, broadcast, key_of_request)
+    manager = SharedSessionManager(broker.server, directory, events, broadcast, key_of_request,
+                                   only_a_response=broker.only_a_response)
     access_rules = AccessRuleStore(db, clock)
     await reconcile_mcp_access_rules(identity, access_rules, config.mcp.access_rules)
     runtime = McpRuntime(store, pool, broker, access, access_rules,

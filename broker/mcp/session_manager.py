@@ -20,7 +20,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
+from contextvars import ContextVar
 from typing import Any
 
 import anyio
@@ -58,17 +59,25 @@ FOLLOW_LIMIT = 600.0  # a resumed request stream is followed at most this long f
 _TOUCH_EVERY = 60.0
 
 KeyOf = Callable[[Scope], str | None]
+OnlyAResponse = Callable[[Scope, dict[str, Any]], bool]
+# Set while the SDK transport handles a POST answered with one JSON body (see SharedSessionTransport).
+_REPLY_AS_JSON: ContextVar[bool] = ContextVar("warden_mcp_reply_as_json", default=False)
 
 
 class _LoggedEvents(EventStore):
     """The SDK's event-store port over the shared log, for one session."""
 
-    def __init__(self, events: EventLog, session_id: str) -> None:
+    def __init__(self, events: EventLog, session_id: str, unlogged: Container[str]) -> None:
         self._events = events
         self._session_id = session_id
+        self._unlogged = unlogged
         self._fallback = 0
 
     async def store_event(self, stream_id: str, message: JSONRPCMessage | None) -> str:
+        if stream_id in self._unlogged:
+            # A request answered with one JSON body has no stream to resume: its response is not logged.
+            self._fallback += 1
+            return f"unlogged-{self._fallback}"
         text = None if message is None else message.model_dump_json(by_alias=True, exclude_none=True)
         try:
             return await self._events.append(self._session_id, stream_id, text)
@@ -92,14 +101,35 @@ class _LoggedEvents(EventStore):
 
 
 class SharedSessionTransport(StreamableHTTPServerTransport):
-    """The SDK transport, with resumption and the GET stream served from the shared event log."""
+    """The SDK transport, with resumption and the GET stream served from the shared event log.
+
+    A request is answered with one JSON body instead of an SSE stream when nothing but its response can be
+    sent on that stream: it asks for no progress, the client declared nothing it could be asked (sampling,
+    elicitation, roots), and ``only_a_response`` (the broker) says handling it sends nothing else. The SDK
+    decides JSON or SSE per transport; here, per request (a context variable read by
+    ``is_json_response_enabled``), which spares the stream, its tasks and the event log — most of a plain
+    call's cost.
+    """
 
     def __init__(self, session_id: str, events: EventLog, on_client_reply: Callable[[str, bytes], Awaitable[None]],
-                 **options: Any) -> None:
-        super().__init__(mcp_session_id=session_id, event_store=_LoggedEvents(events, session_id), **options)
+                 only_a_response: OnlyAResponse, **options: Any) -> None:
+        self._only_a_response = only_a_response
+        self._json_always = False
+        self._json_requests: set[str] = set()
+        super().__init__(mcp_session_id=session_id, event_store=_LoggedEvents(events, session_id,
+                                                                              self._json_requests), **options)
         self._events = events
         self._on_client_reply = on_client_reply
         self._in_flight: set[str] = set()
+        self.client_answers = True  # until the handshake tells: whether the client may be asked anything
+
+    @property
+    def is_json_response_enabled(self) -> bool:
+        return self._json_always or _REPLY_AS_JSON.get()
+
+    @is_json_response_enabled.setter
+    def is_json_response_enabled(self, value: bool) -> None:
+        self._json_always = value
 
     async def handle_request(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope.get("method")
@@ -111,7 +141,8 @@ class SharedSessionTransport(StreamableHTTPServerTransport):
             await super().handle_request(scope, receive, send)
             return
         body = await _read_body(receive)
-        request_id = _request_id(body)
+        message = _parsed(body)
+        request_id = _request_id(message)
         if request_id is not None and request_id in self._in_flight:
             # The SDK keys a request's stream by its id: a second request with the same id would never be
             # answered. Ids must be unique within a session; say so instead of hanging.
@@ -134,12 +165,19 @@ class SharedSessionTransport(StreamableHTTPServerTransport):
                 self._in_flight.discard(request_id or "")
             await send(message)
 
+        json_reply = (request_id is not None and not self.client_answers and not _wants_stream(message)
+                      and self._only_a_response(scope, message))
         if request_id is not None:
             self._in_flight.add(request_id)
+            if json_reply:
+                self._json_requests.add(request_id)
+        reply_as_json = _REPLY_AS_JSON.set(json_reply)
         try:
             await super().handle_request(scope, replay, send_and_release)
         finally:
+            _REPLY_AS_JSON.reset(reply_as_json)
             self._in_flight.discard(request_id or "")
+            self._json_requests.discard(request_id or "")
         if request_id is None and b'"method"' not in body and (b'"result"' in body or b'"error"' in body):
             await self._on_client_reply(self.mcp_session_id or "", body)
 
@@ -206,8 +244,10 @@ class SharedSessionManager(StreamableHTTPSessionManager):
     """The SDK's manager, with sessions recorded in a shared directory and taken over on demand."""
 
     def __init__(self, app: Server[Any], directory: SessionDirectory, events: EventLog, broadcast: Broadcast,
-                 key_of: KeyOf, **options: Any) -> None:
+                 key_of: KeyOf, only_a_response: OnlyAResponse = lambda scope, request: False,
+                 **options: Any) -> None:
         super().__init__(app, **options)
+        self._only_a_response = only_a_response
         self._directory = directory
         self._events = events
         self._broadcast = broadcast
@@ -221,7 +261,8 @@ class SharedSessionManager(StreamableHTTPSessionManager):
 
     def _new_transport(self, session_id: str) -> SharedSessionTransport:
         return SharedSessionTransport(
-            session_id, self._events, self._relay_reply, is_json_response_enabled=self.json_response,
+            session_id, self._events, self._relay_reply, self._only_a_response,
+            is_json_response_enabled=self.json_response,
             security_settings=self.security_settings, retry_interval=self.retry_interval,
             idle_timeout=self.session_idle_timeout,
         )
@@ -242,6 +283,9 @@ class SharedSessionManager(StreamableHTTPSessionManager):
             key = self._key_of(ctx.request.scope) if isinstance(ctx.request, Request) else None
             self._owners[session_id] = key
             record = SessionRecord(key, str(result.get("protocolVersion")), dict(ctx.params or {}))
+            transport = self._server_instances.get(session_id)
+            if isinstance(transport, SharedSessionTransport):
+                transport.client_answers = client_answers(record.client_params)
             try:
                 await self._directory.record(session_id, record)
             except SessionStoreUnavailable as exc:
@@ -278,6 +322,7 @@ class SharedSessionManager(StreamableHTTPSessionManager):
             if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
                 return False
             transport = self._new_transport(session_id)
+            transport.client_answers = client_answers(record.client_params)
             self._server_instances[session_id] = transport
             self._owners[session_id] = record.key_id
             assert self._task_group is not None
@@ -367,15 +412,34 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-def _request_id(body: bytes) -> str | None:
-    """The JSON-RPC id of a request (not of a notification or a response), if the body is one."""
+def _parsed(body: bytes) -> Any:
     try:
-        message = json.loads(body)
+        return json.loads(body)
     except ValueError:
-        return None
+        return None  # the SDK answers it with its parse error
+
+
+def _request_id(message: Any) -> str | None:
+    """The JSON-RPC id of a request (not of a notification or a response), if the message is one."""
     if isinstance(message, dict) and "method" in message and message.get("id") is not None:
         return str(message["id"])  # as the SDK keys it: 2 and "2" share one stream
     return None
+
+
+def _wants_stream(request: dict[str, Any]) -> bool:
+    """Whether a request needs an SSE stream of its own: initialize (kept as the SDK answers it), or a request
+    asking for progress notifications."""
+    if request.get("method") == "initialize":
+        return True
+    params = request.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return isinstance(meta, dict) and meta.get("progressToken") is not None
+
+
+def client_answers(client_params: dict[str, Any] | None) -> bool:
+    """Whether a client declared a capability an upstream may ask it to use (sampling, elicitation, roots)."""
+    capabilities = (client_params or {}).get("capabilities") or {}
+    return any(capabilities.get(name) is not None for name in ("sampling", "elicitation", "roots"))
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

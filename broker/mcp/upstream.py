@@ -30,6 +30,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from broker.kernel.clock import Clock
 from broker.mcp.breaker import CircuitBreaker
+from broker.mcp.direct_call import DirectLane
 from broker.mcp.errors import UpstreamTimeout, UpstreamUnavailable
 from broker.mcp.http_transport import AiohttpTransport
 from broker.mcp.servers import UpstreamDefinition
@@ -303,14 +304,25 @@ async def open_client(definition: UpstreamDefinition, callbacks: ClientCallbacks
         yield opened
 
 
+class UpstreamSession(ClientSession):
+    """The SDK's client session, with the direct lane of its HTTP connections (Streamable HTTP only)."""
+
+    direct: DirectLane | None = None
+
+
+def direct_lane(session: ClientSession) -> DirectLane | None:
+    return session.direct if isinstance(session, UpstreamSession) else None
+
+
 @asynccontextmanager
 async def _opened(definition: UpstreamDefinition, callbacks: ClientCallbacks, modern: bool
                   ) -> AsyncIterator[tuple[ClientSession, types.ServerCapabilities]]:
-    async with _transport(definition) as (read, write), ClientSession(
+    async with _transport(definition) as (read, write, lane), UpstreamSession(
         read, write, message_handler=callbacks.message_handler, sampling_callback=callbacks.sampling,
         sampling_capabilities=callbacks.sampling_capabilities, elicitation_callback=callbacks.elicitation,
         list_roots_callback=callbacks.list_roots, logging_callback=callbacks.logging,
     ) as session:
+        session.direct = lane
         with anyio.fail_after(CONNECT_TIMEOUT):
             if modern:
                 capabilities = (await session.discover()).capabilities
@@ -325,22 +337,23 @@ async def _opened(definition: UpstreamDefinition, callbacks: ClientCallbacks, mo
 
 
 @asynccontextmanager
-async def _transport(d: UpstreamDefinition) -> AsyncIterator[tuple[Any, Any]]:
+async def _transport(d: UpstreamDefinition) -> AsyncIterator[tuple[Any, Any, DirectLane | None]]:
     if d.transport == "stdio":
         assert d.command is not None
         params = StdioServerParameters(command=d.command, args=list(d.args), env=d.env or None)
         async with stdio_client(params, errlog=sys.stderr) as streams:
-            yield streams[0], streams[1]
+            yield streams[0], streams[1], None
     elif d.transport == "streamable_http":
         assert d.url is not None
+        lane = DirectLane(d.url)
         async with httpx2.AsyncClient(timeout=httpx2.Timeout(d.timeout_seconds, read=None),
-                                      transport=AiohttpTransport()) as http, \
+                                      transport=AiohttpTransport(lane)) as http, \
                 streamable_http_client(d.url, http_client=http) as streams:
-            yield streams[0], streams[1]
+            yield streams[0], streams[1], lane
     else:
         assert d.url is not None
         async with sse_client(d.url, timeout=d.timeout_seconds) as streams:
-            yield streams[0], streams[1]
+            yield streams[0], streams[1], None
 
 
 async def _all_pages(list_page: Callable[..., Awaitable[Any]], field: str) -> list[Any]:
