@@ -61,6 +61,9 @@ class MetricsMiddleware:
 
 
 def _route_template(scope: Scope) -> str:
+    matched = scope.get("route")  # set by Starlette's router on a match
+    if matched is not None:
+        return str(getattr(matched, "path", "other"))
     app = scope.get("app")
     for route in getattr(getattr(app, "router", None), "routes", ()):
         match, _ = route.matches(scope)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ def trace_id_of(request: Any) -> str:
         match = _TRACEPARENT.match(request.headers.get("traceparent", "").strip().lower())
         if match and match.group(1) != "0" * 32:
             return match.group(1)
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 @dataclass
@@ -49,7 +49,7 @@ class CallTimeline:
     def audit_event(self, principal: Principal, trace_id: str, server: str | None, tool: str,
                     arguments: dict[str, Any] | None, outcome: str, error_code: int | None) -> AuditEvent:
         return AuditEvent(
-            id=uuid.uuid4().hex, at=self.started_at, trace_id=trace_id, surface="mcp",
+            id=os.urandom(16).hex(), at=self.started_at, trace_id=trace_id, surface="mcp",
             user_id=principal.user.id if principal.user else None, team_id=principal.team_id,
             api_key_id=principal.key.id if principal.key else None,
             target=f"mcp_server:{server or '-'}", action=f"tools/call:{tool}", outcome=outcome,

@@ -186,8 +186,9 @@ class ClientUpstreams:
             own = _OwnSession(connection)
             self._own[connection.name] = own
             self._group.start_soon(own.host, self._callbacks(connection), self._budget, self._forget)
-        with anyio.move_on_after(OPEN_WAIT):
-            await own.opened.wait()
+        if not own.opened.is_set():
+            with anyio.move_on_after(OPEN_WAIT):
+                await own.opened.wait()
         if own.session is None:
             self._forget(own)
             own.close()

@@ -15,6 +15,7 @@ import mcp_types as types
 from anyio.abc import TaskGroup
 from mcp import ClientSession
 from mcp.client._input_required import run_input_required_driver
+from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.server.caching import CACHEABLE_METHODS, CacheHint
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
@@ -33,6 +34,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.methods import CacheableMethod
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from opentelemetry import trace
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -134,6 +136,12 @@ class McpBroker:
             on_read_resource=self.read_resource, on_completion=self.complete,
             on_subscribe_resource=self.subscribe, on_unsubscribe_resource=self.unsubscribe,
         )
+        if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+            # The SDK wraps every request in an OpenTelemetry span, which costs a few per cent of a plain call
+            # even when no tracer provider is configured and the spans go nowhere; kept when one is (for example
+            # under opentelemetry-instrument).
+            self.server.middleware[:] = [m for m in self.server.middleware
+                                         if not isinstance(m, OpenTelemetryMiddleware)]
         # Logging and roots are deprecated in 2026-07-28 (the SDK warns when they are passed to the constructor)
         # but handshake-era clients use them, and a transparent proxy passes them through.
         self.server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, self.set_level)
@@ -433,8 +441,8 @@ class McpBroker:
                 await self._require_credential(principal, connection.name, namespaced(connection.name, tool))
             await self._quotas.admit(QuotaRequest("mcp", subjects_for(
                 principal, mcp_server=connection.name, tool=namespaced(connection.name, tool))))
-            key = cache_key(connection.name, tool, params.arguments, principal)
-            if options.cache_ttl_seconds and (cached := await self._cache.get(key)) is not None:
+            key = cache_key(connection.name, tool, params.arguments, principal) if options.cache_ttl_seconds else ""
+            if key and (cached := await self._cache.get(key)) is not None:
                 timeline.mark("cache_hit")
                 outcome = "ok"
                 return types.CallToolResult.model_validate_json(cached)
@@ -456,7 +464,7 @@ class McpBroker:
                 return answer
             result = answer
             outcome = "tool_error" if result.is_error else "ok"
-            if options.cache_ttl_seconds and not result.is_error:
+            if key and not result.is_error:
                 await self._cache.put(key, result.model_dump_json(by_alias=True, exclude_none=True),
                                       options.cache_ttl_seconds)
             return result
