@@ -1,9 +1,10 @@
 """tools/call through Warden's ``/mcp`` beside the same call sent straight to the upstream and through
 LiteLLM's ``/mcp/``, in one run, following the shared kit's protocol (``../shared/perf``).
 
-The kit's mock upstream (its ``/mcp`` has an ``echo`` tool) and the load generator run on CPU 0; the gateway
-under test runs alone on CPU 1, one target under load at a time, interleaved per concurrency level. The kit's
-``run_wrk.py`` measures latency, throughput, CPU per request and peak RSS; this script prints added latency
+Warden is measured twice: a 2025-11-25 client on a session (``mcp_call.lua``), and a 2026-07-28 client without
+one (``mcp_call_2026.lua``). The kit's mock upstream (its ``/mcp`` has an ``echo`` tool) and the load generator
+run on CPU 0; the gateway under test runs alone on CPU 1, one target under load at a time, interleaved per
+concurrency level. The kit's ``run_wrk.py`` measures latency, throughput, CPU per request and peak RSS; this script prints added latency
 (target minus direct, same run) and the Warden/LiteLLM ratios.
 
     .venv/bin/python bench/mcp_call.py [--seconds 8] [--concurrency 1 16 64] [--litellm /path/to/litellm]
@@ -33,6 +34,7 @@ KIT = ROOT.parent / "shared" / "perf"
 KEY = "wdn_" + "B" * 43
 LITELLM_KEY = "sk-bench-master"
 SESSION_LUA = Path(__file__).with_name("mcp_call.lua")  # the kit's script plus the Mcp-Session-Id header
+MODERN_LUA = Path(__file__).with_name("mcp_call_2026.lua")  # the same call in the 2026-07-28 revision
 
 
 def open_session(url: str) -> str:
@@ -110,6 +112,9 @@ def main(seconds: int, levels: list[int], litellm: str | None) -> None:
                 rows.append(("warden", level, measure("warden", through, warden.process.pid, level, seconds, out,
                                                       SESSION_LUA, BENCH_TOOL="mock__echo", BENCH_KEY=KEY,
                                                       BENCH_SESSION=session)))
+                rows.append(("warden-2026", level, measure("warden-2026", through, warden.process.pid, level,
+                                                           seconds, out, MODERN_LUA, BENCH_TOOL="mock__echo",
+                                                           BENCH_KEY=KEY)))
                 if peer is not None:
                     rows.append(("litellm", level, measure(
                         "litellm", litellm_url, peer.pid, level, seconds, out, KIT / "mcp_call.lua",
@@ -129,7 +134,7 @@ def report(rows: list[tuple[str, int, dict[str, str]]], levels: list[int]) -> No
     print("|---|---|---|---|---|---|---|---|---|")
     for level in levels:
         base = float(by[("direct", level)]["p50_ms"])
-        for name in ("direct", "warden", "litellm"):
+        for name in ("direct", "warden", "warden-2026", "litellm"):
             row = by.get((name, level))
             if row is None:
                 continue

@@ -23,6 +23,7 @@ import anyio
 import mcp_types as types
 from mcp import ClientSession
 from mcp.shared.exceptions import MCPError
+from yarl import URL
 
 from broker.mcp.http_transport import as_httpx_errors
 
@@ -37,7 +38,7 @@ class DirectLane:
     """Direct ``tools/call`` on one upstream session; it learns the session from the SDK's own requests."""
 
     def __init__(self, url: str, connections: aiohttp.ClientSession | None = None) -> None:
-        self._url = url
+        self._url = URL(url)  # parsed once, not per call
         self._connections = connections
         self._headers: dict[str, str] = {}
         self._ids = itertools.count(1)
@@ -65,7 +66,7 @@ class DirectLane:
             return None
         request_id = f"warden-{next(self._ids)}"
         body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
-                           "params": {"name": name, "arguments": arguments or {}}}, separators=(",", ":"))
+                           "params": {"name": name, "arguments": arguments or {}}}, separators=(",", ":")).encode()
         headers = {**self._headers, "content-type": "application/json", "accept": _ACCEPT}
         try:
             with as_httpx_errors():
@@ -126,7 +127,7 @@ class DirectLane:
             return
         headers = {**self._headers, "content-type": "application/json", "accept": _ACCEPT}
         with as_httpx_errors():
-            async with self._connections.post(self._url, data=json.dumps(message), headers=headers,
+            async with self._connections.post(self._url, data=json.dumps(message).encode(), headers=headers,
                                               allow_redirects=False) as response:
                 await response.read()
 

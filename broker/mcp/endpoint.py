@@ -4,8 +4,9 @@ Warden API key with the ``mcp`` surface, with every tool call admitted by the qu
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar, cast
@@ -66,6 +67,9 @@ from broker.mcp.upstream import UpstreamConnection, direct_lane
 from broker.mcp.virtual import VirtualServers
 
 log = logging.getLogger(__name__)
+# The caller and endpoint (``/mcp/<server>``, or None) of the request being served, set by AuthenticatedMcpApp:
+# what the SDK's synchronous input-schema lookup needs to see the catalog as that caller does.
+_CALLER: ContextVar[tuple[Principal, str | None] | None] = ContextVar("warden_mcp_caller", default=None)
 PRINCIPAL = "warden_principal"
 SERVER_SCOPE = "warden_server_scope"
 FIRST_CONNECT_WAIT = 10.0
@@ -135,6 +139,7 @@ class McpBroker:
             on_list_resources=self.list_resources, on_list_resource_templates=self.list_resource_templates,
             on_read_resource=self.read_resource, on_completion=self.complete,
             on_subscribe_resource=self.subscribe, on_unsubscribe_resource=self.unsubscribe,
+            get_tool_input_schema=self.input_schema,
         )
         if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider):
             # The SDK wraps every request in an OpenTelemetry span, which costs a few per cent of a plain call
@@ -351,6 +356,21 @@ class McpBroker:
                     group.start_soon(tell, client.latest)
         for event in (ToolsListChanged(), PromptsListChanged(), ResourcesListChanged()):
             await self._events.publish(event)
+
+    def input_schema(self, name: str) -> Mapping[str, Any] | None:
+        """A tool's input schema as the caller of the request being served sees it on its endpoint; None for a
+        tool it may not call. The SDK checks a 2026-07-28 call's ``Mcp-Param-*`` headers against it (without
+        this lookup it would list the caller's whole catalog on every call to find one schema)."""
+        caller = _CALLER.get()
+        if caller is None:
+            return None
+        principal, server = caller
+        view = CatalogView(self._pool, server, self._virtuals.get(server) if server else None)
+        try:
+            connection, tool = view.resolve_tool(name, lambda shown: self._access.decide(principal, shown).allowed)
+        except BrokerError:
+            return None
+        return next((t.input_schema for t in connection.tools if t.name == tool), None)
 
     def only_a_response(self, scope: Scope, request: dict[str, Any]) -> bool:
         """Whether handling ``request`` sends the client nothing but the response, given that the client
@@ -620,4 +640,8 @@ class AuthenticatedMcpApp:
             return
         state = scope.setdefault("state", {})
         state[PRINCIPAL], state[SERVER_SCOPE] = principal, server
-        await self._inner(scope, receive, send)
+        caller = _CALLER.set((principal, server))
+        try:
+            await self._inner(scope, receive, send)
+        finally:
+            _CALLER.reset(caller)

@@ -34,6 +34,8 @@ TOOLS = [
     types.Tool(name="picture", input_schema={"type": "object"}),
     types.Tool(name="fail", input_schema={"type": "object"}),
     types.Tool(name="refuse", input_schema={"type": "object"}),
+    types.Tool(name="region", input_schema={"type": "object", "properties": {
+        "region": {"type": "string", "x-mcp-header": "Region"}}}),
     types.Tool(name="sleep", input_schema={"type": "object", "properties": {"seconds": {"type": "number"}}}),
 ]
 
@@ -59,6 +61,8 @@ async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolReques
         return types.CallToolResult(content=[types.TextContent(text="it failed")], is_error=True)
     if params.name == "refuse":
         raise MCPError(types.INVALID_PARAMS, "refuse refuses", {"why": "always"})
+    if params.name == "region":
+        return types.CallToolResult(content=[types.TextContent(text=str(arguments.get("region")))])
     if params.name == "sleep":
         try:
             await anyio.sleep(float(arguments.get("seconds", 1)))

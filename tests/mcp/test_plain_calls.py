@@ -19,6 +19,7 @@ from tests.interaction.process import WardenProcess, free_port, served, wait_unt
 from tests.mcp.conftest import PYTHON, REPO, _listening, mcp_client
 
 SECRET = "wdn_" + "P" * 43
+NARROW = "wdn_" + "N" * 43
 MODES = ("json", "sse")
 
 
@@ -46,7 +47,9 @@ def warden(tmp_path_factory: pytest.TempPathFactory, upstreams: dict[str, str], 
         "mcp_servers": [*({"name": mode, "transport": "streamable_http", "url": url + "/mcp", "timeout_seconds": 3}
                           for mode, url in upstreams.items()),
                         {"name": "web", "transport": "streamable_http", "url": upstream_url}],
-        "api_keys": [{"name": "agent", "owner": "agent@example.com", "secret": SECRET, "surfaces": ["mcp"]}],
+        "api_keys": [{"name": "agent", "owner": "agent@example.com", "secret": SECRET, "surfaces": ["mcp"]},
+                     {"name": "narrow", "owner": "narrow@example.com", "secret": NARROW, "surfaces": ["mcp"]}],
+        "mcp": {"access_rules": [{"subject": "user:narrow@example.com", "pattern": "json__echo"}]},
     }) as process:
         yield process
 
@@ -147,3 +150,26 @@ def test_a_reply_is_one_json_body_only_when_nothing_else_can_be_sent(warden: War
     assert reply_type(warden, plain, with_progress) == "text/event-stream"
     assert reply_type(warden, plain, logging_upstream) == "text/event-stream"  # its log lines ride the stream
     assert reply_type(warden, able, echo) == "text/event-stream"  # the upstream might ask it something
+
+
+def modern_call(warden: WardenProcess, secret: str, tool: str, arguments: dict[str, Any],
+                headers: dict[str, str]) -> httpx.Response:
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"}}
+    return httpx.post(warden.gateway + "/mcp", headers={
+        "authorization": f"Bearer {secret}", "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": tool, **headers,
+    }, json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+             "params": {"name": tool, "arguments": arguments, "_meta": meta}})
+
+
+def test_mcp_param_headers_of_a_2026_07_28_call_are_checked_against_the_callers_schema(
+        warden: WardenProcess) -> None:
+    agreeing = modern_call(warden, SECRET, "json__region", {"region": "eu"}, {"mcp-param-region": "eu"})
+    disagreeing = modern_call(warden, SECRET, "json__region", {"region": "eu"}, {"mcp-param-region": "us"})
+    hidden = modern_call(warden, NARROW, "json__region", {"region": "eu"}, {"mcp-param-region": "us"})
+    assert agreeing.status_code == 200 and agreeing.json()["result"]["content"][0]["text"] == "eu"
+    assert disagreeing.status_code == 400 and "Mcp-Param-Region" in disagreeing.json()["error"]["message"]
+    # A tool the caller may not use has no schema for it: the answer is the unknown tool, not a header check.
+    error = hidden.json()["error"]
+    assert error["code"] == types.INVALID_PARAMS and "json__region" in error["message"]
