@@ -4,8 +4,8 @@ LiteLLM's ``/mcp/``, in one run, following the shared kit's protocol (``../share
 Warden is measured twice: a 2025-11-25 client on a session (``mcp_call.lua``), and a 2026-07-28 client without
 one (``mcp_call_2026.lua``). The kit's mock upstream (its ``/mcp`` has an ``echo`` tool) and the load generator
 run on CPU 0; the gateway under test runs alone on CPU 1, one target under load at a time, interleaved per
-concurrency level. The kit's ``run_wrk.py`` measures latency, throughput, CPU per request and peak RSS; this script prints added latency
-(target minus direct, same run) and the Warden/LiteLLM ratios.
+concurrency level. The kit's ``run_wrk.py`` measures latency, throughput, CPU per request and peak RSS; this
+script prints added latency (target minus direct, same run) and the Warden/LiteLLM ratios.
 
     .venv/bin/python bench/mcp_call.py [--seconds 8] [--concurrency 1 16 64] [--litellm /path/to/litellm]
 

@@ -40,9 +40,11 @@ from mcp.server.streamable_http import (
     StreamableHTTPServerTransport,
 )
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager, _error_response
+from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.message import SessionMessage
-from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCResponse, jsonrpc_message_adapter
+from mcp_types import LOG_LEVEL_META_KEY, JSONRPCError, JSONRPCMessage, JSONRPCResponse, jsonrpc_message_adapter
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.types import Message as AsgiMessage
@@ -149,15 +151,6 @@ class SharedSessionTransport(StreamableHTTPServerTransport):
             await _error_response(f"request id {request_id} is already in use in this session", 409)(
                 scope, receive, send)
             return
-        sent = False
-
-        async def replay() -> AsgiMessage:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # a disconnect, as the SDK's SSE response listens for it
-
         async def send_and_release(message: AsgiMessage) -> None:
             # Free the id before the response's last bytes leave, so a client that reuses it once answered
             # (sloppy, but common) never races the end of this handler.
@@ -173,7 +166,7 @@ class SharedSessionTransport(StreamableHTTPServerTransport):
                 self._json_requests.add(request_id)
         reply_as_json = _REPLY_AS_JSON.set(json_reply)
         try:
-            await super().handle_request(scope, replay, send_and_release)
+            await super().handle_request(scope, _replaying(body, receive), send_and_release)
         finally:
             _REPLY_AS_JSON.reset(reply_as_json)
             self._in_flight.discard(request_id or "")
@@ -246,6 +239,7 @@ class SharedSessionManager(StreamableHTTPSessionManager):
     def __init__(self, app: Server[Any], directory: SessionDirectory, events: EventLog, broadcast: Broadcast,
                  key_of: KeyOf, only_a_response: OnlyAResponse = lambda scope, request: False,
                  **options: Any) -> None:
+        self._json_always = False
         super().__init__(app, **options)
         self._only_a_response = only_a_response
         self._directory = directory
@@ -258,6 +252,29 @@ class SharedSessionManager(StreamableHTTPSessionManager):
         app.middleware.append(self._record_handshake)
         broadcast.subscribe(ENDED_CHANNEL, self._ended_elsewhere)
         broadcast.subscribe(REPLY_CHANNEL, self._reply_from_elsewhere)
+
+    @property
+    def json_response(self) -> bool:
+        return self._json_always or _REPLY_AS_JSON.get()
+
+    @json_response.setter
+    def json_response(self, value: bool) -> None:
+        self._json_always = value
+
+    async def _handle_request(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A 2026-07-28 request that asks for no progress and no log messages is answered with one JSON body:
+        nothing else can be sent for it (its client is asked for input with ``input_required`` results, not on
+        the stream). The SDK would otherwise run it beside a stream it may need, in a task of its own."""
+        version = _header(scope, MCP_PROTOCOL_VERSION_HEADER.lower().encode())
+        if scope.get("method") != "POST" or version is None or version in HANDSHAKE_PROTOCOL_VERSIONS:
+            await super()._handle_request(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        reply_as_json = _REPLY_AS_JSON.set(_nothing_streamed(_parsed(body)))
+        try:
+            await super()._handle_request(scope, _replaying(body, receive), send)
+        finally:
+            _REPLY_AS_JSON.reset(reply_as_json)
 
     def _new_transport(self, session_id: str) -> SharedSessionTransport:
         return SharedSessionTransport(
@@ -399,6 +416,21 @@ class SharedSessionManager(StreamableHTTPSessionManager):
                 await writer.send(SessionMessage(reply))
 
 
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """``receive`` that gives the body already read, then what the client sends next (its disconnect, which
+    the SDK's SSE responses listen for)."""
+    sent = False
+
+    async def replay() -> AsgiMessage:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 async def _read_body(receive: Receive) -> bytes:
     """The whole request body (the SDK manager's size limit has already been applied around us)."""
     chunks = []
@@ -434,6 +466,15 @@ def _wants_stream(request: dict[str, Any]) -> bool:
     params = request.get("params")
     meta = params.get("_meta") if isinstance(params, dict) else None
     return isinstance(meta, dict) and meta.get("progressToken") is not None
+
+
+def _nothing_streamed(request: Any) -> bool:
+    """Whether a 2026-07-28 request asks for nothing but its response: no progress, no log messages."""
+    if not isinstance(request, dict) or request.get("method") == "subscriptions/listen":
+        return False
+    params = request.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return not isinstance(meta, dict) or (meta.get("progressToken") is None and LOG_LEVEL_META_KEY not in meta)
 
 
 def client_answers(client_params: dict[str, Any] | None) -> bool:

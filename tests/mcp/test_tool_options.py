@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from tests.conftest import eventually
 from tests.interaction.process import WardenProcess, served
 from tests.mcp.conftest import mcp_client
 
@@ -39,6 +41,21 @@ def url(warden: WardenProcess) -> str:
     return warden.gateway + "/mcp"
 
 
+async def audited_calls(warden: WardenProcess, tool: str, count: int) -> list[dict[str, Any]]:
+    """The audited calls of ``tool``, once ``count`` of them are stored (the writer works off the request path)."""
+    calls: list[dict[str, Any]] = []
+
+    async def stored() -> bool:
+        nonlocal calls
+        async with httpx.AsyncClient(headers={"authorization": f"Bearer {ADMIN}"}) as http:
+            items = (await http.get(warden.console + "/api/mcp/calls")).json()["items"]
+        calls = [call for call in items if call["detail"]["tool"] == tool]
+        return len(calls) >= count
+
+    assert await eventually(stored)
+    return calls
+
+
 async def test_a_cacheable_tool_answers_the_same_caller_from_the_cache(warden: WardenProcess) -> None:
     async with mcp_client(url(warden), ALICE) as session:
         first = (await session.call_tool("web__counter", {"label": "x"})).structured_content
@@ -49,10 +66,8 @@ async def test_a_cacheable_tool_answers_the_same_caller_from_the_cache(warden: W
     async with mcp_client(url(warden), BOB) as session:  # another user never gets alice's result
         bobs = (await session.call_tool("web__counter", {"label": "x"})).structured_content
     assert first == again == later
-    async with httpx.AsyncClient(headers={"authorization": f"Bearer {ADMIN}"}) as http:
-        calls = (await http.get(warden.console + "/api/mcp/calls")).json()["items"]
-    hits = [call for call in calls if call["detail"]["tool"] == "web__counter"
-            and "cache_hit" in [e["event"] for e in call["detail"]["timeline"]]]
+    calls = await audited_calls(warden, "web__counter", 5)
+    hits = [call for call in calls if "cache_hit" in [e["event"] for e in call["detail"]["timeline"]]]
     assert len(hits) == 2 and all(call["outcome"] == "ok" for call in hits)  # cached calls are audited too
     assert other_arguments != first and bobs not in (first, other_arguments)
 
@@ -61,10 +76,8 @@ async def test_errors_are_never_cached(warden: WardenProcess) -> None:
     async with mcp_client(url(warden), ALICE) as session:
         for _ in range(2):
             assert (await session.call_tool("web__explode", {})).is_error
-    async with httpx.AsyncClient(headers={"authorization": f"Bearer {ADMIN}"}) as http:
-        calls = (await http.get(warden.console + "/api/mcp/calls")).json()["items"]
-    timelines = [[e["event"] for e in call["detail"]["timeline"]] for call in calls
-                 if call["detail"]["tool"] == "web__explode"]
+    calls = await audited_calls(warden, "web__explode", 2)
+    timelines = [[e["event"] for e in call["detail"]["timeline"]] for call in calls]
     assert timelines == [["start", "tool_error"], ["start", "tool_error"]]
 
 

@@ -6,6 +6,7 @@ Rows come back as plain dicts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
 
@@ -18,6 +19,10 @@ class Executor(Protocol):
 
     async def execute(self, sql: str, *args: Any) -> int:
         """Run a statement; return the number of rows it changed."""
+        ...
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement once per row of arguments, in one round trip to the database."""
         ...
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:

@@ -1,4 +1,5 @@
-"""Audit events written to the database in batches by one writer task, off the request path.
+"""Audit events written to the database in batches by one writer task, off the request path (an event is
+stored within about 50 ms of being recorded).
 
 ``record`` puts the event on a bounded queue; when the writer falls behind, ``record`` waits (back
 pressure) rather than dropping. ``run`` drains what is queued before it returns on shutdown.
@@ -18,6 +19,7 @@ from broker.kernel.store.ports import Database, Row
 
 log = logging.getLogger(__name__)
 BATCH = 200
+LINGER = 0.05  # seconds an event may wait for others to share its transaction
 
 
 class StoreAuditSink:
@@ -50,11 +52,14 @@ class StoreAuditSink:
                     self.drained.set()
                     return
                 batch = [first]
-                while len(batch) < BATCH:
-                    try:
-                        batch.append(self._receiver.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
+                # Gather what arrives shortly after: a transaction per few events costs the database thread and
+                # the event loop far more (three thread hops each) than a short delay before events are stored.
+                with anyio.move_on_after(LINGER):
+                    while len(batch) < BATCH:
+                        try:
+                            batch.append(await self._receiver.receive())
+                        except anyio.EndOfStream:
+                            break
                 await self._write(batch)
 
     async def _write(self, batch: list[AuditEvent]) -> None:
@@ -77,14 +82,13 @@ class StoreAuditSink:
 
     async def _insert(self, batch: list[AuditEvent]) -> None:
         async with self._db.transaction() as tx:
-            for e in batch:
-                await tx.execute(
-                    "INSERT INTO audit_events (id, at, trace_id, surface, user_id, team_id, api_key_id,"
-                    " target, action, outcome, error_code, duration_ms, detail)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                    e.id, e.at, e.trace_id, e.surface, e.user_id, e.team_id, e.api_key_id, e.target,
-                    e.action, e.outcome, e.error_code, e.duration_ms, json.dumps(e.detail),
-                )
+            await tx.execute_many(
+                "INSERT INTO audit_events (id, at, trace_id, surface, user_id, team_id, api_key_id,"
+                " target, action, outcome, error_code, duration_ms, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                [(e.id, e.at, e.trace_id, e.surface, e.user_id, e.team_id, e.api_key_id, e.target, e.action,
+                  e.outcome, e.error_code, e.duration_ms, json.dumps(e.detail)) for e in batch],
+            )
 
 
 class AuditQuery:

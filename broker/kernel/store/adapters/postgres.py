@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -48,6 +48,12 @@ class _Connection:
         except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
             raise _translate(exc) from exc
 
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            await self._conn.executemany(to_postgres(sql), rows)
+        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+            raise _translate(exc) from exc
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         try:
             return [dict(r) for r in await self._conn.fetch(to_postgres(sql), *args)]
@@ -80,6 +86,10 @@ class PostgresDatabase:
     async def execute(self, sql: str, *args: Any) -> int:
         async with self._acquire() as conn:
             return await conn.execute(sql, *args)
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self._acquire() as conn:
+            await conn.execute_many(sql, rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         async with self._acquire() as conn:

@@ -7,7 +7,7 @@ their own connection so they never queue behind a write transaction.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,12 @@ class _Connection:
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
 
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            await self.conn.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         try:
             cursor = await self.conn.execute(sql, args)
@@ -82,6 +88,10 @@ class SqliteDatabase:
     async def execute(self, sql: str, *args: Any) -> int:
         async with self._write_lock:
             return await self._writer.execute(sql, *args)
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self._write_lock:
+            await self._writer.execute_many(sql, rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return await self._reader.fetch(sql, *args)
