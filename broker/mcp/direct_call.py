@@ -32,6 +32,9 @@ _PER_REQUEST = frozenset({"host", "content-length", "transfer-encoding", "connec
                           "last-event-id", "mcp-method", "mcp-name"})
 _ACCEPT = "application/json, text/event-stream"
 CANCEL_NOTICE_SECONDS = 2.0
+# The call is bounded by the upstream's timeout around it (UpstreamConnection.forward); no timer of aiohttp's own.
+_PLAIN_POST: dict[str, Any] = {"allow_redirects": False, "timeout": aiohttp.ClientTimeout(total=None),
+                               "skip_auto_headers": ("User-Agent", "Accept-Encoding")}
 
 
 class DirectLane:
@@ -41,6 +44,7 @@ class DirectLane:
         self._url = URL(url)  # parsed once, not per call
         self._connections = connections
         self._headers: dict[str, str] = {}
+        self._posting: dict[str, str] | None = None  # the headers of the lane's POSTs, made once per change
         self._ids = itertools.count(1)
 
     def observe(self, method: str, headers: list[tuple[str, str]]) -> None:
@@ -49,6 +53,12 @@ class DirectLane:
             self._headers = {}
         elif method == "POST":
             self._headers = {k: v for k, v in headers if k.lower() not in _PER_REQUEST}
+        self._posting = None
+
+    def _post_headers(self) -> dict[str, str]:
+        if self._posting is None:
+            self._posting = {**self._headers, "content-type": "application/json", "accept": _ACCEPT}
+        return self._posting
 
     def use(self, connections: aiohttp.ClientSession | None) -> None:
         self._connections = connections
@@ -67,13 +77,12 @@ class DirectLane:
         request_id = f"warden-{next(self._ids)}"
         body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
                            "params": {"name": name, "arguments": arguments or {}}}, separators=(",", ":")).encode()
-        headers = {**self._headers, "content-type": "application/json", "accept": _ACCEPT}
         try:
             with as_httpx_errors():
-                async with self._connections.post(self._url, data=body, headers=headers,
-                                                  allow_redirects=False) as response:
+                async with self._connections.post(self._url, data=body, headers=self._post_headers(),
+                                                  **_PLAIN_POST) as response:
                     if response.status == 404:
-                        self._headers = {}  # the upstream dropped the session; the SDK opens a new one
+                        self.observe("DELETE", [])  # the upstream dropped the session; the SDK opens a new one
                         return None
                     reply = await self._reply(response, request_id)
         except anyio.get_cancelled_exc_class():
@@ -125,10 +134,9 @@ class DirectLane:
     async def _send(self, message: dict[str, Any]) -> None:
         if self._connections is None:
             return
-        headers = {**self._headers, "content-type": "application/json", "accept": _ACCEPT}
         with as_httpx_errors():
-            async with self._connections.post(self._url, data=json.dumps(message).encode(), headers=headers,
-                                              allow_redirects=False) as response:
+            async with self._connections.post(self._url, data=json.dumps(message).encode(),
+                                              headers=self._post_headers(), **_PLAIN_POST) as response:
                 await response.read()
 
 

@@ -252,8 +252,9 @@ class UpstreamConnection:
     async def _live_session(self) -> ClientSession:
         if not self.definition.enabled:
             raise UpstreamUnavailable(f"MCP server {self.name!r} is disabled", server=self.name)
-        with anyio.move_on_after(min(self.definition.timeout_seconds, 10.0)):
-            await self._ready.wait()
+        if not self._ready.is_set():
+            with anyio.move_on_after(min(self.definition.timeout_seconds, 10.0)):
+                await self._ready.wait()
         if self._session is None:
             raise UpstreamUnavailable(f"MCP server {self.name!r} is unavailable: {self.last_error or 'connecting'}",
                                       server=self.name)

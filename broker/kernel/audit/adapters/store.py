@@ -52,14 +52,15 @@ class StoreAuditSink:
                     self.drained.set()
                     return
                 batch = [first]
-                # Gather what arrives shortly after: a transaction per few events costs the database thread and
-                # the event loop far more (three thread hops each) than a short delay before events are stored.
-                with anyio.move_on_after(LINGER):
-                    while len(batch) < BATCH:
-                        try:
-                            batch.append(await self._receiver.receive())
-                        except anyio.EndOfStream:
-                            break
+                if self._receiver.statistics().current_buffer_used < BATCH:
+                    # Let what arrives shortly after share the transaction: a transaction per few events costs
+                    # the database thread and the event loop far more than a short delay before they are stored.
+                    await anyio.sleep(LINGER)
+                while len(batch) < BATCH:
+                    try:
+                        batch.append(self._receiver.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
                 await self._write(batch)
 
     async def _write(self, batch: list[AuditEvent]) -> None:
