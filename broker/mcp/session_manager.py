@@ -66,6 +66,20 @@ OnlyAResponse = Callable[[Scope, dict[str, Any]], bool]
 _REPLY_AS_JSON: ContextVar[bool] = ContextVar("warden_mcp_reply_as_json", default=False)
 
 
+class _JsonPerRequest:
+    """The SDK's JSON-response switch (set per transport or manager), also on for the request being handled
+    while ``_REPLY_AS_JSON`` is set in its context."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = f"_{name}_always"
+
+    def __get__(self, instance: object, owner: type | None = None) -> bool:
+        return bool(getattr(instance, self._slot, False)) or _REPLY_AS_JSON.get()
+
+    def __set__(self, instance: object, value: bool) -> None:
+        setattr(instance, self._slot, value)
+
+
 class _LoggedEvents(EventStore):
     """The SDK's event-store port over the shared log, for one session."""
 
@@ -113,10 +127,11 @@ class SharedSessionTransport(StreamableHTTPServerTransport):
     call's cost.
     """
 
+    is_json_response_enabled = _JsonPerRequest()
+
     def __init__(self, session_id: str, events: EventLog, on_client_reply: Callable[[str, bytes], Awaitable[None]],
                  only_a_response: OnlyAResponse, **options: Any) -> None:
         self._only_a_response = only_a_response
-        self._json_always = False
         self._json_requests: set[str] = set()
         super().__init__(mcp_session_id=session_id, event_store=_LoggedEvents(events, session_id,
                                                                               self._json_requests), **options)
@@ -124,14 +139,6 @@ class SharedSessionTransport(StreamableHTTPServerTransport):
         self._on_client_reply = on_client_reply
         self._in_flight: set[str] = set()
         self.client_answers = True  # until the handshake tells: whether the client may be asked anything
-
-    @property
-    def is_json_response_enabled(self) -> bool:
-        return self._json_always or _REPLY_AS_JSON.get()
-
-    @is_json_response_enabled.setter
-    def is_json_response_enabled(self, value: bool) -> None:
-        self._json_always = value
 
     async def handle_request(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope.get("method")
@@ -236,10 +243,11 @@ class SharedSessionTransport(StreamableHTTPServerTransport):
 class SharedSessionManager(StreamableHTTPSessionManager):
     """The SDK's manager, with sessions recorded in a shared directory and taken over on demand."""
 
+    json_response = _JsonPerRequest()
+
     def __init__(self, app: Server[Any], directory: SessionDirectory, events: EventLog, broadcast: Broadcast,
                  key_of: KeyOf, only_a_response: OnlyAResponse = lambda scope, request: False,
                  **options: Any) -> None:
-        self._json_always = False
         super().__init__(app, **options)
         self._only_a_response = only_a_response
         self._directory = directory
@@ -252,14 +260,6 @@ class SharedSessionManager(StreamableHTTPSessionManager):
         app.middleware.append(self._record_handshake)
         broadcast.subscribe(ENDED_CHANNEL, self._ended_elsewhere)
         broadcast.subscribe(REPLY_CHANNEL, self._reply_from_elsewhere)
-
-    @property
-    def json_response(self) -> bool:
-        return self._json_always or _REPLY_AS_JSON.get()
-
-    @json_response.setter
-    def json_response(self, value: bool) -> None:
-        self._json_always = value
 
     async def _handle_request(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A 2026-07-28 request that asks for no progress and no log messages is answered with one JSON body:
