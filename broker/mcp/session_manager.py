@@ -30,7 +30,7 @@ from anyio.abc import TaskStatus
 from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
-from mcp.server.runner import serve_connection
+from mcp.server.runner import ServerRunner, serve_connection
 from mcp.server.streamable_http import (
     GET_STREAM_KEY,
     MCP_SESSION_ID_HEADER,
@@ -43,14 +43,23 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager, _er
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.message import SessionMessage
-from mcp_types import LOG_LEVEL_META_KEY, JSONRPCError, JSONRPCMessage, JSONRPCResponse, jsonrpc_message_adapter
+from mcp_types import (
+    LOG_LEVEL_META_KEY,
+    JSONRPCError,
+    JSONRPCMessage,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    jsonrpc_message_adapter,
+)
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from pydantic import ValidationError
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.types import Message as AsgiMessage
 from starlette.types import Receive, Scope, Send
 
 from broker.kernel.bus.ports import Broadcast, Message
+from broker.mcp.plain_exchange import PlainExchanges
 from broker.mcp.session_store import EventLog, SessionDirectory, SessionRecord, SessionStoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -139,6 +148,10 @@ class SharedSessionTransport(StreamableHTTPServerTransport):
         self._on_client_reply = on_client_reply
         self._in_flight: set[str] = set()
         self.client_answers = True  # until the handshake tells: whether the client may be asked anything
+        # The session's server runner (set once the handshake is known): requests answered with one JSON body
+        # are served through it in their own task, not through the session's dispatcher.
+        self.runner: ServerRunner[Any] | None = None
+        self._plain = PlainExchanges()
 
     async def handle_request(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope.get("method")
@@ -180,6 +193,28 @@ class SharedSessionTransport(StreamableHTTPServerTransport):
             self._json_requests.discard(request_id or "")
         if request_id is None and b'"method"' not in body and (b'"result"' in body or b'"error"' in body):
             await self._on_client_reply(self.mcp_session_id or "", body)
+        if isinstance(message, dict) and message.get("method") == "notifications/cancelled":
+            params = message.get("params")
+            self._plain.cancel(params.get("requestId") if isinstance(params, dict) else None)
+
+    async def _handle_post_request(self, scope: Scope, request: Request, receive: Receive, send: Send) -> None:
+        """A request answered with one JSON body is served in place once the session's runner is known (after
+        the SDK's checks of the request, which answer anything malformed as before)."""
+        if not _REPLY_AS_JSON.get() or self.runner is None:
+            await super()._handle_post_request(scope, request, receive, send)
+            return
+        try:
+            message = jsonrpc_message_adapter.validate_json(await request.body(), by_name=False)
+        except ValidationError:
+            message = None
+        if not isinstance(message, JSONRPCRequest) or not self._check_content_type(request):
+            await super()._handle_post_request(scope, request, receive, send)
+            return
+        if not await self._validate_accept_header(request, scope, send) \
+                or not await self._validate_request_headers(request, send):
+            return
+        reply = await self._plain.serve(self.runner, request, message)
+        await self._create_json_response(reply)(scope, receive, send)
 
     async def _position(self) -> str:
         try:
@@ -303,6 +338,7 @@ class SharedSessionManager(StreamableHTTPSessionManager):
             transport = self._server_instances.get(session_id)
             if isinstance(transport, SharedSessionTransport):
                 transport.client_answers = client_answers(record.client_params)
+                transport.runner = ServerRunner(self.app, ctx.session._connection, self._lifespan_state)
             try:
                 await self._directory.record(session_id, record)
             except SessionStoreUnavailable as exc:
@@ -362,6 +398,7 @@ class SharedSessionManager(StreamableHTTPSessionManager):
                                                      protocol_version_hint=record.protocol_version)
                     connection.client_params = types.InitializeRequestParams.model_validate(record.client_params)
                     connection.initialized.set()
+                    transport.runner = ServerRunner(self.app, connection, self._lifespan_state)
                     await serve_connection(self.app, dispatcher, connection=connection,
                                            lifespan_state=self._lifespan_state)
             except Exception:
