@@ -388,7 +388,9 @@ class McpBroker:
         try:
             connection, _ = view.resolve_tool(str(params.get("name")), lambda _: True)
         except BrokerError:
-            return True  # its answer is an error
+            # Its answer is an error, unless an upstream still making its first connection brings the tool: the
+            # call waits for it (see _view), and that upstream may log during it.
+            return not any(c.health == "connecting" for c in self._pool.connections())
         return _quiet(connection)
 
     async def _view(self, ctx: ServerRequestContext[Any]) -> tuple[CatalogView, Callable[[str], bool]]:
