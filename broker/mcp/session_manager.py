@@ -314,7 +314,7 @@ class SharedSessionManager(StreamableHTTPSessionManager):
     def _new_transport(self, session_id: str) -> SharedSessionTransport:
         return SharedSessionTransport(
             session_id, self._events, self._relay_reply, self._only_a_response,
-            is_json_response_enabled=self.json_response,
+            is_json_response_enabled=self.json_response,  # as configured: no request has switched it here
             security_settings=self.security_settings, retry_interval=self.retry_interval,
             idle_timeout=self.session_idle_timeout,
         )
