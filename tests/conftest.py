@@ -4,6 +4,7 @@ with ``create_app(config)`` exactly as in production."""
 from __future__ import annotations
 
 import inspect
+import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,10 @@ from redis.asyncio import Redis
 from broker.app import Kernel, Warden, create_app, open_kernel
 from broker.config import WardenConfig, load_config
 from broker.kernel.crypto import KeyRing
+
+# A pytest stopped with SIGTERM (a timeout, a kill) tears its fixtures down as after Ctrl-C, so no Warden or
+# upstream process it started keeps running against the shared PostgreSQL and Redis.
+signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 POSTGRES_ADMIN_URL = "postgresql://127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/0"

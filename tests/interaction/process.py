@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
@@ -33,6 +34,34 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return predicate()
+
+
+# Helper processes (upstreams) still running; whatever interrupts the test run, they are stopped at exit.
+_HELPERS: set[subprocess.Popen[bytes]] = set()
+
+
+def helper(process: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    _HELPERS.add(process)
+    return process
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """Terminate a helper process, killing it if it does not exit in time: a test never leaves one running."""
+    _HELPERS.discard(process)
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+@atexit.register
+def _stop_helpers() -> None:
+    for process in list(_HELPERS):
+        stop_process(process, timeout=2)
 
 
 def warden_command(*args: str) -> list[str]:
@@ -82,7 +111,12 @@ class WardenProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(warden_command(*self.args, "serve"), env=self.env, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
-        if not wait_until(self._ready, ready_timeout, 0.1):
+        try:
+            ready = wait_until(self._ready, ready_timeout, 0.1)
+        except BaseException:  # interrupted while starting (SIGTERM, Ctrl-C): no process left behind
+            self.stop()
+            raise
+        if not ready:
             self.stop()
             raise AssertionError(f"warden did not become ready:\n{self.log_path.read_text()[-3000:]}")
         return self

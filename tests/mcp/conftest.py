@@ -14,7 +14,7 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.interaction.process import free_port, wait_until
+from tests.interaction.process import free_port, helper, stop_process, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -39,14 +39,13 @@ def upstream_url() -> Iterator[str]:
 
 def _served_demo() -> Iterator[str]:
     port = free_port()
-    process = subprocess.Popen([PYTHON, "-m", "tests.mcp.demo_upstream", "streamable-http", str(port)],
-                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = helper(subprocess.Popen([PYTHON, "-m", "tests.mcp.demo_upstream", "streamable-http", str(port)],
+                                      cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
         assert wait_until(lambda: _listening(port), 20)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
-        process.terminate()
-        process.wait(10)
+        stop_process(process)
 
 
 def _listening(port: int) -> bool:

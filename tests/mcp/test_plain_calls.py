@@ -15,7 +15,7 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from tests.interaction.process import WardenProcess, free_port, served, wait_until
+from tests.interaction.process import WardenProcess, free_port, helper, served, stop_process, wait_until
 from tests.mcp.conftest import PYTHON, REPO, _listening, mcp_client
 
 SECRET = "wdn_" + "P" * 43
@@ -27,16 +27,15 @@ MODES = ("json", "sse")
 def upstreams() -> Iterator[dict[str, str]]:
     """The plain upstream twice: answering with JSON bodies, and with SSE streams (as SDK servers do)."""
     ports = {mode: free_port() for mode in MODES}
-    processes = [subprocess.Popen([PYTHON, "-m", "tests.mcp.plain_upstream", str(port), mode], cwd=REPO,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    processes = [helper(subprocess.Popen([PYTHON, "-m", "tests.mcp.plain_upstream", str(port), mode], cwd=REPO,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                  for mode, port in ports.items()]
     try:
         assert all(wait_until(lambda p=port: _listening(p), 20) for port in ports.values())
         yield {mode: f"http://127.0.0.1:{port}" for mode, port in ports.items()}
     finally:
         for process in processes:
-            process.terminate()
-            process.wait(10)
+            stop_process(process)
 
 
 @pytest.fixture(scope="module")
