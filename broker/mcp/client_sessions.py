@@ -38,6 +38,11 @@ OPEN_WAIT = 10.0
 R = TypeVar("R", bound=BaseModel)
 
 
+def can_be_asked(capabilities: types.ClientCapabilities | None) -> bool:
+    """Whether a client declared a capability an upstream may ask it to use (sampling, elicitation, roots)."""
+    return capabilities is not None and any((capabilities.sampling, capabilities.elicitation, capabilities.roots))
+
+
 class SessionBudget:
     """How many client-owned upstream sessions each upstream may have at once."""
 

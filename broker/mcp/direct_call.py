@@ -52,7 +52,7 @@ class DirectLane:
         if method == "DELETE":
             self._headers = {}
         elif method == "POST":
-            self._headers = {k: v for k, v in headers if k.lower() not in _PER_REQUEST}
+            self._headers = {k.lower(): v for k, v in headers if k.lower() not in _PER_REQUEST}
         self._posting = None
 
     def _post_headers(self) -> dict[str, str]:
@@ -66,7 +66,7 @@ class DirectLane:
     @property
     def ready(self) -> bool:
         """Whether the session is known (the SDK has sent a request on it after initializing)."""
-        return self._connections is not None and "mcp-session-id" in {k.lower() for k in self._headers}
+        return self._connections is not None and "mcp-session-id" in self._headers
 
     async def call_tool(self, session: ClientSession, name: str, arguments: dict[str, Any] | None
                         ) -> types.CallToolResult | None:

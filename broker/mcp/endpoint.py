@@ -56,7 +56,7 @@ from broker.kernel.quota.subjects import subjects_for
 from broker.mcp.access import AccessPolicy
 from broker.mcp.calls import CallTimeline, trace_id_of
 from broker.mcp.catalog import CatalogView, namespaced, page
-from broker.mcp.client_sessions import ClientUpstreams, SessionBudget
+from broker.mcp.client_sessions import ClientUpstreams, SessionBudget, can_be_asked
 from broker.mcp.credentials import NoUserCredentials, UserCredentials
 from broker.mcp.errors import BrokerError, CredentialRequired, UnknownTool, UpstreamUnavailable
 from broker.mcp.input_bridge import InputBridge, Retryable
@@ -365,7 +365,7 @@ class McpBroker:
         if caller is None:
             return None
         principal, server = caller
-        view = CatalogView(self._pool, server, self._virtuals.get(server) if server else None)
+        view = self._catalog(server)
         try:
             connection, tool = view.resolve_tool(name, lambda shown: self._access.decide(principal, shown).allowed)
         except BrokerError:
@@ -383,8 +383,7 @@ class McpBroker:
         params = request.get("params")
         if method != "tools/call" or not isinstance(params, dict):
             return False
-        server = scope.get("state", {}).get(SERVER_SCOPE)
-        view = CatalogView(self._pool, server, self._virtuals.get(server) if server else None)
+        view = self._catalog(scope.get("state", {}).get(SERVER_SCOPE))
         try:
             connection, _ = view.resolve_tool(str(params.get("name")), lambda _: True)
         except BrokerError:
@@ -397,9 +396,11 @@ class McpBroker:
         self._client(ctx)
         principal = _principal(ctx)
         await self._pool.settle(FIRST_CONNECT_WAIT)
-        scope = _server_scope(ctx)
-        view = CatalogView(self._pool, scope, self._virtuals.get(scope) if scope else None)
-        return view, lambda name: self._access.decide(principal, name).allowed
+        return self._catalog(_server_scope(ctx)), lambda name: self._access.decide(principal, name).allowed
+
+    def _catalog(self, server: str | None) -> CatalogView:
+        """The catalog of an endpoint: the aggregate (None), one upstream, or a virtual server."""
+        return CatalogView(self._pool, server, self._virtuals.get(server) if server else None)
 
     async def _with_input(self, ctx: ServerRequestContext[Any], connection: UpstreamConnection, params: Retryable,
                           run: Callable[[ClientSession, types.InputResponses | None, str | None],
@@ -473,7 +474,7 @@ class McpBroker:
             async def run(session: ClientSession, responses: types.InputResponses | None, state: str | None
                           ) -> types.CallToolResult | types.InputRequiredResult:
                 lane = direct_lane(session) if plain and responses is None and state is None else None
-                if lane is not None and (result := await lane.call_tool(session, tool, params.arguments)):
+                if lane is not None and (result := await lane.call_tool(session, tool, params.arguments)) is not None:
                     return result
                 return await session.call_tool(tool, params.arguments, progress_callback=report,
                                                input_responses=responses, request_state=state,
@@ -558,8 +559,7 @@ def _only_a_result_returns(ctx: ServerRequestContext[Any], connection: UpstreamC
     asked nothing, a handshake-era upstream that declares no logging (the direct lane's condition)."""
     if params.meta and params.meta.get("progress_token") is not None:
         return False
-    client = _connection_of(ctx).client_capabilities
-    if client is not None and any((client.sampling, client.elicitation, client.roots)):
+    if can_be_asked(_connection_of(ctx).client_capabilities):
         return False
     return not connection.modern and _quiet(connection)
 

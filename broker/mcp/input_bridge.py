@@ -32,7 +32,7 @@ from mcp.client.session import ClientRequestContext
 from mcp.shared.exceptions import MCPError
 
 from broker.kernel.crypto import SealedValueError, SecretBox
-from broker.mcp.client_sessions import SessionBudget
+from broker.mcp.client_sessions import SessionBudget, can_be_asked
 from broker.mcp.errors import BrokerError
 from broker.mcp.upstream import ClientCallbacks, UpstreamConnection, open_client
 
@@ -54,8 +54,7 @@ class InputBridge:
     @staticmethod
     def wanted(client: types.ClientCapabilities | None, connection: UpstreamConnection) -> bool:
         """Whether a call needs the bridge: a 2026-07-28 client able to answer, a handshake-era upstream."""
-        able = client is not None and any((client.sampling, client.elicitation, client.roots))
-        return able and not connection.modern
+        return can_be_asked(client) and not connection.modern
 
     async def call(self, connection: UpstreamConnection, request: Retryable, key_id: str | None,
                    client: types.ClientCapabilities, operation: Callable[[ClientSession], Awaitable[R]]

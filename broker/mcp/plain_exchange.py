@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 from mcp.server.runner import ServerRunner
+from mcp.server.streamable_http import REQUEST_CANCELLED  # the 2025-era answer to a cancelled request
 from mcp.shared.dispatcher import CallOptions
 from mcp.shared.exceptions import NoBackChannelError
 from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
@@ -27,7 +28,6 @@ from mcp_types import ErrorData, JSONRPCError, JSONRPCRequest, JSONRPCResponse, 
 from starlette.requests import Request
 
 log = logging.getLogger(__name__)
-REQUEST_CANCELLED = -32800  # the 2025-era answer to a cancelled request (as the SDK's transport writes it)
 
 
 @dataclass

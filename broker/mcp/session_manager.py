@@ -59,6 +59,7 @@ from starlette.types import Message as AsgiMessage
 from starlette.types import Receive, Scope, Send
 
 from broker.kernel.bus.ports import Broadcast, Message
+from broker.mcp.client_sessions import can_be_asked
 from broker.mcp.plain_exchange import PlainExchanges
 from broker.mcp.session_store import EventLog, SessionDirectory, SessionRecord, SessionStoreUnavailable
 
@@ -337,7 +338,7 @@ class SharedSessionManager(StreamableHTTPSessionManager):
             record = SessionRecord(key, str(result.get("protocolVersion")), dict(ctx.params or {}))
             transport = self._server_instances.get(session_id)
             if isinstance(transport, SharedSessionTransport):
-                transport.client_answers = client_answers(record.client_params)
+                transport.client_answers = can_be_asked(_declared(record.client_params))
                 transport.runner = ServerRunner(self.app, ctx.session._connection, self._lifespan_state)
             try:
                 await self._directory.record(session_id, record)
@@ -375,7 +376,7 @@ class SharedSessionManager(StreamableHTTPSessionManager):
             if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
                 return False
             transport = self._new_transport(session_id)
-            transport.client_answers = client_answers(record.client_params)
+            transport.client_answers = can_be_asked(_declared(record.client_params))
             self._server_instances[session_id] = transport
             self._owners[session_id] = record.key_id
             assert self._task_group is not None
@@ -514,10 +515,10 @@ def _nothing_streamed(request: Any) -> bool:
     return not isinstance(meta, dict) or (meta.get("progressToken") is None and LOG_LEVEL_META_KEY not in meta)
 
 
-def client_answers(client_params: dict[str, Any] | None) -> bool:
-    """Whether a client declared a capability an upstream may ask it to use (sampling, elicitation, roots)."""
-    capabilities = (client_params or {}).get("capabilities") or {}
-    return any(capabilities.get(name) is not None for name in ("sampling", "elicitation", "roots"))
+def _declared(client_params: dict[str, Any]) -> types.ClientCapabilities:
+    """The capabilities in a client's initialize parameters (the connection commits them only after the
+    handshake's handler has returned)."""
+    return types.ClientCapabilities.model_validate(client_params.get("capabilities") or {})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
