@@ -20,7 +20,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Container
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -93,17 +93,12 @@ class _JsonPerRequest:
 class _LoggedEvents(EventStore):
     """The SDK's event-store port over the shared log, for one session."""
 
-    def __init__(self, events: EventLog, session_id: str, unlogged: Container[str]) -> None:
+    def __init__(self, events: EventLog, session_id: str) -> None:
         self._events = events
         self._session_id = session_id
-        self._unlogged = unlogged
         self._fallback = 0
 
     async def store_event(self, stream_id: str, message: JSONRPCMessage | None) -> str:
-        if stream_id in self._unlogged:
-            # A request answered with one JSON body has no stream to resume: its response is not logged.
-            self._fallback += 1
-            return f"unlogged-{self._fallback}"
         text = None if message is None else message.model_dump_json(by_alias=True, exclude_none=True)
         try:
             return await self._events.append(self._session_id, stream_id, text)
@@ -133,8 +128,9 @@ class SharedSessionTransport(StreamableHTTPServerTransport):
     sent on that stream: it asks for no progress, the client declared nothing it could be asked (sampling,
     elicitation, roots), and ``only_a_response`` (the broker) says handling it sends nothing else. The SDK
     decides JSON or SSE per transport; here, per request (a context variable read by
-    ``is_json_response_enabled``), which spares the stream, its tasks and the event log — most of a plain
-    call's cost.
+    ``is_json_response_enabled``), which spares the stream and its tasks; once the session's server runner
+    is known, such a request is served in place, without the session's dispatcher or the event log (see
+    ``_handle_post_request``) — most of a plain call's cost.
     """
 
     is_json_response_enabled = _JsonPerRequest()
@@ -142,9 +138,7 @@ class SharedSessionTransport(StreamableHTTPServerTransport):
     def __init__(self, session_id: str, events: EventLog, on_client_reply: Callable[[str, bytes], Awaitable[None]],
                  only_a_response: OnlyAResponse, **options: Any) -> None:
         self._only_a_response = only_a_response
-        self._json_requests: set[str] = set()
-        super().__init__(mcp_session_id=session_id, event_store=_LoggedEvents(events, session_id,
-                                                                              self._json_requests), **options)
+        super().__init__(mcp_session_id=session_id, event_store=_LoggedEvents(events, session_id), **options)
         self._events = events
         self._on_client_reply = on_client_reply
         self._in_flight: set[str] = set()
@@ -183,15 +177,12 @@ class SharedSessionTransport(StreamableHTTPServerTransport):
                       and self._only_a_response(scope, message))
         if request_id is not None:
             self._in_flight.add(request_id)
-            if json_reply:
-                self._json_requests.add(request_id)
         reply_as_json = _REPLY_AS_JSON.set(json_reply)
         try:
             await super().handle_request(scope, _replaying(body, receive), send_and_release)
         finally:
             _REPLY_AS_JSON.reset(reply_as_json)
             self._in_flight.discard(request_id or "")
-            self._json_requests.discard(request_id or "")
         if request_id is None and b'"method"' not in body and (b'"result"' in body or b'"error"' in body):
             await self._on_client_reply(self.mcp_session_id or "", body)
         if isinstance(message, dict) and message.get("method") == "notifications/cancelled":

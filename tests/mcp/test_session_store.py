@@ -111,7 +111,7 @@ async def test_the_sdk_event_store_port_replays_one_stream(stores: tuple[Session
     from broker.mcp.session_manager import _LoggedEvents
 
     _, events = stores
-    store = _LoggedEvents(events, uuid.uuid4().hex, set())
+    store = _LoggedEvents(events, uuid.uuid4().hex)
     first = await store.store_event("5", None)
     await store.store_event("5", types.JSONRPCNotification(jsonrpc="2.0", method="notifications/progress",
                                                            params={"progressToken": 1, "progress": 1}))
