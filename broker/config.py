@@ -106,6 +106,9 @@ class SecurityConfig(_Section):
     password_min_length: int = Field(12, ge=8, le=128)
     login_max_failures: int = Field(5, ge=1, le=100)
     lockout_minutes: float = Field(15.0, gt=0, le=24 * 60)
+    # Hosts, addresses or networks (CIDR) Warden may fetch although they are internal (loopback, private,
+    # link-local): upstream MCP servers and the OAuth endpoints they lead to are refused there otherwise.
+    outbound_allow: tuple[str, ...] = ()
 
 
 class ApiKeysConfig(_Section):
@@ -193,6 +196,22 @@ class ToolOptionsConfig(_Section):
     requires_user_credential: bool = False
 
 
+class McpAuthConfig(_Section):
+    mode: Literal["none", "static", "oauth", "personal_token"] = "none"
+    ownership: Literal["shared", "per_user"] = "shared"
+    header: str = Field("Authorization", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    template: str = Field("Bearer {token}", pattern=r"\{token\}")
+    query_param: str | None = None
+    requires_user_auth: bool = False
+    secret: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    scopes: tuple[str, ...] = ()
+    audience: str | None = None
+    send_resource: bool = True
+    authorization_server: str | None = Field(None, pattern=r"^https?://")
+
+
 class McpServerConfig(_Section):
     name: str = Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     transport: Literal["stdio", "streamable_http", "sse"]
@@ -203,6 +222,7 @@ class McpServerConfig(_Section):
     timeout_seconds: float = Field(60.0, gt=0, le=3600)
     enabled: bool = True
     tool_options: dict[str, ToolOptionsConfig] = Field(default_factory=dict)
+    auth: McpAuthConfig = McpAuthConfig()
 
     @field_validator("name")
     @classmethod
@@ -233,6 +253,8 @@ class McpConfig(_Section):
     # Each stateful client session gets its own session to every upstream it uses (a process for stdio);
     # beyond this many per upstream, further clients share the pooled session.
     sessions_per_server: int = Field(50, ge=0, le=10_000)
+    # Users' OAuth tokens for upstreams are renewed this long before they expire.
+    refresh_ahead_seconds: float = Field(60.0, ge=0, le=3600)
 
 
 class VirtualToolConfig(_Section):
@@ -253,6 +275,7 @@ class ApiKeyImport(_Section):
     secret: str = Field(min_length=36, pattern=r"^wdn_[A-Za-z0-9_-]+$")
     surfaces: tuple[Surface, ...] = ("ai", "mcp")
     allowed_models: tuple[str, ...] | None = None
+    pinned_accounts: dict[str, str] = Field(default_factory=dict)
 
 
 class WardenConfig(_Section):
@@ -373,7 +396,7 @@ def _env_target(var: str) -> tuple[str, str] | None:
 
 
 def _env_value(section: str, key: str, value: str) -> Any:
-    if key in ("cors_origins", "forwarded_allow_ips", "alert_thresholds", "allowed_origins"):
+    if key in ("cors_origins", "forwarded_allow_ips", "alert_thresholds", "allowed_origins", "outbound_allow"):
         return tuple(v.strip() for v in value.split(",") if v.strip())
     if value == "" and key in {"url", "console_host", "secret_key", "server_secret", "tls_cert_file",
                                "tls_key_file"} and section != "database":

@@ -24,7 +24,8 @@ async def reconcile_api_keys(identity: Identity, declared: tuple[ApiKeyImport, .
         if found is None:
             log.info("created user %s as owner of declared API key %r", owner.email, item.name)
         spec = KeySpec(item.name, owner.id, None, frozenset(item.surfaces),
-                       frozenset(item.allowed_models) if item.allowed_models is not None else None)
+                       frozenset(item.allowed_models) if item.allowed_models is not None else None,
+                       pinned_accounts=dict(item.pinned_accounts))
         await identity.keys.import_secret(spec, item.secret)
     return len(declared)
 

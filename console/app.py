@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from broker.connections.service import Connections
 from broker.edge.errors import EXCEPTION_HANDLERS
 from broker.edge.metrics import HttpMetrics, MetricsMiddleware
 from broker.kernel.audit.adapters.store import AuditQuery
@@ -26,6 +27,8 @@ from broker.mcp.credentials import UserCredentials
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.servers import McpServerStore
 from broker.mcp.virtual import VirtualServerStore
+from broker.outbound import Outbound
+from console.connection_routes import ConnectionRoutes
 from console.endpoints import CSRF_HEADER, ApiRoute, Authenticator, to_starlette
 from console.key_routes import KeyRoutes
 from console.mcp_access_routes import McpAccessRoutes
@@ -72,6 +75,8 @@ class ConsoleServices:
     mcp_credentials: UserCredentials
     mcp_virtual_servers: VirtualServerStore
     mcp_virtuals_changed: Callable[[], Awaitable[None]]
+    connections: Connections
+    outbound: Outbound
 
 
 def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSettings) -> list[ApiRoute]:
@@ -83,12 +88,19 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
         *RoleRoutes(identity).routes(),
         *KeyRoutes(identity, clock, settings.rotation_grace_hours).routes(),
         *QuotaRoutes(identity, services.quotas, services.quota_rules, services.quota_rules_changed).routes(),
-        *McpServerRoutes(services.mcp_servers, services.mcp_pool, services.mcp_servers_changed).routes(),
+        *McpServerRoutes(services.mcp_servers, services.mcp_pool, services.mcp_servers_changed,
+                         services.outbound).routes(),
         *McpAccessRoutes(identity, services.mcp_access_rules, services.mcp_access, services.mcp_pool,
                          services.mcp_credentials, services.mcp_access_changed).routes(),
         *McpVirtualRoutes(services.mcp_virtual_servers, services.mcp_pool, services.mcp_virtuals_changed).routes(),
         *McpCallRoutes(services.audit).routes(),
+        *_connection_routes(services).routes(),
     ]
+
+
+def _connection_routes(services: ConsoleServices) -> ConnectionRoutes:
+    return ConnectionRoutes(services.identity, services.connections, services.mcp_pool, services.mcp_access,
+                            services.outbound)
 
 
 def build_console(services: ConsoleServices, clock: Clock, metrics: HttpMetrics,
@@ -108,6 +120,8 @@ def build_console(services: ConsoleServices, clock: Clock, metrics: HttpMetrics,
         Route("/", pages.home, methods=["GET"]),
         Route("/setup", pages.setup, methods=["GET"]),
         Route("/login", pages.login, methods=["GET"]),
+        Route("/connections", pages.connections, methods=["GET"]),
+        Route("/oauth/callback", _connection_routes(services).callback, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     middleware = [

@@ -67,7 +67,8 @@ class KeyRoutes:
             require(call.actor, "keys:create")
         expires = self._clock.now() + body.expires_in_days * DAY if body.expires_in_days else None
         spec = KeySpec(body.name, owner_user, body.owner_team_id, frozenset(body.surfaces),
-                       frozenset(body.allowed_models) if body.allowed_models is not None else None, expires)
+                       frozenset(body.allowed_models) if body.allowed_models is not None else None, expires,
+                       dict(body.pinned_accounts))
         issued = await self._identity.keys.issue(spec, call.user_id)
         return {**key_view(issued.key, self._clock.now()), "secret": issued.secret}
 

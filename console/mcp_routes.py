@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from broker.kernel.errors import FieldError, InvalidInput
 from broker.kernel.identity.service import require
 from broker.mcp.pool import UpstreamPool
-from broker.mcp.servers import McpServerStore, UpstreamDefinition, tool_options_from
+from broker.mcp.servers import McpServerStore, UpstreamDefinition, auth_settings, tool_options_from
+from broker.outbound import Outbound, OutboundRefused
 from console.endpoints import ApiRoute, Call
 from console.schemas import CreateMcpServer, UpdateMcpServer
 
@@ -15,7 +17,9 @@ from console.schemas import CreateMcpServer, UpdateMcpServer
 class McpServerRoutes:
     """Handlers for upstream servers; environments are write-only."""
 
-    def __init__(self, store: McpServerStore, pool: UpstreamPool, changed: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, store: McpServerStore, pool: UpstreamPool, changed: Callable[[], Awaitable[None]],
+                 outbound: Outbound) -> None:
+        self._outbound = outbound
         self._store = store
         self._pool = pool
         self._changed = changed
@@ -41,10 +45,12 @@ class McpServerRoutes:
     async def create(self, call: Call) -> dict[str, Any]:
         require(call.actor, "mcp_servers:manage")
         body: CreateMcpServer = call.body
+        await self._reachable(body.url)
+        auth, secrets = auth_settings(body.auth.model_dump())
         definition = await self._store.create(UpstreamDefinition(
             body.name, body.transport, body.command, tuple(body.args), dict(body.env), body.url,
             body.timeout_seconds, body.enabled, tool_options_from(
-                {tool: o.model_dump() for tool, o in body.tool_options.items()}),
+                {tool: o.model_dump() for tool, o in body.tool_options.items()}), auth, secrets,
         ))
         await self._changed()
         return self._view(definition, "api")
@@ -63,9 +69,24 @@ class McpServerRoutes:
             changes["args"] = tuple(changes["args"])
         if "tool_options" in changes:
             changes["tool_options"] = tool_options_from(changes["tool_options"])
+        await self._reachable(changes.get("url"))
+        if changes.get("auth") is not None:
+            current, _ = await self._store.get(call.path("name"))
+            changes["auth"], secrets = auth_settings(changes["auth"])
+            changes["auth_secrets"] = {**current.auth_secrets, **secrets}
+        else:
+            changes.pop("auth", None)
         definition = await self._store.update(call.path("name"), changes)
         await self._changed()
         return self._view(definition, "api")
+
+    async def _reachable(self, url: str | None) -> None:
+        if url is None:
+            return
+        try:
+            await self._outbound.check(url)
+        except OutboundRefused as exc:
+            raise InvalidInput("this URL is not reachable by Warden", [FieldError("url", str(exc))]) from exc
 
     async def delete(self, call: Call) -> None:
         require(call.actor, "mcp_servers:manage")
@@ -79,6 +100,7 @@ class McpServerRoutes:
             "args": list(definition.args), "env_keys": sorted(definition.env), "url": definition.url,
             "timeout_seconds": definition.timeout_seconds, "enabled": definition.enabled, "source": source,
             "tool_options": {tool: o.as_dict() for tool, o in sorted(definition.tool_options.items())},
+            "auth": {**definition.auth.as_dict(), "secrets_set": sorted(definition.auth_secrets)},
             "health": connection.health if connection else "unknown",
             "breaker": connection.breaker.state if connection else "closed",
             "tool_count": len(connection.tools) if connection else 0,

@@ -32,6 +32,12 @@ class Pages:
         self._identity = identity
 
     async def home(self, request: Request) -> Response:
+        return await self._signed_in(request, "home.html")
+
+    async def connections(self, request: Request) -> Response:
+        return await self._signed_in(request, "connections.html")
+
+    async def _signed_in(self, request: Request, page: str) -> Response:
         if await self._identity.setup.required():
             return _redirect("/setup")
         token = request.cookies.get(SESSION_COOKIE)
@@ -41,7 +47,7 @@ class Pages:
             await self._identity.sessions.resolve(token, client_ip(request))
         except AuthenticationFailed:
             return _redirect("/login")
-        return _page("home.html")
+        return _page(page)
 
     async def setup(self, request: Request) -> Response:
         if not await self._identity.setup.required():

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from broker.config import McpAuthConfig
+
 SurfaceName = Literal["ai", "mcp", "management"]
 
 
@@ -100,6 +102,8 @@ class CreateKey(_Body):
     surfaces: list[SurfaceName] = Field(default_factory=_default_surfaces, min_length=1)
     allowed_models: list[str] | None = None
     expires_in_days: float | None = Field(None, gt=0, le=3650)
+    pinned_accounts: dict[str, str] = Field(default_factory=dict, description=(
+        "upstream server -> account label: the key's calls to that server use that linked account only"))
 
 
 class RotateKey(_Body):
@@ -144,6 +148,8 @@ class CreateMcpServer(_Body):
     enabled: bool = True
     tool_options: dict[str, ToolOptionsBody] = Field(
         default_factory=dict, description="per tool name, or * for every tool of the server")
+    auth: McpAuthConfig = Field(default_factory=McpAuthConfig, description=(
+        "how Warden authenticates to the server; secret and client_secret are stored encrypted, never returned"))
 
 
 class UpdateMcpServer(_Body):
@@ -154,6 +160,7 @@ class UpdateMcpServer(_Body):
     timeout_seconds: float | None = Field(None, gt=0, le=3600)
     enabled: bool | None = None
     tool_options: dict[str, ToolOptionsBody] | None = None
+    auth: McpAuthConfig | None = Field(None, description="replaces the auth block; omitted secrets are kept")
 
 
 class VirtualToolBody(_Body):

@@ -33,5 +33,5 @@ def key_view(key: ApiKey, now: float) -> dict[str, Any]:
         "allowed_models": sorted(key.allowed_models) if key.allowed_models is not None else None,
         "expires_at": key.expires_at, "revoked_at": key.revoked_at, "disabled_reason": key.disabled_reason,
         "grace_until": key.grace_until, "rotated_to": key.rotated_to, "last_used_at": key.last_used_at,
-        "created_at": key.created_at, "state": key.state(now),
+        "created_at": key.created_at, "state": key.state(now), "pinned_accounts": dict(key.pinned_accounts),
     }

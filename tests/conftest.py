@@ -96,6 +96,7 @@ def make_config(tmp_path: Path, database_url: str, **sections: Any) -> WardenCon
         "WARDEN_DATABASE_URL": database_url,
         "WARDEN_SECRET_KEY": KeyRing.generate_entry(1),
         "WARDEN_SERVER_SECRET": "test-server-secret-" + uuid.uuid4().hex,
+        "WARDEN_SECURITY_OUTBOUND_ALLOW": "127.0.0.1,localhost",  # the tests' upstreams listen on loopback
     }
     base = load_config(environ=env).model_dump()
     for section, values in sections.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def test_every_management_operation_is_documented() -> None:
     from broker.kernel.clock import SystemClock
     from console.app import ConsoleServices, ConsoleSettings, api_routes
 
-    services = ConsoleServices(*[None] * 14)  # type: ignore[arg-type]
+    services = ConsoleServices(*[None] * len(dataclasses.fields(ConsoleServices)))  # type: ignore[arg-type]
     routes = api_routes(services, SystemClock(), ConsoleSettings("auto", (), 24, "0"))
     text = (DOCS / "management-api.md").read_text()
     missing = [f"{r.method} {r.path}" for r in routes if f"`{r.method} {r.path}`" not in text]

@@ -47,7 +47,9 @@ class CallTimeline:
         self.events.append({"t_ms": self.elapsed_ms(), "event": outcome, "error_code": error_code})
 
     def audit_event(self, principal: Principal, trace_id: str, server: str | None, tool: str,
-                    arguments: dict[str, Any] | None, outcome: str, error_code: int | None) -> AuditEvent:
+                    arguments: dict[str, Any] | None, outcome: str, error_code: int | None,
+                    account: tuple[str, str] | None = None) -> AuditEvent:
+        """``account``: the linked account (label, upstream identity) a per-user server's call ran as."""
         return AuditEvent(
             id=os.urandom(16).hex(), at=self.started_at, trace_id=trace_id, surface="mcp",
             user_id=principal.user.id if principal.user else None, team_id=principal.team_id,
@@ -56,5 +58,6 @@ class CallTimeline:
             error_code=error_code, duration_ms=self.elapsed_ms(),
             detail={"tool": tool, "arguments_bytes": len(repr(arguments or {}).encode()),
                     "progress_events": sum(1 for e in self.events if e["event"] == "progress"),
-                    "timeline": self.events},
+                    "timeline": self.events,
+                    **({"account": account[0], "upstream_subject": account[1]} if account else {})},
         )

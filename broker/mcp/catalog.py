@@ -12,7 +12,7 @@ Lists are sorted and paged with an opaque cursor that spans upstreams.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 import mcp_types as types
@@ -45,18 +45,25 @@ class CatalogView:
     """The catalog as one endpoint shows it: every upstream prefixed (``server`` None), one unprefixed,
     or a virtual server's chosen tools."""
 
-    def __init__(self, pool: UpstreamPool, server: str | None, virtual: VirtualServer | None = None) -> None:
+    def __init__(self, pool: UpstreamPool, server: str | None, virtual: VirtualServer | None = None,
+                 own: Mapping[str, UpstreamConnection | None] | None = None) -> None:
         self._pool = pool
         self.server = server
         self._virtual = virtual
+        # Per-user servers as the caller sees them: their own session, or None where the server stays hidden
+        # until they link an account; a per-user server not named here shows the pool's placeholder.
+        self._own = own or {}
+
+    def _get(self, name: str) -> UpstreamConnection | None:
+        return self._own[name] if name in self._own else self._pool.get(name)
 
     def connections(self) -> list[UpstreamConnection]:
         if self._virtual is not None:
             names = dict.fromkeys(t.server for t in self._virtual.tools)
-            return [c for c in (self._pool.get(n) for n in names) if c is not None]
+            return [c for c in (self._get(n) for n in names) if c is not None]
         if self.server is None:
-            return self._pool.connections()
-        connection = self._pool.get(self.server)
+            return [c for c in (self._get(p.name) for p in self._pool.connections()) if c is not None]
+        connection = self._get(self.server)
         return [connection] if connection else []
 
     def shown(self, connection: UpstreamConnection, name: str) -> str:
@@ -76,7 +83,7 @@ class CatalogView:
         assert self._virtual is not None
         shown = []
         for entry in self._virtual.tools:
-            connection = self._pool.get(entry.server)
+            connection = self._get(entry.server)
             tool = next((t for t in connection.tools if t.name == entry.upstream_tool), None) if connection else None
             if tool is not None and visible(entry.source):
                 update: dict[str, object] = {"name": entry.shown}
@@ -116,13 +123,26 @@ class CatalogView:
         including for a tool the caller may not use: the catalog is exactly what may be called."""
         if self._virtual is not None:
             entry = self._virtual.entry(name)
-            connection, tool = (self._pool.get(entry.server), entry.upstream_tool) if entry else (None, name)
+            connection, tool = (self._get(entry.server), entry.upstream_tool) if entry else (None, name)
         else:
             connection, tool = self._split(name)
         if connection is None or not visible(namespaced(connection.name, tool)) \
                 or not any(t.name == tool for t in connection.tools):
             raise UnknownTool(f"unknown tool {name!r}", tool=name)
         return connection, tool
+
+    def unlinked_server(self, name: str) -> str | None:
+        """The per-user server behind a tool name when that server is hidden until the caller links an
+        account there (a call then says where to link it, rather than that the tool is unknown)."""
+        if self._virtual is not None:
+            entry = self._virtual.entry(name)
+            server = entry.server if entry else None
+        elif self.server is not None:
+            server = self.server
+        else:
+            prefix, separator, _ = name.partition(SEPARATOR)
+            server = prefix if separator else None
+        return server if server is not None and server in self._own and self._own[server] is None else None
 
     def resolve_prompt(self, name: str, visible: Visible) -> tuple[UpstreamConnection, str]:
         connection, prompt = self._split(name) if self._virtual is None else (None, name)
@@ -136,18 +156,18 @@ class CatalogView:
             raise UnknownName(f"unknown resource {uri!r}", uri=uri)
         if self.server is None:
             server, plus, original = uri.partition("+")
-            connection = self._pool.get(server) if plus and "://" in original else None
+            connection = self._get(server) if plus and "://" in original else None
         else:
-            connection, original = self._pool.get(self.server), uri
+            connection, original = self._get(self.server), uri
         if connection is None or not visible(whole_server(connection.name)):
             raise UnknownName(f"unknown resource {uri!r}", uri=uri)
         return connection, original
 
     def _split(self, name: str) -> tuple[UpstreamConnection | None, str]:
         if self.server is not None:
-            return self._pool.get(self.server), name
+            return self._get(self.server), name
         server, separator, rest = name.partition(SEPARATOR)
-        return (self._pool.get(server) if separator else None), rest
+        return (self._get(server) if separator else None), rest
 
 
 def page(items: Sequence[Item], cursor: str | None) -> tuple[list[Item], str | None]:

@@ -76,7 +76,7 @@ class _OwnSession:
 
     async def host(self, callbacks: ClientCallbacks, budget: SessionBudget, on_gone: Any) -> None:
         try:
-            async with open_client(self.connection.definition, callbacks) as (session, _):
+            async with open_client(self.connection, callbacks) as (session, _):
                 self.session = session
                 self.opened.set()
                 await self._stop.wait()

@@ -64,6 +64,7 @@ from broker.mcp.pool import UpstreamPool
 from broker.mcp.result_cache import MemoryResultCache, ResultCache, cache_key
 from broker.mcp.session_store import SessionDirectory
 from broker.mcp.upstream import UpstreamConnection, direct_lane
+from broker.mcp.user_upstreams import UserUpstreams, account_of
 from broker.mcp.virtual import VirtualServers
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class BrokerExtras:
     directory: SessionDirectory | None = None  # shares client sessions' settings between instances
     broadcast: Broadcast | None = None
     sessions_per_server: int = 50
+    user_upstreams: UserUpstreams | None = None  # sessions of per-user servers, each with a user's account
 
 
 class McpBroker:
@@ -121,6 +123,7 @@ class McpBroker:
             extras.broadcast.subscribe(SETTINGS_CHANNEL, self._settings_changed)
         self._credentials = extras.credentials
         self._connections_url = extras.connections_url
+        self._user_upstreams = extras.user_upstreams
         self._budget = SessionBudget(extras.sessions_per_server)
         self._bridge = InputBridge(extras.box, self._budget) if extras.box is not None else None
         # Every stateful client session, with its own upstream sessions; dropped when the session ends.
@@ -396,11 +399,32 @@ class McpBroker:
         self._client(ctx)
         principal = _principal(ctx)
         await self._pool.settle(FIRST_CONNECT_WAIT)
-        return self._catalog(_server_scope(ctx)), lambda name: self._access.decide(principal, name).allowed
+        return (self._catalog(_server_scope(ctx), await self._own_sessions(principal)),
+                lambda name: self._access.decide(principal, name).allowed)
 
-    def _catalog(self, server: str | None) -> CatalogView:
+    async def _own_sessions(self, principal: Principal) -> dict[str, UpstreamConnection | None]:
+        """The caller's own sessions to per-user servers they linked; None for a server that shows nothing
+        until linked. Per-user servers listable without an account keep the pool's (anonymous) session."""
+        own: dict[str, UpstreamConnection | None] = {}
+        if self._user_upstreams is None:
+            return own
+        for shared in self._pool.connections():
+            auth = shared.definition.auth
+            if auth.per_user and shared.definition.enabled:
+                mine = await self._user_upstreams.connection_for(principal, shared.definition)
+                if mine is not None or auth.requires_user_auth:
+                    own[shared.name] = mine
+        return own
+
+    def _catalog(self, server: str | None, own: dict[str, UpstreamConnection | None] | None = None) -> CatalogView:
         """The catalog of an endpoint: the aggregate (None), one upstream, or a virtual server."""
-        return CatalogView(self._pool, server, self._virtuals.get(server) if server else None)
+        return CatalogView(self._pool, server, self._virtuals.get(server) if server else None, own)
+
+    def _link_required(self, server: str, tool: str) -> CredentialRequired:
+        url = f"{self._connections_url}?server={server}"
+        return CredentialRequired(f"{tool} runs with your own {server} account, which is not linked or needs"
+                                  f" authorization again; link it at {url}", server=server, tool=tool,
+                                  connect_url=url)
 
     async def _with_input(self, ctx: ServerRequestContext[Any], connection: UpstreamConnection, params: Retryable,
                           run: Callable[[ClientSession, types.InputResponses | None, str | None],
@@ -438,9 +462,7 @@ class McpBroker:
     async def _require_credential(self, principal: Principal, server: str, tool: str) -> None:
         """The hook for per-user credentials: a tool that needs one is refused, with where to link it."""
         if await self._credentials.credential_for(principal, server) is None:
-            url = f"{self._connections_url}?server={server}"
-            raise CredentialRequired(f"{tool} runs with your own {server} account, which is not linked yet;"
-                                     f" link it at {url}", server=server, tool=tool, connect_url=url)
+            raise self._link_required(server, tool)
 
     async def call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
                         ) -> types.CallToolResult | types.InputRequiredResult:
@@ -448,6 +470,7 @@ class McpBroker:
         principal = _principal(ctx)
         timeline = CallTimeline()
         server: str | None = None
+        account: tuple[str, str] | None = None
         shown = params.name  # the upstream's namespaced name once resolved, whatever the endpoint showed
         outcome, code = "error", None
 
@@ -457,14 +480,21 @@ class McpBroker:
 
         try:
             view, visible = await self._view(ctx)
+            if (unlinked := view.unlinked_server(params.name)) is not None:
+                server = unlinked
+                raise self._link_required(unlinked, params.name)
             connection, tool = view.resolve_tool(params.name, visible)
             server, shown = connection.name, namespaced(connection.name, tool)
             options = connection.definition.options_for(tool)
+            if connection.definition.auth.per_user and connection is self._pool.get(connection.name):
+                raise self._link_required(connection.name, shown)  # listed anonymously; called as the user
             if options.requires_user_credential:
                 await self._require_credential(principal, connection.name, namespaced(connection.name, tool))
             await self._quotas.admit(QuotaRequest("mcp", subjects_for(
                 principal, mcp_server=connection.name, tool=namespaced(connection.name, tool))))
-            key = cache_key(connection.name, tool, params.arguments, principal) if options.cache_ttl_seconds else ""
+            account = account_of(connection)
+            key = cache_key(connection.name, tool, params.arguments, principal, account[1] if account else None
+                            ) if options.cache_ttl_seconds else ""
             if key and (cached := await self._cache.get(key)) is not None:
                 timeline.mark("cache_hit")
                 outcome = "ok"
@@ -492,6 +522,9 @@ class McpBroker:
                                       options.cache_ttl_seconds)
             return result
         except BrokerError as exc:
+            if isinstance(exc, UpstreamUnavailable) and server is not None \
+                    and await self._needs_link(principal, server):
+                exc = self._link_required(server, shown)
             outcome, code = ("refused" if isinstance(exc, UnknownTool | CredentialRequired) else "error"), exc.code
             raise exc.to_mcp() from exc
         except (QuotaExceeded, LimiterUnavailable) as exc:
@@ -499,14 +532,27 @@ class McpBroker:
             outcome, code = "refused", int(str(error["code"]))
             raise MCPError(code, str(error["message"]), error["data"]) from exc
         except MCPError as exc:
+            if server is not None and await self._needs_link(principal, server):
+                required = self._link_required(server, shown)
+                outcome, code = "refused", required.code
+                raise required.to_mcp() from exc
             code = exc.code
             raise
         finally:
             timeline.finish(outcome, code)
             event = timeline.audit_event(principal, trace_id_of(ctx.request), server, shown, params.arguments,
-                                         outcome, code)
+                                         outcome, code, account)
             with anyio.CancelScope(shield=True):  # a cancelled call is audited too
                 await self._audit.record(event)
+
+
+    async def _needs_link(self, principal: Principal, server: str) -> bool:
+        """After a failed call to a per-user server: whether it failed because the caller's account needs
+        authorization again (a refresh refused, a token revoked)."""
+        connection = self._pool.get(server)
+        if self._user_upstreams is None or connection is None or not connection.definition.auth.per_user:
+            return False
+        return await self._user_upstreams.unusable(principal, server)
 
 
 SETTINGS_CHANNEL = "mcp.session.settings"

@@ -15,6 +15,8 @@ from typing import Protocol
 import aiohttp
 import httpx2
 
+from broker.outbound import Outbound
+
 CONNECTIONS = 100  # per upstream: concurrent calls beyond this wait for a connection
 _SET_BY_AIOHTTP = {b"host", b"content-length", b"transfer-encoding", b"connection"}
 
@@ -29,14 +31,14 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
     """One aiohttp session (a keep-alive connection pool) per upstream connection; ``observer`` (the direct
     lane) sees each request's method and headers and shares the pool."""
 
-    def __init__(self, observer: RequestObserver | None = None) -> None:
+    def __init__(self, outbound: Outbound, observer: RequestObserver | None = None) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._outbound = outbound
         self._observer = observer
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS),
-                                                  auto_decompress=False)
+            self._session = self._outbound.session(limit=CONNECTIONS, timeout=None, auto_decompress=False)
             if self._observer is not None:
                 self._observer.use(self._session)
         limits = request.extensions.get("timeout", {})

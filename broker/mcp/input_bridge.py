@@ -91,7 +91,7 @@ class InputBridge:
             return None
         result: R | None = None
         try:
-            async with open_client(connection.definition, callbacks) as (session, _):
+            async with open_client(connection, callbacks) as (session, _):
                 try:
                     result = await connection.forward(operation, session)
                 except (MCPError, BrokerError):

@@ -9,15 +9,31 @@ from anyio.abc import TaskGroup
 
 from broker.kernel.clock import Clock
 from broker.mcp.servers import UpstreamDefinition
-from broker.mcp.upstream import UpstreamConnection
+from broker.mcp.upstream import Presented, Reach, UpstreamConnection
+from broker.outbound import Outbound
+
+
+class StaticCredential:
+    """A shared secret, the same on every request; a 401 has no fresher one to retry with."""
+
+    def __init__(self, presented: Presented) -> None:
+        self._presented = presented
+
+    async def current(self) -> Presented:
+        return self._presented
+
+    async def rejected(self, presented: Presented) -> Presented | None:
+        return None
 
 
 class UpstreamPool:
     """One supervised connection per enabled upstream; ``sync`` adds, replaces and stops them."""
 
     def __init__(self, clock: Clock, on_tools_changed: Callable[[], Awaitable[None]] | None = None,
-                 on_resource_updated: Callable[[str, str], Awaitable[None]] | None = None) -> None:
+                 on_resource_updated: Callable[[str, str], Awaitable[None]] | None = None,
+                 outbound: Outbound | None = None) -> None:
         self._clock = clock
+        self._outbound = outbound or Outbound()
         self._on_tools_changed = on_tools_changed
         self._on_resource_updated = on_resource_updated
         self._connections: dict[str, tuple[UpstreamConnection, anyio.CancelScope]] = {}
@@ -68,11 +84,18 @@ class UpstreamPool:
 
     def _start(self, definition: UpstreamDefinition) -> None:
         assert self._group is not None
-        connection = UpstreamConnection(definition, self._clock, self._on_tools_changed, self._on_resource_updated)
+        secret = definition.auth_secrets.get("secret") if definition.auth.mode == "static" else None
+        reach = Reach(self._outbound, StaticCredential(Presented(*definition.auth.present(secret))) if secret else None)
+        connection = UpstreamConnection(definition, self._clock, self._on_tools_changed, self._on_resource_updated,
+                                        reach)
         scope = anyio.CancelScope()
         self._connections[definition.name] = (connection, scope)
         if not definition.enabled:
             connection.health = "disabled"
+            return
+        if definition.auth.per_user and definition.auth.requires_user_auth:
+            # Nothing to list without a user's account: each user's own session serves them (UserUpstreams).
+            connection.health = "per_user"
             return
 
         async def supervise() -> None:

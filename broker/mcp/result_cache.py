@@ -24,8 +24,11 @@ log = logging.getLogger(__name__)
 MEMORY_ENTRIES = 10_000
 
 
-def cache_key(server: str, tool: str, arguments: dict[str, Any] | None, principal: Principal) -> str:
-    caller = f"user:{principal.user.id}" if principal.user else f"team:{principal.team_id}"
+def cache_key(server: str, tool: str, arguments: dict[str, Any] | None, principal: Principal,
+              upstream_subject: str | None = None) -> str:
+    """Per caller: the upstream account a per-user server's call runs as, else the Warden user (or team)."""
+    caller = (f"upstream:{upstream_subject}" if upstream_subject
+              else f"user:{principal.user.id}" if principal.user else f"team:{principal.team_id}")
     canonical = json.dumps([server, tool, arguments or {}, caller], sort_keys=True, separators=(",", ":"),
                            ensure_ascii=False)
     return "warden:mcp:result:" + hashlib.sha256(canonical.encode()).hexdigest()

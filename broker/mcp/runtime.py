@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -10,6 +10,15 @@ import anyio
 from redis.asyncio import Redis
 
 from broker.config import McpServerConfig, VirtualServerConfig, WardenConfig
+from broker.connections.links import LinkStore
+from broker.connections.locks import CredentialLocks, RedisLock, SharedLock, StoreLock
+from broker.connections.oauth import OAuthClient
+from broker.connections.pending import (
+    PendingAuthorizations,
+    RedisPendingAuthorizations,
+    StorePendingAuthorizations,
+)
+from broker.connections.service import ClientRegistrations, Connections, ConnectionsSettings
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.bus.ports import Broadcast, Message
 from broker.kernel.clock import Clock
@@ -19,11 +28,11 @@ from broker.kernel.identity.service import Identity
 from broker.kernel.quota.engine import QuotaEngine
 from broker.kernel.store.ports import Database
 from broker.mcp.access import AccessPolicy, AccessRuleStore
-from broker.mcp.credentials import NoUserCredentials, UserCredentials
+from broker.mcp.credentials import UserCredentials
 from broker.mcp.endpoint import AuthenticatedMcpApp, BrokerExtras, McpBroker, key_of_request
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.result_cache import MemoryResultCache, RedisResultCache, ResultCache
-from broker.mcp.servers import McpServerStore, ToolOptions, UpstreamDefinition
+from broker.mcp.servers import McpServerStore, ToolOptions, UpstreamDefinition, auth_settings
 from broker.mcp.session_manager import SharedSessionManager
 from broker.mcp.session_store import (
     EventLog,
@@ -33,20 +42,24 @@ from broker.mcp.session_store import (
     RedisSessionDirectory,
     SessionDirectory,
 )
+from broker.mcp.user_upstreams import UserUpstreams
 from broker.mcp.virtual import VirtualServer, VirtualServers, VirtualServerStore, VirtualTool
+from broker.outbound import Outbound, OutboundPolicy
 from broker.reconcile import reconcile_mcp_access_rules
 from broker.storage import StartupError
 
 SERVERS_CHANNEL = "mcp.servers"
 ACCESS_CHANNEL = "mcp.access"
 VIRTUAL_CHANNEL = "mcp.virtual"
+LINKS_CHANNEL = "mcp.links"
 
 
 def definition_from_config(item: McpServerConfig) -> UpstreamDefinition:
+    auth, secrets = auth_settings(item.auth.model_dump())
     return UpstreamDefinition(item.name, item.transport, item.command, item.args, dict(item.env), item.url,
                               item.timeout_seconds, item.enabled,
                               {tool: ToolOptions(o.cache_ttl_seconds, o.requires_user_credential)
-                               for tool, o in item.tool_options.items()})
+                               for tool, o in item.tool_options.items()}, auth, secrets)
 
 
 def virtual_from_config(item: VirtualServerConfig) -> VirtualServer:
@@ -68,6 +81,9 @@ class McpRuntime:
     credentials: UserCredentials
     virtual_store: VirtualServerStore
     virtuals: VirtualServers
+    connections: Connections
+    user_upstreams: UserUpstreams
+    outbound: Outbound
 
     async def servers_changed(self) -> None:
         """Re-read the definitions on every instance and bring the connections in line."""
@@ -91,6 +107,13 @@ class McpRuntime:
     async def _reload_access(self, message: Message | None = None) -> None:
         self.access.replace(await self.access_rules.all())
 
+    async def links_changed(self, server: str, user_id: str) -> None:
+        await self.broadcast.publish(LINKS_CHANNEL, {"server": server, "user": user_id})
+
+    async def _links_changed(self, message: Message) -> None:
+        self.user_upstreams.forget(str(message.get("server")), str(message.get("user")))
+        await self.broker.catalog_changed()
+
 
 @asynccontextmanager
 async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, identity: Identity, quotas: QuotaEngine,
@@ -112,11 +135,20 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, identity: 
         for broker in notify:
             await broker.resource_updated(server, uri)
 
-    pool = UpstreamPool(clock, on_tools_changed=catalog_changed, on_resource_updated=resource_updated)
+    outbound = Outbound(OutboundPolicy.from_entries(config.security.outbound_allow))
+    pool = UpstreamPool(clock, on_tools_changed=catalog_changed, on_resource_updated=resource_updated,
+                        outbound=outbound)
     access = AccessPolicy(default_allow=config.mcp.default_access == "allow")
     cache: ResultCache = (RedisResultCache(redis, config.redis.timeout_seconds) if redis is not None
                           else MemoryResultCache())
-    credentials = NoUserCredentials()
+    links_changed: list[Callable[[str, str], Awaitable[None]]] = []
+
+    async def link_changed(server: str, user_id: str) -> None:
+        for notify_change in links_changed:
+            await notify_change(server, user_id)
+
+    connections = _connections(db, redis, box, clock, config, store, outbound, link_changed)
+    user_upstreams = UserUpstreams(clock, connections, outbound, catalog_changed)
     virtual_store, virtuals = VirtualServerStore(db, clock), VirtualServers()
     try:
         await virtual_store.reconcile_config([virtual_from_config(item) for item in config.mcp_virtual_servers])
@@ -131,8 +163,9 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, identity: 
     else:
         directory, events = MemorySessionDirectory(), MemoryEventLog()
     broker = McpBroker(pool, access, quotas, audit, version, BrokerExtras(
-        cache=cache, credentials=credentials, virtuals=virtuals, box=box, directory=directory, broadcast=broadcast,
-        connections_url=config.server.console_url + "/connections", sessions_per_server=config.mcp.sessions_per_server))
+        cache=cache, credentials=connections, virtuals=virtuals, box=box, directory=directory, broadcast=broadcast,
+        connections_url=connections.settings.connections_url, sessions_per_server=config.mcp.sessions_per_server,
+        user_upstreams=user_upstreams))
     notify.append(broker)
     manager = SharedSessionManager(broker.server, directory, events, broadcast, key_of_request,
                                    only_a_response=broker.only_a_response)
@@ -140,16 +173,35 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, identity: 
     await reconcile_mcp_access_rules(identity, access_rules, config.mcp.access_rules)
     runtime = McpRuntime(store, pool, broker, access, access_rules,
                          AuthenticatedMcpApp(manager, identity, pool, virtuals, config.mcp.allowed_origins),
-                         broadcast, credentials, virtual_store, virtuals)
+                         broadcast, connections, virtual_store, virtuals, connections, user_upstreams, outbound)
+    links_changed.append(runtime.links_changed)
     await runtime._reload_access()
     await runtime._reload_virtuals()
     broadcast.subscribe(VIRTUAL_CHANNEL, runtime._reload_virtuals)
     broadcast.subscribe(SERVERS_CHANNEL, runtime._resync)
     broadcast.subscribe(ACCESS_CHANNEL, runtime._reload_access)
+    broadcast.subscribe(LINKS_CHANNEL, runtime._links_changed)
     definitions = [d for d, _ in await store.all()]
     async with anyio.create_task_group() as group, broker.running(), manager.run():
         group.start_soon(pool.run, definitions)
+        group.start_soon(user_upstreams.run)
         try:
             yield runtime
         finally:
             group.cancel_scope.cancel()
+
+
+def _connections(db: Database, redis: Redis | None, box: SecretBox, clock: Clock, config: WardenConfig,
+                 servers: McpServerStore, outbound: Outbound,
+                 changed: Callable[[str, str], Awaitable[None]]) -> Connections:
+    """Users' linked accounts, with the pending authorizations and refresh locks in Redis when configured."""
+    settings = ConnectionsSettings(config.server.console_url, config.mcp.refresh_ahead_seconds)
+    oauth = OAuthClient(outbound, clock)
+    pending: PendingAuthorizations
+    shared: SharedLock
+    if redis is not None:
+        pending, shared = RedisPendingAuthorizations(redis, config.redis.timeout_seconds), RedisLock(redis)
+    else:
+        pending, shared = StorePendingAuthorizations(db, clock), StoreLock(db, clock)
+    return Connections(servers, LinkStore(db, box, clock), ClientRegistrations(db, box, clock, oauth, settings),
+                       oauth, pending, CredentialLocks(shared), box, clock, settings, changed)

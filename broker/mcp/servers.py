@@ -16,6 +16,10 @@ from broker.kernel.store.ports import Database, Row
 
 Transport = Literal["stdio", "streamable_http", "sse"]
 TRANSPORTS: tuple[Transport, ...] = ("stdio", "streamable_http", "sse")
+AuthMode = Literal["none", "static", "oauth", "personal_token"]
+AUTH_MODES: tuple[AuthMode, ...] = ("none", "static", "oauth", "personal_token")
+Ownership = Literal["shared", "per_user"]
+_AUTH_CONTEXT = b"mcp_server.auth:"
 # The name is the namespace prefix: "__" separates it from the tool name, so a name may not contain it.
 _ENV_CONTEXT = b"mcp_server.env:"
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]|_(?!_))*$")
@@ -36,6 +40,63 @@ NO_OPTIONS = ToolOptions()
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamAuth:
+    """How Warden authenticates to an upstream: the credential's shape, whose it is, and how it is sent.
+
+    ``static``: one shared secret (``secret``), sent as the template says. ``personal_token``: each user
+    pastes their own. ``oauth``: each user (or, shared, an admin once) authorizes Warden at the upstream's
+    authorization server; the client is found by discovery and registered by DCR unless ``client_id`` is
+    given. Per-upstream quirks are settings: ``audience`` (Auth0/Okta-style servers) and ``send_resource``
+    (RFC 8707's parameter, for authorization servers that reject it).
+    """
+
+    mode: AuthMode = "none"
+    ownership: Ownership = "shared"
+    header: str = "Authorization"
+    template: str = "Bearer {token}"
+    query_param: str | None = None  # send the credential as this query parameter instead of a header
+    requires_user_auth: bool = False  # per-user server whose tools are listed only once the user linked it
+    client_id: str | None = None
+    scopes: tuple[str, ...] = ()
+    audience: str | None = None
+    send_resource: bool = True
+    authorization_server: str | None = None  # for upstreams that publish no protected-resource metadata
+
+    @property
+    def per_user(self) -> bool:
+        return self.ownership == "per_user" and self.mode in ("oauth", "personal_token")
+
+    def present(self, token: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The headers and query parameters that carry ``token``."""
+        value = self.template.replace("{token}", token)
+        return ({}, {self.query_param: token}) if self.query_param else ({self.header: value}, {})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "ownership": self.ownership, "header": self.header, "template": self.template,
+                "query_param": self.query_param, "requires_user_auth": self.requires_user_auth,
+                "client_id": self.client_id, "scopes": list(self.scopes), "audience": self.audience,
+                "send_resource": self.send_resource, "authorization_server": self.authorization_server}
+
+
+AUTH_SECRETS = ("secret", "client_secret")
+
+
+def auth_from(raw: dict[str, Any]) -> UpstreamAuth:
+    fields = {k: v for k, v in raw.items() if k in UpstreamAuth.__dataclass_fields__}
+    if "scopes" in fields:
+        fields["scopes"] = tuple(fields["scopes"])
+    return UpstreamAuth(**fields)
+
+
+def auth_settings(raw: dict[str, Any]) -> tuple[UpstreamAuth, dict[str, str]]:
+    """An auth block as written (configuration file, API body): the settings, and the write-only secrets."""
+    return auth_from(raw), {name: str(raw[name]) for name in AUTH_SECRETS if raw.get(name)}
+
+
+NO_AUTH = UpstreamAuth()
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamDefinition:
     """How to reach one upstream MCP server; its name is the prefix of its tools (``name__tool``)."""
 
@@ -48,6 +109,9 @@ class UpstreamDefinition:
     timeout_seconds: float = 60.0
     enabled: bool = True
     tool_options: dict[str, ToolOptions] = field(default_factory=dict)
+    auth: UpstreamAuth = NO_AUTH
+    # Write-only secrets of the auth mode: ``secret`` (static), ``client_secret`` (oauth, admin-supplied client).
+    auth_secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     def options_for(self, tool: str) -> ToolOptions:
         """The tool's own options, else the server-wide ``*`` ones, else none."""
@@ -71,6 +135,25 @@ def validate_definition(definition: UpstreamDefinition) -> None:
         problems.append(FieldError("url", "an HTTP server needs an http:// or https:// URL"))
     if not 0 < definition.timeout_seconds <= 3600:
         problems.append(FieldError("timeout_seconds", "must be between 0 and 3600"))
+    auth = definition.auth
+    if auth.mode not in AUTH_MODES:
+        problems.append(FieldError("auth.mode", f"must be one of {list(AUTH_MODES)}"))
+    if auth.ownership not in ("shared", "per_user"):
+        problems.append(FieldError("auth.ownership", "must be 'shared' or 'per_user'"))
+    if auth.mode != "none" and definition.transport == "stdio":
+        problems.append(FieldError("auth.mode", "a stdio server takes its credentials in 'env'"))
+    if auth.mode == "static" and not definition.auth_secrets.get("secret"):
+        problems.append(FieldError("auth.secret", "a static credential needs the secret"))
+    if auth.mode == "personal_token" and auth.ownership != "per_user":
+        problems.append(FieldError("auth.ownership", "personal tokens are per_user"))
+    if auth.mode == "static" and auth.ownership != "shared":
+        problems.append(FieldError("auth.ownership", "a static secret is shared"))
+    if "{token}" not in auth.template:
+        problems.append(FieldError("auth.template", "must contain {token}"))
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", auth.header):
+        problems.append(FieldError("auth.header", "must be an HTTP header name"))
+    if auth.requires_user_auth and not auth.per_user:
+        problems.append(FieldError("auth.requires_user_auth", "only per_user servers are linked by users"))
     for tool, options in definition.tool_options.items():
         if not 0 <= options.cache_ttl_seconds <= 86_400:
             problems.append(FieldError(f"tool_options.{tool}.cache_ttl_seconds", "must be between 0 and 86400"))
@@ -103,10 +186,17 @@ class McpServerStore:
             args=tuple(json.loads(row["args"])), env=env, url=row["url"],
             timeout_seconds=float(row["timeout_seconds"]), enabled=bool(row["enabled"]),
             tool_options=tool_options_from(json.loads(row["tool_options"])),
+            auth=auth_from(json.loads(row["auth"])),
+            auth_secrets=json.loads(self._box.open(base64.b64decode(row["auth_sealed"]),
+                                                   _AUTH_CONTEXT + row["name"].encode())) if row["auth_sealed"] else {},
         )
 
     def _seal_env(self, definition: UpstreamDefinition) -> str:
         sealed = self._box.seal(json.dumps(definition.env).encode(), _ENV_CONTEXT + definition.name.encode())
+        return base64.b64encode(sealed).decode()
+
+    def _seal_auth(self, definition: UpstreamDefinition) -> str:
+        sealed = self._box.seal(json.dumps(definition.auth_secrets).encode(), _AUTH_CONTEXT + definition.name.encode())
         return base64.b64encode(sealed).decode()
 
     async def create(self, definition: UpstreamDefinition, source: str = "api") -> UpstreamDefinition:
@@ -117,10 +207,12 @@ class McpServerStore:
         try:
             await self._db.execute(
                 "INSERT INTO mcp_servers (name, transport, command, args, env_sealed, url, timeout_seconds,"
-                " enabled, tool_options, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " enabled, tool_options, auth, auth_sealed, source, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 definition.name, definition.transport, definition.command, json.dumps(list(definition.args)),
                 self._seal_env(definition), definition.url, definition.timeout_seconds, definition.enabled,
-                _options_json(definition), source, now, now,
+                _options_json(definition), json.dumps(definition.auth.as_dict()), self._seal_auth(definition),
+                source, now, now,
             )
         except UniqueViolation as exc:
             raise Conflict(f"an MCP server named {definition.name!r} already exists") from exc
@@ -134,9 +226,11 @@ class McpServerStore:
         validate_definition(updated)
         await self._db.execute(
             "UPDATE mcp_servers SET transport = ?, command = ?, args = ?, env_sealed = ?, url = ?,"
-            " timeout_seconds = ?, enabled = ?, tool_options = ?, updated_at = ? WHERE name = ?",
+            " timeout_seconds = ?, enabled = ?, tool_options = ?, auth = ?, auth_sealed = ?, updated_at = ?"
+            " WHERE name = ?",
             updated.transport, updated.command, json.dumps(list(updated.args)), self._seal_env(updated),
-            updated.url, updated.timeout_seconds, updated.enabled, _options_json(updated), self._clock.now(), name,
+            updated.url, updated.timeout_seconds, updated.enabled, _options_json(updated),
+            json.dumps(updated.auth.as_dict()), self._seal_auth(updated), self._clock.now(), name,
         )
         return updated
 
@@ -151,8 +245,8 @@ class McpServerStore:
         rows = await self._db.fetch("SELECT name FROM mcp_servers")
         for row in rows:
             definition, _ = await self.get(row["name"])
-            await self._db.execute("UPDATE mcp_servers SET env_sealed = ? WHERE name = ?",
-                                   self._seal_env(definition), definition.name)
+            await self._db.execute("UPDATE mcp_servers SET env_sealed = ?, auth_sealed = ? WHERE name = ?",
+                                   self._seal_env(definition), self._seal_auth(definition), definition.name)
         return len(rows)
 
     async def reconcile_config(self, definitions: list[UpstreamDefinition]) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
 import httpx2
@@ -34,10 +34,11 @@ from broker.mcp.direct_call import DirectLane
 from broker.mcp.errors import UpstreamTimeout, UpstreamUnavailable
 from broker.mcp.http_transport import AiohttpTransport
 from broker.mcp.servers import UpstreamDefinition
+from broker.outbound import Outbound
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Health = Literal["connecting", "healthy", "degraded", "down", "disabled"]
+Health = Literal["connecting", "healthy", "degraded", "down", "disabled", "per_user"]
 
 CONNECT_TIMEOUT = 20.0
 PING_INTERVAL = 15.0
@@ -45,13 +46,41 @@ _TRANSPORT_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceErr
                      httpx2.HTTPError)
 
 
+@dataclass(frozen=True, slots=True)
+class Presented:
+    """What a credential adds to each request: headers, or query parameters for upstreams that take them so."""
+
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    query: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+class CredentialSource(Protocol):
+    """The credential an upstream session presents, read before every request (it may be refreshed)."""
+
+    async def current(self) -> Presented: ...
+
+    async def rejected(self, presented: Presented) -> Presented | None:
+        """The upstream answered 401 to ``presented``: a fresher credential to retry with once, or None."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """How Warden reaches an upstream over HTTP: the outbound guard, and the credential it presents."""
+
+    outbound: Outbound = field(default_factory=Outbound)
+    credential: CredentialSource | None = None
+
+
 class UpstreamConnection:
     """A supervised session to one upstream; its tools are cached and refreshed on ``list_changed``."""
 
     def __init__(self, definition: UpstreamDefinition, clock: Clock,
                  on_tools_changed: Callable[[], Awaitable[None]] | None = None,
-                 on_resource_updated: Callable[[str, str], Awaitable[None]] | None = None) -> None:
+                 on_resource_updated: Callable[[str, str], Awaitable[None]] | None = None,
+                 reach: Reach | None = None) -> None:
         self.definition = definition
+        self.reach = reach or Reach()
         self.health: Health = "connecting"
         self.last_error: str | None = None
         self.tools: list[types.Tool] = []
@@ -90,7 +119,7 @@ class UpstreamConnection:
             backoff = min(backoff * 2, 30.0)
 
     async def _serve_once(self) -> None:
-        async with open_client(self.definition, ClientCallbacks(message_handler=self._on_message)) as (
+        async with open_client(self, ClientCallbacks(message_handler=self._on_message)) as (
             session, capabilities
         ):
             with anyio.fail_after(CONNECT_TIMEOUT):
@@ -285,7 +314,7 @@ class _ModernOnly(Exception):
 
 
 @asynccontextmanager
-async def open_client(definition: UpstreamDefinition, callbacks: ClientCallbacks
+async def open_client(connection: UpstreamConnection, callbacks: ClientCallbacks
                       ) -> AsyncIterator[tuple[ClientSession, types.ServerCapabilities]]:
     """A ready client session to the upstream (spawning the process for stdio), and the upstream's
     capabilities; closed on exit.
@@ -296,12 +325,12 @@ async def open_client(definition: UpstreamDefinition, callbacks: ClientCallbacks
     connection (a refused handshake may have settled the old one's era) with ``server/discover``.
     """
     try:
-        async with _opened(definition, callbacks, modern=False) as opened:
+        async with _opened(connection, callbacks, modern=False) as opened:
             yield opened
             return
     except* _ModernOnly:  # raised inside the transport's task groups, so it arrives grouped
-        log.info("MCP upstream %s speaks only the 2026-07-28 revision", definition.name)
-    async with _opened(definition, callbacks, modern=True) as opened:
+        log.info("MCP upstream %s speaks only the 2026-07-28 revision", connection.name)
+    async with _opened(connection, callbacks, modern=True) as opened:
         yield opened
 
 
@@ -316,9 +345,9 @@ def direct_lane(session: ClientSession) -> DirectLane | None:
 
 
 @asynccontextmanager
-async def _opened(definition: UpstreamDefinition, callbacks: ClientCallbacks, modern: bool
+async def _opened(connection: UpstreamConnection, callbacks: ClientCallbacks, modern: bool
                   ) -> AsyncIterator[tuple[ClientSession, types.ServerCapabilities]]:
-    async with _transport(definition) as (read, write, lane), UpstreamSession(
+    async with _transport(connection.definition, connection.reach) as (read, write, lane), UpstreamSession(
         read, write, message_handler=callbacks.message_handler, sampling_callback=callbacks.sampling,
         sampling_capabilities=callbacks.sampling_capabilities, elicitation_callback=callbacks.elicitation,
         list_roots_callback=callbacks.list_roots, logging_callback=callbacks.logging,
@@ -338,23 +367,53 @@ async def _opened(definition: UpstreamDefinition, callbacks: ClientCallbacks, mo
 
 
 @asynccontextmanager
-async def _transport(d: UpstreamDefinition) -> AsyncIterator[tuple[Any, Any, DirectLane | None]]:
+async def _transport(d: UpstreamDefinition, reach: Reach) -> AsyncIterator[tuple[Any, Any, DirectLane | None]]:
     if d.transport == "stdio":
         assert d.command is not None
         params = StdioServerParameters(command=d.command, args=list(d.args), env=d.env or None)
         async with stdio_client(params, errlog=sys.stderr) as streams:
             yield streams[0], streams[1], None
-    elif d.transport == "streamable_http":
-        assert d.url is not None
-        lane = DirectLane(d.url)
-        async with httpx2.AsyncClient(timeout=httpx2.Timeout(d.timeout_seconds, read=None),
-                                      transport=AiohttpTransport(lane)) as http, \
+        return
+    assert d.url is not None
+    reach.outbound.policy.check_literal(d.url)
+    auth = _CredentialAuth(reach.credential) if reach.credential is not None else None
+    if d.transport == "streamable_http":
+        # The direct lane replays the headers the SDK last sent; a credential that may be refreshed is applied
+        # per request by the SDK's client only, so such upstreams take the SDK path.
+        lane = DirectLane(d.url) if auth is None else None
+        async with httpx2.AsyncClient(timeout=httpx2.Timeout(d.timeout_seconds, read=None), auth=auth,
+                                      transport=AiohttpTransport(reach.outbound, lane)) as http, \
                 streamable_http_client(d.url, http_client=http) as streams:
             yield streams[0], streams[1], lane
     else:
-        assert d.url is not None
-        async with sse_client(d.url, timeout=d.timeout_seconds) as streams:
+        def client(headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None,
+                   auth: httpx2.Auth | None = None) -> httpx2.AsyncClient:
+            return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth,
+                                      transport=AiohttpTransport(reach.outbound))
+
+        async with sse_client(d.url, timeout=d.timeout_seconds, httpx_client_factory=client, auth=auth) as streams:
             yield streams[0], streams[1], None
+
+
+class _CredentialAuth(httpx2.Auth):
+    """Presents the current credential on every request to the upstream; on a 401 asks the source for a
+    fresher one (a refresh) and retries once."""
+
+    def __init__(self, source: CredentialSource) -> None:
+        self._source = source
+
+    async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        presented = await self._source.current()
+        response = yield _with(request, presented)
+        if response.status_code == 401 and (fresher := await self._source.rejected(presented)) is not None:
+            yield _with(request, fresher)
+
+
+def _with(request: httpx2.Request, presented: Presented) -> httpx2.Request:
+    request.headers.update(presented.headers)
+    if presented.query:
+        request.url = request.url.copy_merge_params(presented.query)
+    return request
 
 
 async def _all_pages(list_page: Callable[..., Awaitable[Any]], field: str) -> list[Any]:

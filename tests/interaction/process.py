@@ -76,6 +76,8 @@ def base_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str]:
         "WARDEN_SERVER_GATEWAY_PORT": str(free_port()),
         "WARDEN_SERVER_CONSOLE_PORT": str(free_port()),
         "WARDEN_SERVER_LOG_LEVEL": "debug",
+        # The tests' upstreams and authorization servers listen on loopback, which Warden refuses by default.
+        "WARDEN_SECURITY_OUTBOUND_ALLOW": "127.0.0.1,localhost",
     })
     env.update(extra)
     return env

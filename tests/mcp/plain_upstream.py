@@ -37,6 +37,7 @@ TOOLS = [
     types.Tool(name="region", input_schema={"type": "object", "properties": {
         "region": {"type": "string", "x-mcp-header": "Region"}}}),
     types.Tool(name="sleep", input_schema={"type": "object", "properties": {"seconds": {"type": "number"}}}),
+    types.Tool(name="credentials", input_schema={"type": "object"}),  # what the caller sent to authenticate
 ]
 
 
@@ -63,6 +64,12 @@ async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolReques
         raise MCPError(types.INVALID_PARAMS, "refuse refuses", {"why": "always"})
     if params.name == "region":
         return types.CallToolResult(content=[types.TextContent(text=str(arguments.get("region")))])
+    if params.name == "credentials":
+        request = ctx.request
+        assert isinstance(request, Request)
+        return types.CallToolResult(content=[], structured_content={
+            "authorization": request.headers.get("authorization"), "x-api-key": request.headers.get("x-api-key"),
+            "query": dict(request.query_params)})
     if params.name == "sleep":
         try:
             await anyio.sleep(float(arguments.get("seconds", 1)))

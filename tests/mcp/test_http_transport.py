@@ -9,13 +9,16 @@ import httpx2
 import pytest
 
 from broker.mcp.http_transport import AiohttpTransport
+from broker.outbound import Outbound, OutboundPolicy
 from tests.interaction.process import free_port
+
+LOOPBACK = Outbound(OutboundPolicy.from_entries(["127.0.0.1"]))
 
 
 async def test_a_request_and_its_streamed_answer(http_upstream: str) -> None:
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
-    async with httpx2.AsyncClient(transport=AiohttpTransport(), timeout=10) as http:
+    async with httpx2.AsyncClient(transport=AiohttpTransport(LOOPBACK), timeout=10) as http:
         async with http.stream("POST", http_upstream, json=init,
                                headers={"accept": "application/json, text/event-stream"}) as response:
             body = b"".join([chunk async for chunk in response.aiter_bytes()])
@@ -26,7 +29,7 @@ async def test_a_request_and_its_streamed_answer(http_upstream: str) -> None:
 
 
 async def test_an_unreachable_upstream_is_a_connect_error() -> None:
-    async with httpx2.AsyncClient(transport=AiohttpTransport(), timeout=2) as http:
+    async with httpx2.AsyncClient(transport=AiohttpTransport(LOOPBACK), timeout=2) as http:
         with pytest.raises(httpx2.ConnectError):
             await http.get(f"http://127.0.0.1:{free_port()}/mcp")
 
@@ -45,7 +48,7 @@ async def test_a_connection_cut_mid_body_is_a_protocol_error() -> None:
 
     async with anyio.create_task_group() as group:
         group.start_soon(anyio.to_thread.run_sync, serve_half)
-        async with httpx2.AsyncClient(transport=AiohttpTransport(), timeout=5) as http:
+        async with httpx2.AsyncClient(transport=AiohttpTransport(LOOPBACK), timeout=5) as http:
             with pytest.raises(httpx2.TransportError):
                 await http.get(f"http://127.0.0.1:{port}/")
     listener.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from broker.kernel.bus.ports import Broadcast, Message
@@ -38,6 +38,7 @@ class KeySpec:
     surfaces: frozenset[Surface] = frozenset({"ai", "mcp"})
     allowed_models: frozenset[str] | None = None
     expires_at: float | None = None
+    pinned_accounts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,7 @@ def _key(row: Row) -> ApiKey:
         allowed_models=frozenset(models) if models is not None else None,
         expires_at=row["expires_at"], revoked_at=row["revoked_at"], disabled_reason=row["disabled_reason"],
         grace_until=row["grace_until"], rotated_to=row["rotated_to"], last_used_at=row["last_used_at"],
-        created_at=row["created_at"],
+        created_at=row["created_at"], pinned_accounts=json.loads(row["pinned_accounts"]),
     )
 
 
@@ -155,11 +156,11 @@ class ApiKeyRegistry:
         try:
             await self._db.execute(
                 "INSERT INTO api_keys (id, name, lookup_prefix, key_hash, owner_user_id, owner_team_id,"
-                " surfaces, allowed_models, expires_at, created_at, created_by)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " surfaces, allowed_models, expires_at, created_at, created_by, pinned_accounts)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 key_id, spec.name, secret[:LOOKUP_LENGTH], self._hasher.digest(secret), spec.owner_user_id,
                 spec.owner_team_id, json.dumps(sorted(spec.surfaces)), models, spec.expires_at,
-                self._clock.now(), created_by,
+                self._clock.now(), created_by, json.dumps(spec.pinned_accounts, sort_keys=True),
             )
         except UniqueViolation as exc:
             raise Conflict("this key already exists") from exc
@@ -242,7 +243,7 @@ class ApiKeyRegistry:
         if old.state(self._clock.now()) != "active":
             raise Conflict(f"only an active key can be rotated; this one is {old.state(self._clock.now())}")
         spec = KeySpec(old.name, old.owner_user_id, old.owner_team_id, old.surfaces, old.allowed_models,
-                       old.expires_at)
+                       old.expires_at, old.pinned_accounts)
         issued = await self.issue(spec)
         await self._db.execute(
             "UPDATE api_keys SET grace_until = ?, rotated_to = ? WHERE id = ?",

@@ -71,6 +71,8 @@ class ApiKey:
     rotated_to: str | None
     last_used_at: float | None
     created_at: float
+    # upstream server -> account label: calls to that server run with that account only, never another.
+    pinned_accounts: dict[str, str] = field(default_factory=dict)
 
     def state(self, now: float) -> str:
         """``active``, ``rotating`` (old half of a rotation), or why the key no longer works."""
@@ -125,7 +127,7 @@ class Principal:
     team_id: str | None
     key: ApiKey | None
     permissions: Permissions
-    via: Literal["session", "api_key"]
+    via: Literal["session", "api_key", "oauth"]
     team_ids: tuple[str, ...] = ()  # the teams usage is attributed to: the key's team, or the user's teams
 
     @property

@@ -46,6 +46,19 @@ class Identity:
         teams = tuple(t.id for t in await self.teams.of_user(session.user.id))
         return Principal(session.user, None, None, permissions, "session", teams), session
 
+    async def principal_for_user(self, user_id: str) -> Principal:
+        """The principal of a user signed in elsewhere (an OAuth access token to /mcp): their own permissions
+        and teams, refused when the user is gone or disabled."""
+        try:
+            user = await self.users.get(user_id)
+        except NotFound:
+            raise AuthenticationFailed("the user of this token no longer exists") from None
+        if user.disabled:
+            raise AuthenticationFailed("the user of this token is disabled")
+        permissions = await self.roles.permissions_of(user.id)
+        teams = tuple(t.id for t in await self.teams.of_user(user.id))
+        return Principal(user, None, None, permissions, "oauth", teams)
+
     async def principal_of_key(self, key_id: str) -> Principal:
         """The principal a key acts as, looked up by id (to explain what it may do; no secret involved)."""
         key = await self.keys.get(key_id)

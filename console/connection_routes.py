@@ -1,0 +1,161 @@
+"""The connections feature on the console: a user's linked accounts on per-user upstreams.
+
+``/api/connections`` lists every per-user upstream the caller may use with the state of their account there;
+authorizing starts from a signed-in console session (the callback must come back to that same session),
+personal tokens are pasted, accounts are unlinked or made default. ``/oauth/callback`` is where upstream
+authorization servers send the browser back.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from broker.connections.links import Link
+from broker.connections.service import AuthorizationRejected, Connections
+from broker.edge.credentials import client_ip
+from broker.kernel.errors import AuthenticationFailed, InvalidInput, NotFound, WardenError
+from broker.kernel.identity.service import Identity
+from broker.mcp.access import AccessPolicy
+from broker.mcp.catalog import whole_server
+from broker.mcp.pool import UpstreamPool
+from broker.mcp.probe import probe
+from broker.mcp.upstream import Reach
+from broker.mcp.user_upstreams import LinkCredential
+from broker.outbound import Outbound
+from console.endpoints import SESSION_COOKIE, ApiRoute, Call
+from console.schemas import _Body
+
+LABEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+
+
+class Authorize(_Body):
+    label: str = Field("default", pattern=LABEL_PATTERN)
+
+
+class PersonalToken(_Body):
+    label: str = Field("default", pattern=LABEL_PATTERN)
+    token: str = Field(min_length=1, max_length=8192)
+
+
+class TestConnection(_Body):
+    label: str | None = Field(None, pattern=LABEL_PATTERN, description="the account to test; default: yours")
+    tool: str | None = Field(None, max_length=200, description="also call this tool (its upstream name)")
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConnectionRoutes:
+    def __init__(self, identity: Identity, connections: Connections, pool: UpstreamPool,
+                 access: AccessPolicy, outbound: Outbound) -> None:
+        self._outbound = outbound
+        self._identity = identity
+        self._connections = connections
+        self._pool = pool
+        self._access = access
+
+    def routes(self) -> list[ApiRoute]:
+        return [
+            ApiRoute("GET", "/api/connections", self.index, "Per-user upstreams you may use, with your linked"
+                     " accounts there (never their credentials)", "connections"),
+            ApiRoute("POST", "/api/connections/{server}/authorize", self.authorize, "Start linking an account by"
+                     " OAuth: returns the authorization server URL to open (console session only)", "connections",
+                     body=Authorize),
+            ApiRoute("POST", "/api/connections/{server}/tokens", self.add_token, "Link an account with a personal"
+                     " token", "connections", body=PersonalToken, status=201),
+            ApiRoute("POST", "/api/connections/{server}/{label}/default", self.make_default, "Make this account the"
+                     " one your calls use by default", "connections", status=204),
+            ApiRoute("DELETE", "/api/connections/{server}/{label}", self.unlink, "Unlink an account (its token is"
+                     " revoked at the authorization server when it can be)", "connections", status=204),
+            ApiRoute("POST", "/api/connections/{server}/test", self.test, "Test connection with your account:"
+                     " unreachable, auth_required, auth_ok or tool_call_ok, with what failed", "connections",
+                     body=TestConnection),
+            ApiRoute("GET", "/oauth/client-metadata.json", self.client_metadata, "Warden's OAuth Client ID Metadata"
+                     " Document", "connections", public=True),
+        ]
+
+    async def index(self, call: Call) -> dict[str, Any]:
+        mine = await self._connections.links.of_user(call.user_id)
+        items = []
+        for connection in self._pool.connections():
+            definition = connection.definition
+            if not definition.auth.per_user or not self._access.decide(call.actor, whole_server(definition.name)
+                                                                        ).allowed:
+                continue
+            accounts = [link.public() for link in mine if link.server == definition.name]
+            items.append({"server": definition.name, "mode": definition.auth.mode, "state": _state(
+                [link for link in mine if link.server == definition.name]), "accounts": accounts,
+                "connect_url": f"{self._connections.settings.connections_url}?server={definition.name}"})
+        return {"items": items}
+
+    async def authorize(self, call: Call) -> dict[str, Any]:
+        token = call.request.cookies.get(SESSION_COOKIE)
+        if call.actor.via != "session" or not token:
+            raise InvalidInput("authorizing an account needs a signed-in console session: the authorization"
+                               " server sends the browser back to it")
+        url = await self._connections.begin(call.user_id, token, call.path("server"), call.body.label)
+        return {"authorize_url": url}
+
+    async def add_token(self, call: Call) -> dict[str, Any]:
+        link = await self._connections.add_token(call.user_id, call.path("server"), call.body.label, call.body.token)
+        return link.public()
+
+    async def make_default(self, call: Call) -> None:
+        await self._connections.make_default(call.user_id, call.path("server"), call.path("label"))
+
+    async def unlink(self, call: Call) -> None:
+        await self._connections.unlink(call.user_id, call.path("server"), call.path("label"))
+
+    async def test(self, call: Call) -> dict[str, Any]:
+        server = call.path("server")
+        shared = self._pool.get(server)
+        if shared is None or not self._access.decide(call.actor, whole_server(server)).allowed:
+            raise NotFound(f"no MCP server named {server!r}")
+        body: TestConnection = call.body
+        link = await self._connections.links.find(server, call.user_id, body.label)
+        if body.label is not None and link is None:
+            raise NotFound(f"no {server!r} account labelled {body.label!r} is linked")
+        credential = LinkCredential(link, shared.definition, self._connections) if link is not None else None
+        report = await probe(shared.definition, Reach(self._outbound, credential), body.tool, body.arguments)
+        return {**report.as_dict(), "account": link.label if link else None}
+
+    async def client_metadata(self, call: Call) -> Response:
+        return JSONResponse(self._connections.registrations.metadata_document())
+
+    async def callback(self, request: Request) -> Response:
+        """Where the authorization server sends the browser: the signed-in user's own pending authorization
+        completes, and the browser returns to the connections page."""
+        token = request.cookies.get(SESSION_COOKIE, "")
+        try:
+            if not token:
+                raise AuthenticationFailed("sign in to the console, then start linking again")
+            principal, _ = await self._identity.principal_for_session(token, client_ip(request))
+            if principal.user is None:
+                raise AuthenticationFailed("this session does not act as a user")
+            link = await self._connections.complete(
+                principal.user.id, token, request.query_params.get("state", ""), request.query_params.get("code"),
+                request.query_params.get("error"))
+        except (AuthorizationRejected, AuthenticationFailed) as exc:
+            return _problem(exc)
+        except WardenError as exc:
+            return _problem(exc)
+        return RedirectResponse(f"/connections?linked={link.server}", 303, headers={"cache-control": "no-store"})
+
+
+def _state(links: list[Link]) -> str:
+    """The server's state for the user: that of their default account, or ``needs_authorization``."""
+    default = next((link for link in links if link.is_default), None)
+    if default is None:
+        return "needs_authorization"
+    return default.state
+
+
+def _problem(exc: WardenError) -> Response:
+    page = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not linked</title>"
+            f"<link rel=\"stylesheet\" href=\"/static/console.css\"></head><body><main class=\"card\">"
+            f"<h1>The account was not linked</h1><p id=\"problem\">{html.escape(exc.message)}</p>"
+            f"<p><a href=\"/connections\">Back to connections</a></p></main></body></html>")
+    return HTMLResponse(page, exc.status, headers={"cache-control": "no-store"})

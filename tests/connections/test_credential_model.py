@@ -1,0 +1,128 @@
+"""The credential model of an upstream: a shared static secret sent as configured (header and template, or a
+query parameter), personal tokens linked per user, secrets write-only in the API and sealed at rest, and
+upstream URLs on internal addresses refused with a clear message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.interaction.process import WardenProcess, free_port, helper, served, stop_process, wait_until
+from tests.mcp.conftest import REPO, _listening, mcp_client
+
+ALICE = "wdn_" + "a" * 43
+ADMIN_PASSWORD = "correct horse 9 battery"
+SECRET = "static-secret-Zq81"
+
+
+@pytest.fixture(scope="module")
+def plain_upstream() -> Iterator[str]:
+    port = free_port()
+    process = helper(subprocess.Popen([sys.executable, "-m", "tests.mcp.plain_upstream", str(port), "json"], cwd=REPO,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        assert wait_until(lambda: _listening(port), 20)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture(scope="module")
+def warden(tmp_path_factory: pytest.TempPathFactory, plain_upstream: str) -> Iterator[WardenProcess]:
+    tmp: Path = tmp_path_factory.mktemp("credential-model")
+    with served(tmp, {
+        "mcp_servers": [
+            {"name": "bearer", "transport": "streamable_http", "url": plain_upstream,
+             "auth": {"mode": "static", "secret": SECRET}},
+            {"name": "apikey", "transport": "streamable_http", "url": plain_upstream,
+             "auth": {"mode": "static", "secret": SECRET, "header": "X-Api-Key", "template": "{token}"}},
+            {"name": "query", "transport": "streamable_http", "url": plain_upstream,
+             "auth": {"mode": "static", "secret": SECRET, "query_param": "api_key"}},
+            {"name": "mine", "transport": "streamable_http", "url": plain_upstream,
+             "auth": {"mode": "personal_token", "ownership": "per_user", "requires_user_auth": True}},
+        ],
+        "api_keys": [{"name": "alice", "owner": "alice@example.com", "secret": ALICE,
+                      "surfaces": ["mcp", "management"]}],
+    }) as process:
+        assert httpx.post(process.console + "/api/setup", json={"email": "alice@example.com",
+                                                                 "password": ADMIN_PASSWORD}).status_code == 201
+        yield process
+
+
+async def credentials_seen(warden: WardenProcess, tool: str) -> dict[str, Any]:
+    async with mcp_client(warden.gateway + "/mcp", ALICE) as session:
+        result = await session.call_tool(tool, {})
+    assert result.structured_content is not None, result
+    return result.structured_content
+
+
+async def test_a_static_secret_is_sent_as_each_server_says(warden: WardenProcess) -> None:
+    assert (await credentials_seen(warden, "bearer__credentials"))["authorization"] == f"Bearer {SECRET}"
+    assert (await credentials_seen(warden, "apikey__credentials"))["x-api-key"] == SECRET
+    query = await credentials_seen(warden, "query__credentials")
+    assert query["query"] == {"api_key": SECRET} and query["authorization"] is None
+
+
+async def test_a_personal_token_is_linked_per_user_and_sent_for_them(warden: WardenProcess) -> None:
+    async with mcp_client(warden.gateway + "/mcp", ALICE) as session:
+        assert not any(t.name.startswith("mine__") for t in (await session.list_tools()).tools)
+    async with httpx.AsyncClient(base_url=warden.console, headers={"authorization": f"Bearer {ALICE}"}) as api:
+        added = await api.post("/api/connections/mine/tokens", json={"label": "work", "token": "pat-alice-1"})
+        assert added.status_code == 201 and "pat-alice-1" not in added.text
+        assert added.json()["state"] == "connected" and added.json()["default"] is True
+        assert (await credentials_seen(warden, "mine__credentials"))["authorization"] == "Bearer pat-alice-1"
+        listed = (await api.get("/api/connections")).json()["items"]
+        assert [i["server"] for i in listed] == ["mine"] and "pat-alice-1" not in str(listed)
+        assert (await api.delete("/api/connections/mine/work")).status_code == 204
+    async with mcp_client(warden.gateway + "/mcp", ALICE) as session:
+        assert not any(t.name.startswith("mine__") for t in (await session.list_tools()).tools)
+
+
+def test_secrets_are_write_only_and_sealed(warden: WardenProcess) -> None:
+    auth = {"authorization": f"Bearer {ALICE}"}
+    view = httpx.get(warden.console + "/api/mcp/servers/bearer", headers=auth).json()
+    assert view["auth"]["mode"] == "static" and view["auth"]["secrets_set"] == ["secret"]
+    assert SECRET not in str(view)
+    created = httpx.post(warden.console + "/api/mcp/servers", headers=auth, json={
+        "name": "viaapi", "transport": "streamable_http", "url": "http://127.0.0.1:9/mcp",
+        "auth": {"mode": "static", "secret": "api-secret-77", "header": "X-Token", "template": "{token}"}})
+    assert created.status_code == 201 and "api-secret-77" not in created.text
+    changed = httpx.patch(warden.console + "/api/mcp/servers/viaapi", headers=auth, json={
+        "auth": {"mode": "static", "header": "X-Other", "template": "{token}"}})  # the secret is kept
+    assert changed.status_code == 200 and changed.json()["auth"]["secrets_set"] == ["secret"]
+    database = (Path(warden.env["WARDEN_SERVER_DATA_DIR"]) / "warden.db").read_bytes()
+    assert SECRET.encode() not in database and b"api-secret-77" not in database
+    assert SECRET not in warden.log_path.read_text(errors="replace")
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("http://169.254.169.254/mcp", "cloud metadata"),
+    ("http://10.0.0.1/mcp", "private address"),
+    ("http://127.0.0.2:9/mcp", "loopback"),  # the tests allow 127.0.0.1 only
+    ("http://[::1]:9/mcp", "loopback"),
+])
+def test_an_internal_server_url_is_refused_with_a_clear_message(warden: WardenProcess, url: str, why: str) -> None:
+    answer = httpx.post(warden.console + "/api/mcp/servers", headers={"authorization": f"Bearer {ALICE}"}, json={
+        "name": "internal", "transport": "streamable_http", "url": url})
+    assert answer.status_code == 422
+    fields = answer.json()["error"]["fields"]
+    assert fields[0]["field"] == "url" and why in fields[0]["message"]
+    assert "security.outbound_allow" in fields[0]["message"]
+
+
+def test_invalid_credential_settings_are_refused(warden: WardenProcess) -> None:
+    auth = {"authorization": f"Bearer {ALICE}"}
+    no_secret = httpx.post(warden.console + "/api/mcp/servers", headers=auth, json={
+        "name": "nosecret", "transport": "streamable_http", "url": "http://127.0.0.1:9/mcp",
+        "auth": {"mode": "static"}})
+    assert no_secret.status_code == 422 and "auth.secret" in no_secret.text
+    shared_token = httpx.post(warden.console + "/api/mcp/servers", headers=auth, json={
+        "name": "sharedpat", "transport": "streamable_http", "url": "http://127.0.0.1:9/mcp",
+        "auth": {"mode": "personal_token"}})
+    assert shared_token.status_code == 422 and "auth.ownership" in shared_token.text
