@@ -94,13 +94,13 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
                          services.mcp_credentials, services.mcp_access_changed).routes(),
         *McpVirtualRoutes(services.mcp_virtual_servers, services.mcp_pool, services.mcp_virtuals_changed).routes(),
         *McpCallRoutes(services.audit).routes(),
-        *_connection_routes(services).routes(),
+        *_connection_routes(services, settings).routes(),
     ]
 
 
-def _connection_routes(services: ConsoleServices) -> ConnectionRoutes:
+def _connection_routes(services: ConsoleServices, settings: ConsoleSettings) -> ConnectionRoutes:
     return ConnectionRoutes(services.identity, services.connections, services.mcp_pool, services.mcp_access,
-                            services.outbound)
+                            services.outbound, CookiePolicy(settings.cookie_secure))
 
 
 def build_console(services: ConsoleServices, clock: Clock, metrics: HttpMetrics,
@@ -121,7 +121,7 @@ def build_console(services: ConsoleServices, clock: Clock, metrics: HttpMetrics,
         Route("/setup", pages.setup, methods=["GET"]),
         Route("/login", pages.login, methods=["GET"]),
         Route("/connections", pages.connections, methods=["GET"]),
-        Route("/oauth/callback", _connection_routes(services).callback, methods=["GET"]),
+        Route("/oauth/callback", _connection_routes(services, settings).callback, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     middleware = [

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import html
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import Field
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from broker.connections.links import Link
-from broker.connections.service import AuthorizationRejected, Connections
+from broker.connections.pending import STATE_TTL
+from broker.connections.service import Connections, binding_cookie
 from broker.edge.credentials import client_ip
 from broker.kernel.errors import AuthenticationFailed, InvalidInput, NotFound, WardenError
 from broker.kernel.identity.service import Identity
@@ -29,6 +31,7 @@ from broker.mcp.user_upstreams import LinkCredential
 from broker.outbound import Outbound
 from console.endpoints import SESSION_COOKIE, ApiRoute, Call
 from console.schemas import _Body
+from console.session_routes import CookiePolicy
 
 LABEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 
@@ -50,7 +53,8 @@ class TestConnection(_Body):
 
 class ConnectionRoutes:
     def __init__(self, identity: Identity, connections: Connections, pool: UpstreamPool,
-                 access: AccessPolicy, outbound: Outbound) -> None:
+                 access: AccessPolicy, outbound: Outbound, cookies: CookiePolicy) -> None:
+        self._cookies = cookies
         self._outbound = outbound
         self._identity = identity
         self._connections = connections
@@ -91,13 +95,16 @@ class ConnectionRoutes:
                 "connect_url": f"{self._connections.settings.connections_url}?server={definition.name}"})
         return {"items": items}
 
-    async def authorize(self, call: Call) -> dict[str, Any]:
-        token = call.request.cookies.get(SESSION_COOKIE)
-        if call.actor.via != "session" or not token:
+    async def authorize(self, call: Call) -> Response:
+        if call.actor.via != "session":
             raise InvalidInput("authorizing an account needs a signed-in console session: the authorization"
                                " server sends the browser back to it")
-        url = await self._connections.begin(call.user_id, token, call.path("server"), call.body.label)
-        return {"authorize_url": url}
+        url, cookie, binding = await self._connections.begin(call.user_id, call.path("server"), call.body.label)
+        response = JSONResponse({"authorize_url": url})
+        # Lax, not Strict: it must come back on the authorization server's redirect, a cross-site navigation.
+        response.set_cookie(cookie, binding, max_age=int(STATE_TTL), httponly=True, samesite="lax",
+                            secure=self._cookies.is_secure(call.request), path="/oauth/callback")
+        return response
 
     async def add_token(self, call: Call) -> dict[str, Any]:
         link = await self._connections.add_token(call.user_id, call.path("server"), call.body.label, call.body.token)
@@ -126,23 +133,39 @@ class ConnectionRoutes:
         return JSONResponse(self._connections.registrations.metadata_document())
 
     async def callback(self, request: Request) -> Response:
-        """Where the authorization server sends the browser: the signed-in user's own pending authorization
-        completes, and the browser returns to the connections page."""
-        token = request.cookies.get(SESSION_COOKIE, "")
+        """Where the authorization server sends the browser: the pending authorization this browser started
+        completes. The answer is a page that moves on to the connections page by a navigation of its own: a
+        redirect would stay part of the cross-site navigation, without the console's Strict session cookie."""
+        state = request.query_params.get("state", "")
+        cookie = binding_cookie(state)
         try:
-            if not token:
-                raise AuthenticationFailed("sign in to the console, then start linking again")
-            principal, _ = await self._identity.principal_for_session(token, client_ip(request))
-            if principal.user is None:
-                raise AuthenticationFailed("this session does not act as a user")
             link = await self._connections.complete(
-                principal.user.id, token, request.query_params.get("state", ""), request.query_params.get("code"),
-                request.query_params.get("error"))
-        except (AuthorizationRejected, AuthenticationFailed) as exc:
-            return _problem(exc)
+                state, request.cookies.get(cookie), await self._signed_in_user(request),
+                request.query_params.get("code"), request.query_params.get("error"))
         except WardenError as exc:
-            return _problem(exc)
-        return RedirectResponse(f"/connections?linked={link.server}", 303, headers={"cache-control": "no-store"})
+            response = _problem(exc)
+        else:
+            target = f"/connections?linked={quote(link.server)}"
+            response = HTMLResponse(
+                f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Linked · Warden</title>"
+                f"<meta http-equiv=\"refresh\" content=\"0; url={target}\"><link rel=\"stylesheet\""
+                f" href=\"/static/console.css\"></head><body><main class=\"card\"><h1 id=\"linked\">Account linked</h1>"
+                f"<p>Your {html.escape(link.server)} account <strong>{html.escape(link.label)}</strong> is linked."
+                f" <a href=\"{target}\">Back to connections</a></p></main></body></html>",
+                headers={"cache-control": "no-store"})
+        response.delete_cookie(cookie, path="/oauth/callback")
+        return response
+
+    async def _signed_in_user(self, request: Request) -> str | None:
+        """The console user of this request when its session cookie came along (same-site navigations)."""
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token:
+            return None
+        try:
+            principal, _ = await self._identity.principal_for_session(token, client_ip(request))
+        except AuthenticationFailed:
+            return None
+        return principal.user.id if principal.user else None
 
 
 def _state(links: list[Link]) -> str:

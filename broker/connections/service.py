@@ -1,8 +1,11 @@
 """Linking users' accounts to upstream servers, and keeping their credentials fresh.
 
 A user starts an authorization from the connections page (``begin``); the authorization server sends the
-browser back to Warden's callback (``complete``), which must come from the same user and console session that
-started it, with a state that is single use and at most ten minutes old. Tokens are refreshed ahead of expiry
+browser back to Warden's callback (``complete``), which must come from the same browser and user that started
+it, with a state that is single use and at most ten minutes old. The browser is recognised by a binding
+secret set as a cookie when the authorization starts: the console's session cookie is SameSite=Strict, so a
+browser arriving from another site's redirect does not send it, while a Lax cookie scoped to the callback is
+sent on that top-level navigation. Tokens are refreshed ahead of expiry
 under a per-credential lock held across instances, so concurrent calls refresh once. A refresh refused with a
 4xx marks the link ``needs_authorization``; a 5xx or an unreachable server keeps it (``error``) and the next
 call tries again.
@@ -30,6 +33,12 @@ from broker.mcp.servers import McpServerStore, UpstreamDefinition
 
 _PENDING_CONTEXT = b"oauth_state:"
 _CLIENT_CONTEXT = b"oauth_client:"
+
+
+def binding_cookie(state: str) -> str:
+    """The cookie that binds one authorization to the browser that started it (one per state, so several
+    authorizations may be in flight in one browser)."""
+    return "warden_oauth_" + sha256_hex(state)[:16]
 
 
 class AuthorizationRejected(WardenError):
@@ -142,29 +151,32 @@ class Connections:
             raise Conflict(f"{server!r} is not an upstream users link their own accounts to{wanted}")
         return definition
 
-    async def begin(self, user_id: str, session_token: str, server: str, label: str) -> str:
-        """The authorization server URL to send the user's browser to."""
+    async def begin(self, user_id: str, server: str, label: str) -> tuple[str, str, str]:
+        """The authorization server URL to send the user's browser to, the name of the binding cookie to
+        set in that browser, and its value."""
         check_label(label)
         definition = await self._per_user(server, "oauth")
         meta, client = await self.registrations.client_for(definition)
-        state = new_token()
+        state, binding = new_token(), new_token()
         authorization = self._oauth.authorization(meta, client, definition.auth, self.settings.callback_url, state)
-        payload = json.dumps({"user": user_id, "session": sha256_hex(session_token), "server": server,
+        payload = json.dumps({"user": user_id, "binding": sha256_hex(binding), "server": server,
                               "label": label, "verifier": authorization.verifier})
         sealed = self._box.seal(payload.encode(), _PENDING_CONTEXT + sha256_hex(state).encode())
         await self._pending.put(state, base64.b64encode(sealed).decode())
-        return authorization.url
+        return authorization.url, binding_cookie(state), binding
 
-    async def complete(self, user_id: str, session_token: str, state: str, code: str | None,
+    async def complete(self, state: str, binding: str | None, signed_in_user: str | None, code: str | None,
                        error: str | None) -> Link:
-        """Accept the authorization server's answer for the signed-in user's own pending authorization."""
+        """Accept the authorization server's answer in the browser, and for the user, that started it."""
         stored = await self._pending.take(state) if state else None
         if stored is None:
             raise AuthorizationRejected("unknown, already used or expired authorization state; start again from"
                                         " the connections page")
         pending = json.loads(self._box.open(base64.b64decode(stored), _PENDING_CONTEXT + sha256_hex(state).encode()))
-        if pending["user"] != user_id or pending["session"] != sha256_hex(session_token):
-            raise AuthorizationRejected("this authorization was started by another user or console session")
+        if binding is None or pending["binding"] != sha256_hex(binding) \
+                or (signed_in_user is not None and signed_in_user != pending["user"]):
+            raise AuthorizationRejected("this authorization was started by another user or in another browser")
+        user_id = str(pending["user"])
         if error:
             raise AuthorizationRejected(f"the authorization server did not grant access ({error})")
         if not code:

@@ -89,7 +89,8 @@ def link(warden: WardenProcess, email: str, label: str, account: str) -> None:
         callback = authorize_at_server(start(session, label), account)
         assert callback.startswith(warden.console + "/oauth/callback?")
         done = session.get(callback)
-    assert done.status_code == 303 and done.headers["location"] == "/connections?linked=notes", done.text
+    assert done.status_code == 200 and 'id="linked"' in done.text, done.text
+    assert 'url=/connections?linked=notes"' in done.text
 
 
 def notes_of(warden: WardenProcess, email: str) -> dict[str, object]:
@@ -218,9 +219,25 @@ def test_forged_and_replayed_state_are_rejected(warden: WardenProcess) -> None:
         forged = session.get("/oauth/callback", params={"state": "forged", "code": "anything"})
         assert forged.status_code == 400 and "unknown, already used or expired" in forged.text
         callback = authorize_at_server(start(session, "default"), "bob")
-        assert session.get(callback).status_code == 303
+        assert session.get(callback).status_code == 200
         replayed = session.get(callback)
     assert replayed.status_code == 400 and "already used" in replayed.text
+
+
+def test_the_callback_needs_no_session_cookie_only_the_browsers_binding(warden: WardenProcess) -> None:
+    """Arriving from the authorization server is a cross-site navigation: the console's SameSite=Strict
+    session cookie stays behind, the Lax binding cookie set when the authorization started comes along."""
+    with console_session(warden, "bob@example.com") as session:
+        callback = authorize_at_server(start(session, "cross"), "bob")
+        binding = {name: value for name, value in session.cookies.items() if name.startswith("warden_oauth_")}
+    assert len(binding) == 1
+    with httpx.Client(cookies=binding, timeout=30) as arriving:
+        linked = arriving.get(callback)
+    assert linked.status_code == 200 and 'id="linked"' in linked.text
+    with console_session(warden, "bob@example.com") as session:
+        labels = [a["label"] for a in notes(session)["accounts"]]  # type: ignore[union-attr]
+        assert "cross" in labels
+        assert session.delete("/api/connections/notes/cross").status_code == 204
 
 
 def test_a_callback_for_another_user_is_rejected(warden: WardenProcess) -> None:
