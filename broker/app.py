@@ -117,6 +117,7 @@ class Kernel:
     quota_rules: QuotaRuleStore
     webhooks: WebhookSender
     audit: StoreAuditSink
+    hasher: KeyHasher
 
     async def reload_quota_rules(self, message: Message | None = None) -> None:
         self.quotas.rules.replace(await self.quota_rules.all())
@@ -143,7 +144,8 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
             counters_redis = quota_redis(config.redis.url, config.quotas.redis_timeout_ms / 1000)
         await migrate(db)
         broadcast: Broadcast = RedisBroadcast(redis, config.redis.timeout_seconds) if redis else LocalBroadcast()
-        identity = build_identity(config, db, broadcast, KeyHasher(secrets.server_secret), clock)
+        hasher = KeyHasher(secrets.server_secret)
+        identity = build_identity(config, db, broadcast, hasher, clock)
         events = KernelEvents(db, broadcast, clock)
         upkeep = IdentityUpkeep(db, identity.keys, identity.sessions, events, clock, UpkeepPolicy(
             config.keys.purge_after_days, config.keys.inactivity_days, config.keys.expiry_warning_days,
@@ -163,7 +165,7 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         ), registry, BudgetAlerts(events, audit, webhooks.send))
         box = SecretBox(secrets.key_ring)
         kernel = Kernel(config, db, redis, broadcast, identity, SecretVault(db, box, clock), events, upkeep, box,
-                        registry, quotas, quota_rules, webhooks, audit)
+                        registry, quotas, quota_rules, webhooks, audit, hasher)
         await kernel.reload_quota_rules()
         broadcast.subscribe(QUOTA_RULES_CHANNEL, kernel.reload_quota_rules)
         try:
@@ -186,8 +188,8 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
     """Open the kernel, build both listeners' apps, run background upkeep; close it all on exit."""
     clock = clock or SystemClock()
     async with open_kernel(config, clock) as kernel, open_mcp(
-        kernel.db, kernel.redis, kernel.box, kernel.identity, kernel.quotas, kernel.audit, kernel.broadcast, clock,
-        config, warden_version(),
+        kernel.db, kernel.redis, kernel.box, kernel.hasher, kernel.identity, kernel.quotas, kernel.audit,
+        kernel.broadcast, clock, config, warden_version(),
     ) as mcp:
         warden = _wire(config, kernel, mcp, clock)
         async with anyio.create_task_group() as background:
@@ -212,11 +214,11 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, clock: Clock) -
     metrics = HttpMetrics(kernel.registry)
     health = HealthChecks(checks, time.time())
     models = ModelList(kernel.identity, kernel.quotas, config.models, int(time.time()))
-    gateway = build_gateway(health, metrics, models, mcp.app)
+    gateway = build_gateway(health, metrics, models, mcp.app, mcp.authorization.resource_metadata())
     services = ConsoleServices(kernel.identity, kernel.quotas, kernel.quota_rules, kernel.quota_rules_changed,
                                mcp.store, mcp.pool, mcp.servers_changed, mcp.access_rules, mcp.access,
                                mcp.access_changed, AuditQuery(kernel.db), mcp.credentials, mcp.virtual_store,
-                               mcp.virtuals_changed, mcp.connections, mcp.outbound)
+                               mcp.virtuals_changed, mcp.connections, mcp.outbound, mcp.authorization)
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
         warden_version(),

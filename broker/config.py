@@ -49,10 +49,19 @@ class ServerConfig(_Section):
     forwarded_allow_ips: tuple[str, ...] = ()
     # The console's address as users reach it (behind a proxy, say), for links Warden hands out.
     console_public_url: str | None = None
+    # The gateway's address as clients reach it: /mcp's OAuth resource identifier is built from it.
+    gateway_public_url: str | None = None
 
     @property
     def console_bind(self) -> str:
         return self.console_host or self.host
+
+    @property
+    def gateway_url(self) -> str:
+        if self.gateway_public_url:
+            return self.gateway_public_url.rstrip("/")
+        scheme = "https" if self.tls_cert_file else "http"
+        return f"{scheme}://{self.host}:{self.gateway_port}"
 
     @property
     def console_url(self) -> str:
@@ -399,7 +408,7 @@ def _env_value(section: str, key: str, value: str) -> Any:
     if key in ("cors_origins", "forwarded_allow_ips", "alert_thresholds", "allowed_origins", "outbound_allow"):
         return tuple(v.strip() for v in value.split(",") if v.strip())
     if value == "" and key in {"url", "console_host", "secret_key", "server_secret", "tls_cert_file",
-                               "tls_key_file"} and section != "database":
+                               "tls_key_file", "gateway_public_url"} and section != "database":
         return None
     return value
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -13,12 +17,19 @@ from broker.edge.health import HealthChecks
 from broker.edge.metrics import HttpMetrics, MetricsMiddleware
 
 
-def build_gateway(health: HealthChecks, metrics: HttpMetrics, models: ModelList, mcp: ASGIApp) -> Starlette:
+def build_gateway(health: HealthChecks, metrics: HttpMetrics, models: ModelList, mcp: ASGIApp,
+                  resource_metadata: dict[str, Any]) -> Starlette:
+    async def protected_resource(request: Request) -> Response:
+        """RFC 9728: where MCP clients learn which authorization server issues tokens for /mcp."""
+        return JSONResponse(resource_metadata)
+
     routes = [
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/v1/models", models.endpoint, methods=["GET"]),
+        Route("/.well-known/oauth-protected-resource", protected_resource, methods=["GET"]),
+        Route("/.well-known/oauth-protected-resource/mcp", protected_resource, methods=["GET"]),
         Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]),
         Route("/mcp/{server}", mcp, methods=["GET", "POST", "DELETE"]),
     ]

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from broker.authserver.server import McpAuthorizationServer
 from broker.connections.service import Connections
 from broker.edge.errors import EXCEPTION_HANDLERS
 from broker.edge.metrics import HttpMetrics, MetricsMiddleware
@@ -35,6 +36,7 @@ from console.mcp_access_routes import McpAccessRoutes
 from console.mcp_calls_routes import McpCallRoutes
 from console.mcp_routes import McpServerRoutes
 from console.mcp_virtual_routes import McpVirtualRoutes
+from console.oauth_server_routes import OAuthServerRoutes
 from console.openapi import openapi_document
 from console.pages import Pages
 from console.quota_routes import QuotaRoutes
@@ -77,6 +79,7 @@ class ConsoleServices:
     mcp_virtuals_changed: Callable[[], Awaitable[None]]
     connections: Connections
     outbound: Outbound
+    mcp_oauth: McpAuthorizationServer
 
 
 def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSettings) -> list[ApiRoute]:
@@ -95,6 +98,7 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
         *McpVirtualRoutes(services.mcp_virtual_servers, services.mcp_pool, services.mcp_virtuals_changed).routes(),
         *McpCallRoutes(services.audit).routes(),
         *_connection_routes(services, settings).routes(),
+        *OAuthServerRoutes(services.mcp_oauth, services.identity).routes(),
     ]
 
 
@@ -110,6 +114,7 @@ def build_console(services: ConsoleServices, clock: Clock, metrics: HttpMetrics,
     document = openapi_document(table, settings.version)
     auth = Authenticator(identity)
     pages = Pages(identity)
+    oauth_server = OAuthServerRoutes(services.mcp_oauth, identity)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
@@ -122,6 +127,11 @@ def build_console(services: ConsoleServices, clock: Clock, metrics: HttpMetrics,
         Route("/login", pages.login, methods=["GET"]),
         Route("/connections", pages.connections, methods=["GET"]),
         Route("/oauth/callback", _connection_routes(services, settings).callback, methods=["GET"]),
+        Route("/.well-known/oauth-authorization-server", oauth_server.metadata, methods=["GET"]),
+        Route("/oauth/register", oauth_server.register, methods=["POST"]),
+        Route("/oauth/authorize", oauth_server.authorize, methods=["GET"]),
+        Route("/oauth/token", oauth_server.token, methods=["POST"]),
+        Route("/oauth/revoke", oauth_server.revoke, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     middleware = [

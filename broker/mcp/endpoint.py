@@ -41,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
+from broker.authserver.server import ACCESS_PREFIX, McpAuthorizationServer
 from broker.edge.credentials import presented_key
 from broker.edge.errors import error_body, warden_error
 from broker.kernel.audit.ports import AuditSink
@@ -643,9 +644,14 @@ def _scope(ctx: ServerRequestContext[Any]) -> Scope:
 
 
 def key_of_request(scope: Scope) -> str | None:
-    """The API key an authenticated ``/mcp`` request presented (sessions are bound to it)."""
+    """What an authenticated ``/mcp`` request presented, which its session is bound to: the API key, or for an
+    OAuth access token the user it acts for (tokens are renewed during a session)."""
     principal = scope.get("state", {}).get(PRINCIPAL)
-    return principal.key.id if isinstance(principal, Principal) and principal.key is not None else None
+    if not isinstance(principal, Principal):
+        return None
+    if principal.key is not None:
+        return principal.key.id
+    return f"oauth-user:{principal.user.id}" if principal.user is not None else None
 
 
 def _principal(ctx: ServerRequestContext[Any]) -> Principal:
@@ -660,8 +666,16 @@ class AuthenticatedMcpApp:
     """ASGI app for ``/mcp``: authenticate the key for the ``mcp`` surface, then hand over to the SDK."""
 
     def __init__(self, manager: StreamableHTTPSessionManager, identity: Identity, pool: UpstreamPool,
-                 virtuals: VirtualServers, allowed_origins: tuple[str, ...] = ()) -> None:
+                 virtuals: VirtualServers, authorization: McpAuthorizationServer,
+                 allowed_origins: tuple[str, ...] = ()) -> None:
         self._virtuals = virtuals
+        self._authorization = authorization
+        resource = authorization.settings.resource
+        origin, _, path = resource.partition("://")[2].partition("/")
+        scheme = resource.partition("://")[0]
+        # RFC 9728 section 5.1: a 401 names the metadata that leads clients to the authorization server.
+        self._challenge = (f'Bearer resource_metadata="{scheme}://{origin}/.well-known/oauth-protected-resource/'
+                           f'{path}"')
         self._inner = StreamableHTTPASGIApp(manager)
         self._identity = identity
         self._pool = pool
@@ -677,9 +691,13 @@ class AuthenticatedMcpApp:
             await JSONResponse(body, 403)(scope, receive, send)
             return
         try:
-            principal = await self._identity.principal_for_key(presented_key(request), "mcp")
+            token = presented_key(request)
+            principal = (await self._authorization.principal_for(token) if token.startswith(ACCESS_PREFIX)
+                         else await self._identity.principal_for_key(token, "mcp"))
         except WardenError as exc:
             response = await warden_error(request, exc)
+            if response.status_code == 401:
+                response.headers["www-authenticate"] = self._challenge
             await response(scope, receive, send)
             return
         server = scope.get("path_params", {}).get("server")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import anyio
 from redis.asyncio import Redis
 
+from broker.authserver.server import AuthorizationServerSettings, McpAuthorizationServer
 from broker.config import McpServerConfig, VirtualServerConfig, WardenConfig
 from broker.connections.links import LinkStore
 from broker.connections.locks import CredentialLocks, RedisLock, SharedLock, StoreLock
@@ -22,7 +23,7 @@ from broker.connections.service import ClientRegistrations, Connections, Connect
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.bus.ports import Broadcast, Message
 from broker.kernel.clock import Clock
-from broker.kernel.crypto import SecretBox
+from broker.kernel.crypto import KeyHasher, SecretBox
 from broker.kernel.errors import Conflict, InvalidInput
 from broker.kernel.identity.service import Identity
 from broker.kernel.quota.engine import QuotaEngine
@@ -84,6 +85,7 @@ class McpRuntime:
     connections: Connections
     user_upstreams: UserUpstreams
     outbound: Outbound
+    authorization: McpAuthorizationServer  # Warden as the OAuth authorization server of its own /mcp
 
     async def servers_changed(self) -> None:
         """Re-read the definitions on every instance and bring the connections in line."""
@@ -116,9 +118,9 @@ class McpRuntime:
 
 
 @asynccontextmanager
-async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, identity: Identity, quotas: QuotaEngine,
-                   audit: AuditSink, broadcast: Broadcast, clock: Clock, config: WardenConfig, version: str
-                   ) -> AsyncIterator[McpRuntime]:
+async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, hasher: KeyHasher, identity: Identity,
+                   quotas: QuotaEngine, audit: AuditSink, broadcast: Broadcast, clock: Clock, config: WardenConfig,
+                   version: str) -> AsyncIterator[McpRuntime]:
     """Reconcile declared servers, connect to every upstream, serve ``/mcp``; stop it all on exit."""
     store = McpServerStore(db, clock, box)
     try:
@@ -147,7 +149,11 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, identity: 
         for notify_change in links_changed:
             await notify_change(server, user_id)
 
-    connections = _connections(db, redis, box, clock, config, store, outbound, link_changed)
+    pending = (RedisPendingAuthorizations(redis, config.redis.timeout_seconds) if redis is not None
+               else StorePendingAuthorizations(db, clock))
+    connections = _connections(db, redis, box, clock, config, store, outbound, pending, link_changed)
+    authorization = McpAuthorizationServer(db, hasher, clock, identity, pending, AuthorizationServerSettings(
+        config.server.console_url, config.server.gateway_url + "/mcp"))
     user_upstreams = UserUpstreams(clock, connections, outbound, catalog_changed)
     virtual_store, virtuals = VirtualServerStore(db, clock), VirtualServers()
     try:
@@ -172,8 +178,10 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, identity: 
     access_rules = AccessRuleStore(db, clock)
     await reconcile_mcp_access_rules(identity, access_rules, config.mcp.access_rules)
     runtime = McpRuntime(store, pool, broker, access, access_rules,
-                         AuthenticatedMcpApp(manager, identity, pool, virtuals, config.mcp.allowed_origins),
-                         broadcast, connections, virtual_store, virtuals, connections, user_upstreams, outbound)
+                         AuthenticatedMcpApp(manager, identity, pool, virtuals, authorization,
+                                             config.mcp.allowed_origins),
+                         broadcast, connections, virtual_store, virtuals, connections, user_upstreams, outbound,
+                         authorization)
     links_changed.append(runtime.links_changed)
     await runtime._reload_access()
     await runtime._reload_virtuals()
@@ -192,16 +200,11 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, identity: 
 
 
 def _connections(db: Database, redis: Redis | None, box: SecretBox, clock: Clock, config: WardenConfig,
-                 servers: McpServerStore, outbound: Outbound,
+                 servers: McpServerStore, outbound: Outbound, pending: PendingAuthorizations,
                  changed: Callable[[str, str], Awaitable[None]]) -> Connections:
-    """Users' linked accounts, with the pending authorizations and refresh locks in Redis when configured."""
+    """Users' linked accounts, with the refresh locks in Redis when configured."""
     settings = ConnectionsSettings(config.server.console_url, config.mcp.refresh_ahead_seconds)
     oauth = OAuthClient(outbound, clock)
-    pending: PendingAuthorizations
-    shared: SharedLock
-    if redis is not None:
-        pending, shared = RedisPendingAuthorizations(redis, config.redis.timeout_seconds), RedisLock(redis)
-    else:
-        pending, shared = StorePendingAuthorizations(db, clock), StoreLock(db, clock)
+    shared: SharedLock = RedisLock(redis) if redis is not None else StoreLock(db, clock)
     return Connections(servers, LinkStore(db, box, clock), ClientRegistrations(db, box, clock, oauth, settings),
                        oauth, pending, CredentialLocks(shared), box, clock, settings, changed)

@@ -21,6 +21,12 @@ async function api(method, path, body) {
   return data;
 }
 
+// Where sign-in returns to (?next=, e.g. the OAuth consent page): a path on this console only.
+function nextPage() {
+  const next = new URLSearchParams(window.location.search).get("next");
+  return next && next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : null;
+}
+
 function wireForm(form) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -30,7 +36,7 @@ function wireForm(form) {
     for (const [name, value] of new FormData(form).entries()) body[name] = value;
     try {
       await api("POST", form.dataset.endpoint, body);
-      window.location.assign(form.dataset.next);
+      window.location.assign(nextPage() || form.dataset.next);
     } catch (error) {
       errorBox.textContent = error.message;
       errorBox.hidden = false;
