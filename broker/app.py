@@ -19,6 +19,8 @@ from starlette.applications import Starlette
 
 from ai_proxy.models import ModelList
 from broker.config import WardenConfig
+from broker.connections.oauth import OAuthClient
+from broker.connections.pending import PendingAuthorizations, RedisPendingAuthorizations, StorePendingAuthorizations
 from broker.edge.health import Check, HealthChecks
 from broker.edge.metrics import HttpMetrics
 from broker.gateway import build_gateway
@@ -50,8 +52,10 @@ from broker.kernel.store.migrations import migrate
 from broker.kernel.store.ports import Database
 from broker.kernel.vault import SecretVault
 from broker.mcp.runtime import McpRuntime, open_mcp
+from broker.outbound import Outbound
 from broker.reconcile import reconcile_api_keys, reconcile_quota_rules
 from broker.secrets_file import load_server_secrets
+from broker.sso import OidcSettings, OidcSignIn
 from broker.storage import StartupError, open_database, open_redis, redact_url
 from broker.webhooks import WebhookSender, WebhookTarget
 from console.app import ConsoleServices, ConsoleSettings, build_console
@@ -118,6 +122,7 @@ class Kernel:
     webhooks: WebhookSender
     audit: StoreAuditSink
     hasher: KeyHasher
+    pending: PendingAuthorizations  # OAuth authorizations and sign-ins in flight (Redis when configured)
 
     async def reload_quota_rules(self, message: Message | None = None) -> None:
         self.quotas.rules.replace(await self.quota_rules.all())
@@ -165,7 +170,9 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         ), registry, BudgetAlerts(events, audit, webhooks.send))
         box = SecretBox(secrets.key_ring)
         kernel = Kernel(config, db, redis, broadcast, identity, SecretVault(db, box, clock), events, upkeep, box,
-                        registry, quotas, quota_rules, webhooks, audit, hasher)
+                        registry, quotas, quota_rules, webhooks, audit, hasher,
+                        RedisPendingAuthorizations(redis, config.redis.timeout_seconds) if redis is not None
+                        else StorePendingAuthorizations(db, clock))
         await kernel.reload_quota_rules()
         broadcast.subscribe(QUOTA_RULES_CHANNEL, kernel.reload_quota_rules)
         try:
@@ -189,7 +196,7 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
     clock = clock or SystemClock()
     async with open_kernel(config, clock) as kernel, open_mcp(
         kernel.db, kernel.redis, kernel.box, kernel.hasher, kernel.identity, kernel.quotas, kernel.audit,
-        kernel.broadcast, clock, config, warden_version(),
+        kernel.broadcast, clock, config, warden_version(), kernel.pending,
     ) as mcp:
         warden = _wire(config, kernel, mcp, clock)
         async with anyio.create_task_group() as background:
@@ -218,12 +225,24 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, clock: Clock) -
     services = ConsoleServices(kernel.identity, kernel.quotas, kernel.quota_rules, kernel.quota_rules_changed,
                                mcp.store, mcp.pool, mcp.servers_changed, mcp.access_rules, mcp.access,
                                mcp.access_changed, AuditQuery(kernel.db), mcp.credentials, mcp.virtual_store,
-                               mcp.virtuals_changed, mcp.connections, mcp.outbound, mcp.authorization)
+                               mcp.virtuals_changed, mcp.connections, mcp.outbound, mcp.authorization,
+                               _single_sign_on(config, kernel, mcp.outbound, clock))
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
-        warden_version(),
+        warden_version(), config.security.oidc.label if config.security.oidc else None,
     ))
     return Warden(config, kernel, mcp, gateway, console)
+
+
+def _single_sign_on(config: WardenConfig, kernel: Kernel, outbound: Outbound, clock: Clock) -> OidcSignIn | None:
+    oidc = config.security.oidc
+    if oidc is None:
+        return None
+    settings = OidcSettings(oidc.issuer.rstrip("/"), oidc.client_id, oidc.client_secret,
+                            config.server.console_url + "/auth/oidc/callback", oidc.scopes, oidc.email_claim,
+                            oidc.create_users, oidc.groups_claim, dict(oidc.group_roles), dict(oidc.group_teams))
+    return OidcSignIn(settings, OAuthClient(outbound, clock), kernel.pending, kernel.box, clock, kernel.identity,
+                      kernel.db)
 
 
 async def _prepared_redis_counters(client: Redis, config: WardenConfig) -> RedisCounters:

@@ -105,6 +105,21 @@ class RedisConfig(_Section):
         return url or None
 
 
+class OidcConfig(_Section):
+    """Console single sign-on with an OpenID Connect provider."""
+
+    issuer: str = Field(pattern=r"^https?://")
+    client_id: str = Field(min_length=1)
+    client_secret: str | None = None
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    label: str = "Sign in with single sign-on"
+    email_claim: str = "email"
+    create_users: bool = False
+    groups_claim: str | None = None
+    group_roles: dict[str, str] = Field(default_factory=dict)
+    group_teams: dict[str, str] = Field(default_factory=dict)
+
+
 class SecurityConfig(_Section):
     secret_key: str | None = None
     server_secret: str | None = None
@@ -118,6 +133,7 @@ class SecurityConfig(_Section):
     # Hosts, addresses or networks (CIDR) Warden may fetch although they are internal (loopback, private,
     # link-local): upstream MCP servers and the OAuth endpoints they lead to are refused there otherwise.
     outbound_allow: tuple[str, ...] = ()
+    oidc: OidcConfig | None = None
 
 
 class ApiKeysConfig(_Section):

@@ -29,6 +29,7 @@ from broker.mcp.pool import UpstreamPool
 from broker.mcp.servers import McpServerStore
 from broker.mcp.virtual import VirtualServerStore
 from broker.outbound import Outbound
+from broker.sso import OidcSignIn
 from console.connection_routes import ConnectionRoutes
 from console.endpoints import CSRF_HEADER, ApiRoute, Authenticator, to_starlette
 from console.key_routes import KeyRoutes
@@ -43,6 +44,7 @@ from console.quota_routes import QuotaRoutes
 from console.role_routes import RoleRoutes
 from console.security import SecurityHeadersMiddleware
 from console.session_routes import CookiePolicy, SessionRoutes
+from console.sso_routes import CALLBACK, SsoRoutes
 from console.team_routes import TeamRoutes
 from console.user_routes import UserRoutes
 
@@ -57,6 +59,7 @@ class ConsoleSettings:
     cors_origins: tuple[str, ...]
     rotation_grace_hours: float
     version: str
+    sso_label: str | None = None  # the single sign-on button's label, when an identity provider is configured
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +83,13 @@ class ConsoleServices:
     connections: Connections
     outbound: Outbound
     mcp_oauth: McpAuthorizationServer
+    sso: OidcSignIn | None
 
 
 def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSettings) -> list[ApiRoute]:
     identity = services.identity
     return [
-        *SessionRoutes(identity, CookiePolicy(settings.cookie_secure), clock).routes(),
+        *SessionRoutes(identity, CookiePolicy(settings.cookie_secure), clock, settings.sso_label).routes(),
         *UserRoutes(identity).routes(),
         *TeamRoutes(identity).routes(),
         *RoleRoutes(identity).routes(),
@@ -100,6 +104,14 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
         *_connection_routes(services, settings).routes(),
         *OAuthServerRoutes(services.mcp_oauth, services.identity).routes(),
     ]
+
+
+def _sso_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSettings) -> list[BaseRoute]:
+    if services.sso is None:
+        return []
+    sso = SsoRoutes(services.sso, services.identity, CookiePolicy(settings.cookie_secure), clock)
+    return [Route("/auth/oidc/login", sso.login, methods=["GET"]),
+            Route(CALLBACK, sso.callback, methods=["GET"])]
 
 
 def _connection_routes(services: ConsoleServices, settings: ConsoleSettings) -> ConnectionRoutes:
@@ -132,6 +144,7 @@ def build_console(services: ConsoleServices, clock: Clock, metrics: HttpMetrics,
         Route("/oauth/authorize", oauth_server.authorize, methods=["GET"]),
         Route("/oauth/token", oauth_server.token, methods=["POST"]),
         Route("/oauth/revoke", oauth_server.revoke, methods=["POST"]),
+        *_sso_routes(services, clock, settings),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     middleware = [

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from broker.edge.credentials import client_ip
 from broker.kernel.clock import Clock
 from broker.kernel.identity.service import Identity
+from broker.kernel.identity.sessions import NewSession
 from console.endpoints import CSRF_COOKIE, SESSION_COOKIE, ApiRoute, Call
 from console.schemas import LoginBody, SetupBody
 from console.views import user_view
@@ -26,10 +27,20 @@ class CookiePolicy:
         return self.secure == "always" or (self.secure == "auto" and request.url.scheme == "https")
 
 
+def set_session_cookies(response: Response, session: NewSession, clock: Clock, secure: bool) -> None:
+    max_age = int(session.expires_at - clock.now())
+    response.set_cookie(SESSION_COOKIE, session.token, max_age=max_age, httponly=True, samesite="strict",
+                        secure=secure, path="/")
+    # Readable by the console's script, which echoes it in the X-CSRF-Token header (double submit).
+    response.set_cookie(CSRF_COOKIE, session.csrf_token, max_age=max_age, httponly=False, samesite="strict",
+                        secure=secure, path="/")
+
+
 class SessionRoutes:
     """Handlers for ``/api/setup`` and ``/api/auth/*``."""
 
-    def __init__(self, identity: Identity, cookies: CookiePolicy, clock: Clock) -> None:
+    def __init__(self, identity: Identity, cookies: CookiePolicy, clock: Clock, sso_label: str | None = None) -> None:
+        self._sso_label = sso_label
         self._identity = identity
         self._cookies = cookies
         self._clock = clock
@@ -40,6 +51,8 @@ class SessionRoutes:
                      public=True),
             ApiRoute("POST", "/api/setup", self.setup, "Create the first super admin (refused once done)",
                      "session", body=SetupBody, status=201, public=True),
+            ApiRoute("GET", "/api/auth/methods", self.methods, "How one may sign in: password, and single sign-on"
+                     " when an identity provider is configured", "session", public=True),
             ApiRoute("POST", "/api/auth/login", self.login, "Sign in; sets the session and CSRF cookies",
                      "session", body=LoginBody, public=True),
             ApiRoute("POST", "/api/auth/logout", self.logout, "Sign out", "session", status=204),
@@ -59,14 +72,12 @@ class SessionRoutes:
         session = await self._identity.sessions.login(body.email, body.password, client_ip(call.request))
         response = JSONResponse({"user": user_view(session.user), "csrf_token": session.csrf_token,
                                  "expires_at": session.expires_at})
-        max_age = int(session.expires_at - self._clock.now())
-        secure = self._cookies.is_secure(call.request)
-        response.set_cookie(SESSION_COOKIE, session.token, max_age=max_age, httponly=True, samesite="strict",
-                            secure=secure, path="/")
-        # Readable by the console's script, which echoes it in the X-CSRF-Token header (double submit).
-        response.set_cookie(CSRF_COOKIE, session.csrf_token, max_age=max_age, httponly=False, samesite="strict",
-                            secure=secure, path="/")
+        set_session_cookies(response, session, self._clock, self._cookies.is_secure(call.request))
         return response
+
+    async def methods(self, call: Call) -> dict[str, Any]:
+        sso = {"label": self._sso_label, "login_url": "/auth/oidc/login"} if self._sso_label else None
+        return {"password": True, "oidc": sso}
 
     async def logout(self, call: Call) -> Response:
         token = call.request.cookies.get(SESSION_COOKIE)

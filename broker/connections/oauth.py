@@ -56,6 +56,7 @@ class ServerMetadata:
     registration_endpoint: str | None = None
     revocation_endpoint: str | None = None
     userinfo_endpoint: str | None = None
+    jwks_uri: str | None = None
     scopes_supported: tuple[str, ...] = ()
     auth_methods: tuple[str, ...] = ()
     client_id_metadata_documents: bool = False
@@ -107,6 +108,23 @@ class OAuthClient:
                                                         "mcp-protocol-version": MCP_PROTOCOL_VERSION})
         return answer.body if answer.status == 200 and answer.body else None
 
+    async def document(self, url: str) -> dict[str, Any]:
+        """A JSON document the authorization server publishes (its JWKS, say)."""
+        found = await self._document(url)
+        if found is None:
+            raise OAuthFailure(f"{url} did not answer with a JSON document")
+        return found
+
+    async def userinfo(self, meta: ServerMetadata, access_token: str) -> dict[str, Any]:
+        if meta.userinfo_endpoint is None:
+            return {}
+        answer = await self._send("GET", meta.userinfo_endpoint, headers={"authorization": f"Bearer {access_token}"})
+        return answer.body if answer.status == 200 else {}
+
+    async def discover_issuer(self, issuer: str) -> ServerMetadata:
+        """An identity provider's metadata, from its issuer (OpenID discovery or RFC 8414)."""
+        return self._metadata(issuer, issuer, await self._authorization_server(issuer))
+
     async def discover(self, server_url: str, auth: UpstreamAuth) -> ServerMetadata:
         resource, issuer = server_url, auth.authorization_server
         prm = await self._protected_resource(server_url)
@@ -117,10 +135,13 @@ class OAuthClient:
         if issuer is None:  # the 2025-03-26 revision's fallback: the server's own origin
             parts = urlsplit(server_url)
             issuer = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
-        meta = await self._authorization_server(issuer)
+        return self._metadata(resource, issuer, await self._authorization_server(issuer))
+
+    @staticmethod
+    def _metadata(resource: str, issuer: str, meta: dict[str, Any]) -> ServerMetadata:
         try:
             return ServerMetadata(
-                resource=resource, issuer=str(meta.get("issuer") or issuer),
+                resource=resource, issuer=str(meta.get("issuer") or issuer), jwks_uri=meta.get("jwks_uri"),
                 authorization_endpoint=str(meta["authorization_endpoint"]),
                 token_endpoint=str(meta["token_endpoint"]),
                 registration_endpoint=meta.get("registration_endpoint"),
@@ -181,10 +202,12 @@ class OAuthClient:
         return Client(str(answer.body["client_id"]), answer.body.get("client_secret"))
 
     def authorization(self, meta: ServerMetadata, client: Client, auth: UpstreamAuth, redirect_uri: str,
-                      state: str) -> Authorization:
+                      state: str, nonce: str | None = None) -> Authorization:
         verifier = generate_token(64)
         extra: dict[str, str] = {"code_challenge": create_s256_code_challenge(verifier),
                                  "code_challenge_method": "S256", **self._resource(meta, auth)}
+        if nonce is not None:
+            extra["nonce"] = nonce
         scope = " ".join(auth.scopes) or None
         url = prepare_grant_uri(meta.authorization_endpoint, client.client_id, "code", redirect_uri, scope, state,
                                 **extra)

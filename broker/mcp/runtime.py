@@ -14,11 +14,7 @@ from broker.config import McpServerConfig, VirtualServerConfig, WardenConfig
 from broker.connections.links import LinkStore
 from broker.connections.locks import CredentialLocks, RedisLock, SharedLock, StoreLock
 from broker.connections.oauth import OAuthClient
-from broker.connections.pending import (
-    PendingAuthorizations,
-    RedisPendingAuthorizations,
-    StorePendingAuthorizations,
-)
+from broker.connections.pending import PendingAuthorizations
 from broker.connections.service import ClientRegistrations, Connections, ConnectionsSettings
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.bus.ports import Broadcast, Message
@@ -120,7 +116,7 @@ class McpRuntime:
 @asynccontextmanager
 async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, hasher: KeyHasher, identity: Identity,
                    quotas: QuotaEngine, audit: AuditSink, broadcast: Broadcast, clock: Clock, config: WardenConfig,
-                   version: str) -> AsyncIterator[McpRuntime]:
+                   version: str, pending: PendingAuthorizations) -> AsyncIterator[McpRuntime]:
     """Reconcile declared servers, connect to every upstream, serve ``/mcp``; stop it all on exit."""
     store = McpServerStore(db, clock, box)
     try:
@@ -149,8 +145,6 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, hasher: Ke
         for notify_change in links_changed:
             await notify_change(server, user_id)
 
-    pending = (RedisPendingAuthorizations(redis, config.redis.timeout_seconds) if redis is not None
-               else StorePendingAuthorizations(db, clock))
     connections = _connections(db, redis, box, clock, config, store, outbound, pending, link_changed)
     authorization = McpAuthorizationServer(db, hasher, clock, identity, pending, AuthorizationServerSettings(
         config.server.console_url, config.server.gateway_url + "/mcp"))

@@ -59,7 +59,18 @@ async function showHome() {
   });
 }
 
+// The sign-in page offers single sign-on when an identity provider is configured.
+async function offerSingleSignOn() {
+  const methods = await api("GET", "/api/auth/methods");
+  if (!methods.oidc) return;
+  const link = document.getElementById("sso-link");
+  link.textContent = methods.oidc.label;
+  link.href = methods.oidc.login_url;
+  document.getElementById("sso").hidden = false;
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("form[data-endpoint]").forEach(wireForm);
+  if (document.getElementById("sso")) offerSingleSignOn().catch(() => {});
   if (document.getElementById("whoami")) showHome().catch(() => window.location.assign("/login"));
 });

@@ -1,6 +1,8 @@
 // The tests' OAuth authorization server: oidc-provider with DCR, PKCE S256 required, RFC 8707 resource
 // indicators issuing short-lived JWT access tokens (aud = the resource) and refresh tokens, and an interaction
 // handler that logs in the account named by the x-test-user header (default test-user) and grants consent.
+// Accounts have the email <account>@example.com and the groups of the x-test-groups header (space-separated)
+// sent when they last logged in; both are in the ID token (for console single sign-on).
 // Test-only endpoints: /test/stats (refresh grants per account), /test/revoke?account=A (revokes A's grants
 // and makes /test/active?sub=A false until A logs in again), /test/active?sub=A (the upstream's stand-in for
 // introspection).
@@ -14,10 +16,13 @@ const ACCESS_TTL = +(process.env.ACCESS_TTL || 3600);
 const refreshes = {};
 const refreshTokens = {};
 const revoked = new Set();
+const groups = {};
 
 const provider = new Provider(ISSUER, {
   clients: [],
-  scopes: ['openid', 'offline_access', 'mcp'],
+  scopes: ['openid', 'offline_access', 'mcp', 'email', 'groups'],
+  claims: { openid: ['sub'], email: ['email', 'email_verified'], groups: ['groups'] },
+  conformIdTokenClaims: false,
   features: {
     registration: { enabled: true },
     devInteractions: { enabled: false },
@@ -34,7 +39,10 @@ const provider = new Provider(ISSUER, {
   },
   pkce: { required: () => true },
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
-  findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
+  findAccount: async (ctx, id) => ({
+    accountId: id,
+    claims: async () => ({ sub: id, email: `${id}@example.com`, email_verified: true, groups: groups[id] || [] }),
+  }),
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
 });
 
@@ -75,6 +83,7 @@ provider.use(async (ctx, next) => {
   if (details.prompt.name === 'login') {
     const account = ctx.get('x-test-user') || 'test-user';
     revoked.delete(account);
+    groups[account] = (ctx.get('x-test-groups') || '').split(' ').filter(Boolean);
     result = { login: { accountId: account } };
   } else {
     const grant = details.grantId ? await provider.Grant.find(details.grantId)

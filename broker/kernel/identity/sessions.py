@@ -65,6 +65,12 @@ class ConsoleSessions:
         await self._db.execute("DELETE FROM login_failures WHERE email = ?", email)
         return await self._open(found[0], client_ip)
 
+    async def open_for(self, user: User, client_ip: str | None) -> NewSession:
+        """A session for a user signed in by other means (the identity provider of single sign-on)."""
+        if user.disabled:
+            raise AuthenticationFailed("account disabled")
+        return await self._open(user, client_ip)
+
     async def _open(self, user: User, client_ip: str | None) -> NewSession:
         token, csrf = new_token(32), new_token(24)
         now = self._clock.now()
