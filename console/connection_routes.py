@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from pydantic import Field
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from broker.connections.links import Link
 from broker.connections.pending import STATE_TTL
@@ -34,6 +34,7 @@ from console.schemas import _Body
 from console.session_routes import CookiePolicy
 
 LABEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+_NO_STORE = {"cache-control": "no-store"}
 
 
 class Authorize(_Body):
@@ -100,10 +101,13 @@ class ConnectionRoutes:
             raise InvalidInput("authorizing an account needs a signed-in console session: the authorization"
                                " server sends the browser back to it")
         url, cookie, binding = await self._connections.begin(call.user_id, call.path("server"), call.body.label)
-        response = JSONResponse({"authorize_url": url})
-        # Lax, not Strict: it must come back on the authorization server's redirect, a cross-site navigation.
+        return self._bound(JSONResponse({"authorize_url": url}), call.request, cookie, binding)
+
+    def _bound(self, response: Response, request: Request, cookie: str, binding: str) -> Response:
+        """Bind the authorization to this browser. Lax, not Strict: the cookie must come back on the
+        authorization server's redirect, a cross-site navigation."""
         response.set_cookie(cookie, binding, max_age=int(STATE_TTL), httponly=True, samesite="lax",
-                            secure=self._cookies.is_secure(call.request), path="/oauth/callback")
+                            secure=self._cookies.is_secure(request), path="/oauth/callback")
         return response
 
     async def add_token(self, call: Call) -> dict[str, Any]:
@@ -131,6 +135,21 @@ class ConnectionRoutes:
 
     async def client_metadata(self, call: Call) -> Response:
         return JSONResponse(self._connections.registrations.metadata_document())
+
+    async def connect(self, request: Request) -> Response:
+        """One step from a link (what a client is asked to open in band): start linking an account, for
+        the signed-in user, and go to the authorization server."""
+        server = request.path_params["server"]
+        user_id = await self._signed_in_user(request)
+        if user_id is None:
+            back = request.url.path + ("?" + request.url.query if request.url.query else "")
+            return RedirectResponse("/login?next=" + quote(back, safe=""), 303, headers=_NO_STORE)
+        try:
+            url, cookie, binding = await self._connections.begin(user_id, server,
+                                                                 request.query_params.get("label", "default"))
+        except WardenError as exc:
+            return _problem(exc)
+        return self._bound(RedirectResponse(url, 303, headers=_NO_STORE), request, cookie, binding)
 
     async def callback(self, request: Request) -> Response:
         """Where the authorization server sends the browser: the pending authorization this browser started

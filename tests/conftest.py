@@ -7,6 +7,7 @@ import inspect
 import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import anyio
 import asyncpg
 import httpx
 import pytest
+from aiohttp import web
 from redis.asyncio import Redis
 
 from broker.app import Kernel, Warden, create_app, open_kernel
@@ -174,3 +176,16 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0, 
             await anyio.sleep(interval)
         return True
     return await check()
+
+
+@asynccontextmanager
+async def serving(application: web.Application) -> AsyncIterator[int]:
+    """An aiohttp application on a free loopback port (its number), for the length of the block."""
+    runner = web.AppRunner(application)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()

@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.abc import ResolveResult
 
 from broker.outbound import Outbound, OutboundPolicy, OutboundRefused
+from tests.conftest import serving
 
 
 class ScriptedResolver:
@@ -99,11 +100,6 @@ async def test_a_redirect_to_an_internal_address_is_refused() -> None:
 
     application = web.Application()
     application.router.add_get("/", redirect)
-    runner = web.AppRunner(application)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     sockets = RecordingSockets()
 
     def loopback_only(addr_info: Any) -> socket.socket:
@@ -111,12 +107,10 @@ async def test_a_redirect_to_an_internal_address_is_refused() -> None:
             return sockets(addr_info)
         return socket.socket(addr_info[0], addr_info[1], addr_info[2])
 
-    try:
+    async with serving(application) as port:
         with pytest.raises(OutboundRefused) as refused:
             await fetch(Outbound(OutboundPolicy.from_entries(["127.0.0.1"]), None, loopback_only),
                         f"http://127.0.0.1:{port}/")
-    finally:
-        await runner.cleanup()
     assert "cloud metadata" in str(refused.value)
     assert sockets.connections == []
 

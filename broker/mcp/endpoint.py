@@ -58,6 +58,7 @@ from broker.mcp.access import AccessPolicy
 from broker.mcp.calls import CallTimeline, trace_id_of
 from broker.mcp.catalog import CatalogView, namespaced, page
 from broker.mcp.client_sessions import ClientUpstreams, SessionBudget, can_be_asked
+from broker.mcp.consent import LinkConsent, can_elicit_url
 from broker.mcp.credentials import NoUserCredentials, UserCredentials
 from broker.mcp.errors import BrokerError, CredentialRequired, UnknownTool, UpstreamUnavailable
 from broker.mcp.input_bridge import InputBridge, Retryable
@@ -104,6 +105,7 @@ class BrokerExtras:
     broadcast: Broadcast | None = None
     sessions_per_server: int = 50
     user_upstreams: UserUpstreams | None = None  # sessions of per-user servers, each with a user's account
+    consent: LinkConsent | None = None  # asks callers in band to link a missing account
 
 
 class McpBroker:
@@ -125,6 +127,7 @@ class McpBroker:
         self._credentials = extras.credentials
         self._connections_url = extras.connections_url
         self._user_upstreams = extras.user_upstreams
+        self._consent = extras.consent
         self._budget = SessionBudget(extras.sessions_per_server)
         self._bridge = InputBridge(extras.box, self._budget) if extras.box is not None else None
         # Every stateful client session, with its own upstream sessions; dropped when the session ends.
@@ -421,11 +424,20 @@ class McpBroker:
         """The catalog of an endpoint: the aggregate (None), one upstream, or a virtual server."""
         return CatalogView(self._pool, server, self._virtuals.get(server) if server else None, own)
 
-    def _link_required(self, server: str, tool: str) -> CredentialRequired:
+    def _link_required(self, server: str, tool: str, principal: Principal | None = None) -> CredentialRequired:
+        """-32050 with the connections page; ``link_url`` (kept out of the error's data) starts linking the
+        account in one step, for asking in band."""
         url = f"{self._connections_url}?server={server}"
-        return CredentialRequired(f"{tool} runs with your own {server} account, which is not linked or needs"
-                                  f" authorization again; link it at {url}", server=server, tool=tool,
-                                  connect_url=url)
+        required = CredentialRequired(f"{tool} runs with your own {server} account, which is not linked or needs"
+                                      f" authorization again; link it at {url}", server=server, tool=tool,
+                                      connect_url=url)
+        shared = self._pool.get(server)
+        if shared is not None and shared.definition.auth.mode == "oauth":
+            pinned = principal.key.pinned_accounts.get(server) if principal and principal.key else None
+            required.link_url = f"{self._connections_url}/{server}/connect" + (f"?label={pinned}" if pinned else "")
+        else:
+            required.link_url = url
+        return required
 
     async def _with_input(self, ctx: ServerRequestContext[Any], connection: UpstreamConnection, params: Retryable,
                           run: Callable[[ClientSession, types.InputResponses | None, str | None],
@@ -480,15 +492,25 @@ class McpBroker:
             await ctx.session.report_progress(progress, total, message)
 
         try:
-            view, visible = await self._view(ctx)
-            if (unlinked := view.unlinked_server(params.name)) is not None:
-                server = unlinked
-                raise self._link_required(unlinked, params.name)
-            connection, tool = view.resolve_tool(params.name, visible)
+            asked = False
+            if self._consent is not None and (answered := await self._consent.answered(principal, params)):
+                params, asked = answered, True  # the retry of a 2026-07-28 client Warden asked to link
+            while True:
+                view, visible = await self._view(ctx)
+                try:
+                    connection, tool = self._callable(view, params.name, visible, principal)
+                    break
+                except CredentialRequired as required:
+                    server = str(required.data["server"])
+                    question = None if asked else await self._ask_to_link(ctx, principal, required)
+                    if question is None:
+                        raise
+                    if isinstance(question, types.InputRequiredResult):
+                        outcome = "input_required"
+                        return question
+                    asked = True
             server, shown = connection.name, namespaced(connection.name, tool)
             options = connection.definition.options_for(tool)
-            if connection.definition.auth.per_user and connection is self._pool.get(connection.name):
-                raise self._link_required(connection.name, shown)  # listed anonymously; called as the user
             if options.requires_user_credential:
                 await self._require_credential(principal, connection.name, namespaced(connection.name, tool))
             await self._quotas.admit(QuotaRequest("mcp", subjects_for(
@@ -534,9 +556,9 @@ class McpBroker:
             raise MCPError(code, str(error["message"]), error["data"]) from exc
         except MCPError as exc:
             if server is not None and await self._needs_link(principal, server):
-                required = self._link_required(server, shown)
-                outcome, code = "refused", required.code
-                raise required.to_mcp() from exc
+                relink = self._link_required(server, shown)
+                outcome, code = "refused", relink.code
+                raise relink.to_mcp() from exc
             code = exc.code
             raise
         finally:
@@ -546,6 +568,29 @@ class McpBroker:
             with anyio.CancelScope(shield=True):  # a cancelled call is audited too
                 await self._audit.record(event)
 
+
+    def _callable(self, view: CatalogView, name: str, visible: Callable[[str], bool], principal: Principal
+                  ) -> tuple[UpstreamConnection, str]:
+        """The connection and upstream tool a call goes to; -32050 when it needs an account not linked."""
+        if (unlinked := view.unlinked_server(name)) is not None:
+            raise self._link_required(unlinked, name, principal)
+        connection, tool = view.resolve_tool(name, visible)
+        if connection.definition.auth.per_user and connection is self._pool.get(connection.name):
+            # Listed through the anonymous shared session; called only as the user.
+            raise self._link_required(connection.name, namespaced(connection.name, tool), principal)
+        return connection, tool
+
+    async def _ask_to_link(self, ctx: ServerRequestContext[Any], principal: Principal,
+                           required: CredentialRequired) -> types.InputRequiredResult | bool | None:
+        """Ask the caller to link the account when it can be asked (URL-mode elicitation): True once linked,
+        an ``input_required`` result for a 2026-07-28 client; None when it cannot be asked or said no."""
+        if self._consent is None or not can_elicit_url(_connection_of(ctx).client_capabilities):
+            return None
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return self._consent.input_required(principal, required)
+        if _connection_of(ctx).session_id is None:
+            return None
+        return True if await self._consent.over_session(ctx, ctx.session, principal, required) else None
 
     async def _needs_link(self, principal: Principal, server: str) -> bool:
         """After a failed call to a per-user server: whether it failed because the caller's account needs

@@ -41,3 +41,4 @@ class UpstreamTimeout(BrokerError):
 
 class CredentialRequired(BrokerError):
     code = -32050
+    link_url: str | None = None  # where linking starts in one step (asked in band; not part of the error)

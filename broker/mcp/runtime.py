@@ -25,6 +25,7 @@ from broker.kernel.identity.service import Identity
 from broker.kernel.quota.engine import QuotaEngine
 from broker.kernel.store.ports import Database
 from broker.mcp.access import AccessPolicy, AccessRuleStore
+from broker.mcp.consent import LinkConsent
 from broker.mcp.credentials import UserCredentials
 from broker.mcp.endpoint import AuthenticatedMcpApp, BrokerExtras, McpBroker, key_of_request
 from broker.mcp.pool import UpstreamPool
@@ -165,7 +166,7 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, hasher: Ke
     broker = McpBroker(pool, access, quotas, audit, version, BrokerExtras(
         cache=cache, credentials=connections, virtuals=virtuals, box=box, directory=directory, broadcast=broadcast,
         connections_url=connections.settings.connections_url, sessions_per_server=config.mcp.sessions_per_server,
-        user_upstreams=user_upstreams))
+        user_upstreams=user_upstreams, consent=LinkConsent(box, user_upstreams)))
     notify.append(broker)
     manager = SharedSessionManager(broker.server, directory, events, broadcast, key_of_request,
                                    only_a_response=broker.only_a_response)

@@ -83,6 +83,7 @@ class UserUpstreams:
         self._on_tools_changed = on_tools_changed
         self._sessions: dict[tuple[str, str, str], _Session] = {}
         self._group: TaskGroup | None = None
+        self._link_events: dict[tuple[str, str], anyio.Event] = {}
 
     async def run(self) -> None:
         async with anyio.create_task_group() as group:
@@ -105,7 +106,11 @@ class UserUpstreams:
                 del self._sessions[key]
 
     def forget(self, server: str, user_id: str) -> None:
-        """The user's accounts on ``server`` changed: their sessions there close."""
+        """The user's accounts on ``server`` changed: their sessions there close, and calls waiting for an
+        account there look again."""
+        event = self._link_events.pop((server, user_id), None)
+        if event is not None:
+            event.set()
         for key, session in list(self._sessions.items()):
             if key[0] == server and key[1] == user_id:
                 session.scope.cancel()
@@ -146,6 +151,16 @@ class UserUpstreams:
     async def _host(self, session: _Session) -> None:
         with session.scope:
             await session.connection.run()
+
+    async def wait_for_link(self, principal: Principal, server: str, within: float) -> bool:
+        """Wait (bounded) until the caller has a usable account on ``server``; whether they do."""
+        if principal.user is None:
+            return False
+        with anyio.move_on_after(within):
+            while await self.unusable(principal, server):
+                event = self._link_events.setdefault((server, principal.user.id), anyio.Event())
+                await event.wait()
+        return not await self.unusable(principal, server)
 
     async def unusable(self, principal: Principal, server: str) -> bool:
         """Whether the caller's account on ``server`` now needs authorization (after a failed call)."""

@@ -48,7 +48,7 @@ async function showHome() {
   const me = await api("GET", "/api/auth/me");
   document.getElementById("whoami").textContent = `Signed in as ${me.user.email}`;
   const list = document.getElementById("permissions");
-  for (const permission of me.permissions) {
+  for (const permission of list ? me.permissions : []) {
     const item = document.createElement("li");
     item.textContent = permission === "*" ? "everything (super admin)" : permission;
     list.appendChild(item);

@@ -5,16 +5,49 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.interaction.process import free_port, helper, stop_process, wait_until
+from tests.interaction.process import WardenProcess, free_port, helper, stop_process, wait_until
+from tests.mcp.conftest import _listening
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+PASSWORD = "correct horse 9 battery"
+
+
+@contextmanager
+def console_session(warden: WardenProcess, email: str) -> Iterator[httpx.Client]:
+    """A signed-in console session (cookies and the CSRF header), as the browser holds it."""
+    with httpx.Client(base_url=warden.console, timeout=30) as client:
+        login = client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        client.headers["x-csrf-token"] = client.cookies["warden_csrf"]
+        yield client
+
+
+def first_admin(warden: WardenProcess, email: str) -> None:
+    """Finish first-run setup with ``email`` as the super admin (password PASSWORD)."""
+    answer = httpx.post(warden.console + "/api/setup", json={"email": email, "password": PASSWORD})
+    assert answer.status_code == 201, answer.text
+
+
+@pytest.fixture(scope="module")
+def plain_upstream() -> Iterator[str]:
+    """tests.mcp.plain_upstream over Streamable HTTP (JSON answers): its ``credentials`` tool reports what
+    the caller sent to authenticate."""
+    port = free_port()
+    process = helper(subprocess.Popen([sys.executable, "-m", "tests.mcp.plain_upstream", str(port), "json"], cwd=REPO,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        assert wait_until(lambda: _listening(port), 20)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        stop_process(process)
 
 
 def _answers(url: str) -> bool:

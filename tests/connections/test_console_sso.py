@@ -12,10 +12,8 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 
-from tests.connections.conftest import OAuthWorld
+from tests.connections.conftest import OAuthWorld, console_session, first_admin
 from tests.interaction.process import WardenProcess, free_port, served
-
-PASSWORD = "correct horse 9 battery"
 
 
 @contextmanager
@@ -37,12 +35,8 @@ def with_sso(directory: Path, oauth_world: OAuthWorld, **oidc: object) -> Iterat
 def warden(tmp_path_factory: pytest.TempPathFactory, oauth_world: OAuthWorld) -> Iterator[WardenProcess]:
     with with_sso(tmp_path_factory.mktemp("console-sso"), oauth_world, create_users=True, groups_claim="groups",
                   group_roles={"warden-admins": "admin"}, group_teams={"platform": "platform"}) as process:
-        assert httpx.post(process.console + "/api/setup", json={"email": "root@example.com",
-                                                                 "password": PASSWORD}).status_code == 201
-        with httpx.Client(base_url=process.console) as admin:
-            assert admin.post("/api/auth/login", json={"email": "root@example.com",
-                                                       "password": PASSWORD}).status_code == 200
-            admin.headers["x-csrf-token"] = admin.cookies["warden_csrf"]
+        first_admin(process, "root@example.com")
+        with console_session(process, "root@example.com") as admin:
             assert admin.post("/api/teams", json={"name": "platform"}).status_code == 201
         yield process
 

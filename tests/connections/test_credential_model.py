@@ -4,8 +4,6 @@ upstream URLs on internal addresses refused with a clear message."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,24 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.interaction.process import WardenProcess, free_port, helper, served, stop_process, wait_until
-from tests.mcp.conftest import REPO, _listening, mcp_client
+from tests.connections.conftest import first_admin
+from tests.interaction.process import WardenProcess, served
+from tests.mcp.conftest import mcp_client
 
 ALICE = "wdn_" + "a" * 43
-ADMIN_PASSWORD = "correct horse 9 battery"
 SECRET = "static-secret-Zq81"
-
-
-@pytest.fixture(scope="module")
-def plain_upstream() -> Iterator[str]:
-    port = free_port()
-    process = helper(subprocess.Popen([sys.executable, "-m", "tests.mcp.plain_upstream", str(port), "json"], cwd=REPO,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    try:
-        assert wait_until(lambda: _listening(port), 20)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop_process(process)
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +32,13 @@ def warden(tmp_path_factory: pytest.TempPathFactory, plain_upstream: str) -> Ite
              "auth": {"mode": "static", "secret": SECRET, "query_param": "api_key"}},
             {"name": "mine", "transport": "streamable_http", "url": plain_upstream,
              "auth": {"mode": "personal_token", "ownership": "per_user", "requires_user_auth": True}},
+            {"name": "gone", "transport": "streamable_http", "url": "http://127.0.0.1:9/mcp", "timeout_seconds": 2,
+             "auth": {"mode": "personal_token", "ownership": "per_user", "requires_user_auth": True}},
         ],
         "api_keys": [{"name": "alice", "owner": "alice@example.com", "secret": ALICE,
                       "surfaces": ["mcp", "management"]}],
     }) as process:
-        assert httpx.post(process.console + "/api/setup", json={"email": "alice@example.com",
-                                                                 "password": ADMIN_PASSWORD}).status_code == 201
+        first_admin(process, "alice@example.com")
         yield process
 
 
@@ -78,7 +65,7 @@ async def test_a_personal_token_is_linked_per_user_and_sent_for_them(warden: War
         assert added.json()["state"] == "connected" and added.json()["default"] is True
         assert (await credentials_seen(warden, "mine__credentials"))["authorization"] == "Bearer pat-alice-1"
         listed = (await api.get("/api/connections")).json()["items"]
-        assert [i["server"] for i in listed] == ["mine"] and "pat-alice-1" not in str(listed)
+        assert [i["server"] for i in listed] == ["gone", "mine"] and "pat-alice-1" not in str(listed)
         assert (await api.delete("/api/connections/mine/work")).status_code == 204
     async with mcp_client(warden.gateway + "/mcp", ALICE) as session:
         assert not any(t.name.startswith("mine__") for t in (await session.list_tools()).tools)
@@ -126,3 +113,9 @@ def test_invalid_credential_settings_are_refused(warden: WardenProcess) -> None:
         "name": "sharedpat", "transport": "streamable_http", "url": "http://127.0.0.1:9/mcp",
         "auth": {"mode": "personal_token"}})
     assert shared_token.status_code == 422 and "auth.ownership" in shared_token.text
+
+
+def test_connection_to_a_dead_server_reports_unreachable(warden: WardenProcess) -> None:
+    report = httpx.post(warden.console + "/api/connections/gone/test", json={},
+                        headers={"authorization": f"Bearer {ALICE}"}, timeout=30).json()
+    assert report["verdict"] == "unreachable" and "Connect" in report["detail"]

@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,23 +21,10 @@ from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
-from tests.interaction.process import WardenProcess, free_port, helper, served, stop_process, wait_until
-from tests.mcp.conftest import REPO, _listening
+from tests.connections.conftest import console_session, first_admin
+from tests.interaction.process import WardenProcess, served
 
-PASSWORD = "correct horse 9 battery"
 REDIRECT = "http://127.0.0.1:9/callback"
-
-
-@pytest.fixture(scope="module")
-def plain_upstream() -> Iterator[str]:
-    port = free_port()
-    process = helper(subprocess.Popen([sys.executable, "-m", "tests.mcp.plain_upstream", str(port), "json"], cwd=REPO,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    try:
-        assert wait_until(lambda: _listening(port), 20)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop_process(process)
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +32,13 @@ def warden(tmp_path_factory: pytest.TempPathFactory, plain_upstream: str) -> Ite
     tmp: Path = tmp_path_factory.mktemp("downstream-oauth")
     with served(tmp, {"mcp_servers": [{"name": "plain", "transport": "streamable_http", "url": plain_upstream}]}
                 ) as process:
-        assert httpx.post(process.console + "/api/setup", json={"email": "alice@example.com",
-                                                                 "password": PASSWORD}).status_code == 201
+        first_admin(process, "alice@example.com")
         yield process
 
 
 @contextmanager
 def signed_in(warden: WardenProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=warden.console, timeout=30) as browser:
-        assert browser.post("/api/auth/login", json={"email": "alice@example.com",
-                                                     "password": PASSWORD}).status_code == 200
-        browser.headers["x-csrf-token"] = browser.cookies["warden_csrf"]
+    with console_session(warden, "alice@example.com") as browser:
         yield browser
 
 

@@ -6,7 +6,6 @@ concurrency -> revocation -> -32050 with the connections page. Then the attacks 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
@@ -17,7 +16,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from tests.conftest import eventually
-from tests.connections.conftest import OAuthWorld
+from tests.connections.conftest import PASSWORD, OAuthWorld, console_session, first_admin
 from tests.interaction.process import WardenProcess, served
 from tests.mcp.conftest import mcp_client
 
@@ -25,7 +24,6 @@ ALICE = "wdn_" + "a" * 43
 BOB = "wdn_" + "b" * 43
 ALICE_HOME = "wdn_" + "h" * 43  # pinned to alice's "home" account
 ALICE_NOWHERE = "wdn_" + "n" * 43  # pinned to an account alice never links
-PASSWORD = "correct horse 9 battery"
 SCOPES = ["openid", "offline_access", "mcp"]
 
 
@@ -46,22 +44,11 @@ def warden(tmp_path_factory: pytest.TempPathFactory, oauth_world: OAuthWorld) ->
              "pinned_accounts": {"notes": "nowhere"}},
         ],
     }) as process:
-        assert httpx.post(process.console + "/api/setup", json={"email": "alice@example.com",
-                                                                 "password": PASSWORD}).status_code == 201
+        first_admin(process, "alice@example.com")
         with console_session(process, "alice@example.com") as admin:
             bob = next(u for u in admin.get("/api/users").json()["items"] if u["email"] == "bob@example.com")
             assert admin.patch(f"/api/users/{bob['id']}", json={"password": PASSWORD}).status_code == 200
         yield process
-
-
-@contextmanager
-def console_session(warden: WardenProcess, email: str) -> Iterator[httpx.Client]:
-    """A signed-in console session (cookies and the CSRF header), as the browser holds it."""
-    with httpx.Client(base_url=warden.console, timeout=30) as client:
-        login = client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
-        assert login.status_code == 200, login.text
-        client.headers["x-csrf-token"] = client.cookies["warden_csrf"]
-        yield client
 
 
 def authorize_at_server(authorize_url: str, account: str) -> str:

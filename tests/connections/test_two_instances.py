@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
-import httpx
 import yaml
 
 from tests.conftest import REDIS_URL
-from tests.connections.conftest import OAuthWorld
-from tests.connections.test_oauth_links import PASSWORD, SCOPES, authorize_at_server, whoami
+from tests.connections.conftest import OAuthWorld, console_session, first_admin
+from tests.connections.test_oauth_links import SCOPES, authorize_at_server, whoami
 from tests.interaction.process import WardenProcess, base_env, shared_secrets
 
 ALICE = "wdn_" + "t" * 43
@@ -18,11 +17,8 @@ ALICE = "wdn_" + "t" * 43
 
 def link_twin(warden: WardenProcess) -> None:
     """Set up the first admin and link their account through ``warden``'s console."""
-    with httpx.Client(base_url=warden.console, timeout=30) as console:
-        assert console.post("/api/setup", json={"email": "twin@example.com", "password": PASSWORD}).status_code == 201
-        assert console.post("/api/auth/login", json={"email": "twin@example.com",
-                                                     "password": PASSWORD}).status_code == 200
-        console.headers["x-csrf-token"] = console.cookies["warden_csrf"]
+    first_admin(warden, "twin@example.com")
+    with console_session(warden, "twin@example.com") as console:
         started = console.post("/api/connections/notes/authorize", json={"label": "work"}).json()
         assert console.get(authorize_at_server(started["authorize_url"], "twin")).status_code == 200
 
