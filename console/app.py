@@ -96,7 +96,7 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
         *KeyRoutes(identity, clock, settings.rotation_grace_hours).routes(),
         *QuotaRoutes(identity, services.quotas, services.quota_rules, services.quota_rules_changed).routes(),
         *McpServerRoutes(services.mcp_servers, services.mcp_pool, services.mcp_servers_changed,
-                         services.outbound).routes(),
+                         services.outbound, services.connections).routes(),
         *McpAccessRoutes(identity, services.mcp_access_rules, services.mcp_access, services.mcp_pool,
                          services.mcp_credentials, services.mcp_access_changed).routes(),
         *McpVirtualRoutes(services.mcp_virtual_servers, services.mcp_pool, services.mcp_virtuals_changed).routes(),

@@ -83,17 +83,24 @@ class ConnectionRoutes:
         ]
 
     async def index(self, call: Call) -> dict[str, Any]:
+        """Every upstream the caller may use: per-user ones with their accounts and the state of the default
+        one; shared ones (nothing to link) with the state of Warden's own session to them."""
         mine = await self._connections.links.of_user(call.user_id)
         items = []
         for connection in self._pool.connections():
             definition = connection.definition
-            if not definition.auth.per_user or not self._access.decide(call.actor, whole_server(definition.name)
-                                                                        ).allowed:
+            if not self._access.decide(call.actor, whole_server(definition.name)).allowed:
                 continue
-            accounts = [link.public() for link in mine if link.server == definition.name]
-            items.append({"server": definition.name, "mode": definition.auth.mode, "state": _state(
-                [link for link in mine if link.server == definition.name]), "accounts": accounts,
-                "connect_url": f"{self._connections.settings.connections_url}?server={definition.name}"})
+            item: dict[str, Any] = {"server": definition.name, "mode": definition.auth.mode,
+                                    "ownership": "per_user" if definition.auth.per_user else "shared"}
+            if definition.auth.per_user:
+                links = [link for link in mine if link.server == definition.name]
+                item.update(state=_state(links), accounts=[link.public() for link in links],
+                            connect_url=f"{self._connections.settings.connections_url}?server={definition.name}")
+            else:
+                item.update(state=_SHARED_STATES.get(connection.health, "error"), accounts=[],
+                            detail=connection.last_error)
+            items.append(item)
         return {"items": items}
 
     async def authorize(self, call: Call) -> Response:
@@ -126,6 +133,9 @@ class ConnectionRoutes:
         if shared is None or not self._access.decide(call.actor, whole_server(server)).allowed:
             raise NotFound(f"no MCP server named {server!r}")
         body: TestConnection = call.body
+        if not shared.definition.auth.per_user:  # with Warden's own (shared) credential
+            report = await probe(shared.definition, shared.reach, body.tool, body.arguments)
+            return {**report.as_dict(), "account": None}
         link = await self._connections.links.find(server, call.user_id, body.label)
         if body.label is not None and link is None:
             raise NotFound(f"no {server!r} account labelled {body.label!r} is linked")
@@ -185,6 +195,11 @@ class ConnectionRoutes:
         except AuthenticationFailed:
             return None
         return principal.user.id if principal.user else None
+
+
+# A shared server's state on the page, from the health of Warden's own session to it.
+_SHARED_STATES = {"healthy": "connected", "degraded": "connected", "connecting": "connecting", "down": "error",
+                  "disabled": "disabled"}
 
 
 def _state(links: list[Link]) -> str:

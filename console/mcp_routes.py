@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from broker.connections.service import Connections
 from broker.kernel.errors import FieldError, InvalidInput
 from broker.kernel.identity.service import require
 from broker.mcp.pool import UpstreamPool
@@ -18,7 +19,8 @@ class McpServerRoutes:
     """Handlers for upstream servers; environments are write-only."""
 
     def __init__(self, store: McpServerStore, pool: UpstreamPool, changed: Callable[[], Awaitable[None]],
-                 outbound: Outbound) -> None:
+                 outbound: Outbound, connections: Connections) -> None:
+        self._connections = connections
         self._outbound = outbound
         self._store = store
         self._pool = pool
@@ -77,6 +79,8 @@ class McpServerRoutes:
         else:
             changes.pop("auth", None)
         definition = await self._store.update(call.path("name"), changes)
+        if {"url", "auth"} & set(changes):
+            await self._connections.server_changed(definition.name, removed=False)
         await self._changed()
         return self._view(definition, "api")
 
@@ -91,6 +95,7 @@ class McpServerRoutes:
     async def delete(self, call: Call) -> None:
         require(call.actor, "mcp_servers:manage")
         await self._store.delete(call.path("name"))
+        await self._connections.server_changed(call.path("name"), removed=True)
         await self._changed()
 
     def _view(self, definition: UpstreamDefinition, source: str) -> dict[str, Any]:

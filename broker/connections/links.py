@@ -154,6 +154,9 @@ class LinkStore:
     async def delete_server(self, server: str) -> None:
         await self._db.execute("DELETE FROM upstream_links WHERE server = ?", server)
 
+    async def delete_orphans(self) -> None:
+        await self._db.execute("DELETE FROM upstream_links WHERE server NOT IN (SELECT name FROM mcp_servers)")
+
     def _seal(self, link_id: str, tokens: TokenSet) -> str:
         plain = json.dumps({"access_token": tokens.access_token, "refresh_token": tokens.refresh_token,
                             "scope": tokens.scope}).encode()

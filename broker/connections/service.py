@@ -119,6 +119,9 @@ class ClientRegistrations:
     async def forget(self, server: str) -> None:
         await self._db.execute("DELETE FROM oauth_clients WHERE server = ?", server)
 
+    async def forget_orphans(self) -> None:
+        await self._db.execute("DELETE FROM oauth_clients WHERE server NOT IN (SELECT name FROM mcp_servers)")
+
     def metadata_document(self) -> dict[str, Any]:
         """Warden's Client ID Metadata Document, served at its own URL (the client id)."""
         return {"client_id": self._settings.client_metadata_url, "client_name": "Warden",
@@ -216,6 +219,18 @@ class Connections:
                 await self._oauth.revoke(meta, client, link.tokens.refresh_token or link.tokens.access_token)
             except (OAuthFailure, WardenError):
                 pass
+
+    async def server_changed(self, server: str, removed: bool) -> None:
+        """An upstream was redefined (its OAuth client is found again: the URL or auth may have changed) or
+        removed (its users' accounts go too)."""
+        await self.registrations.forget(server)
+        if removed:
+            await self.links.delete_server(server)
+
+    async def forget_removed_servers(self) -> None:
+        """Accounts and OAuth clients of servers no longer defined (removed from the configuration file)."""
+        await self.links.delete_orphans()
+        await self.registrations.forget_orphans()
 
     async def make_default(self, user_id: str, server: str, label: str) -> None:
         link = await self.links.find(server, user_id, label)

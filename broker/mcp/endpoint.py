@@ -10,6 +10,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 import anyio
 import mcp_types as types
@@ -568,7 +569,6 @@ class McpBroker:
             with anyio.CancelScope(shield=True):  # a cancelled call is audited too
                 await self._audit.record(event)
 
-
     def _callable(self, view: CatalogView, name: str, visible: Callable[[str], bool], principal: Principal
                   ) -> tuple[UpstreamConnection, str]:
         """The connection and upstream tool a call goes to; -32050 when it needs an account not linked."""
@@ -715,12 +715,10 @@ class AuthenticatedMcpApp:
                  allowed_origins: tuple[str, ...] = ()) -> None:
         self._virtuals = virtuals
         self._authorization = authorization
-        resource = authorization.settings.resource
-        origin, _, path = resource.partition("://")[2].partition("/")
-        scheme = resource.partition("://")[0]
+        resource = urlsplit(authorization.settings.resource)
         # RFC 9728 section 5.1: a 401 names the metadata that leads clients to the authorization server.
-        self._challenge = (f'Bearer resource_metadata="{scheme}://{origin}/.well-known/oauth-protected-resource/'
-                           f'{path}"')
+        self._challenge = (f'Bearer resource_metadata="{resource.scheme}://{resource.netloc}'
+                           f'/.well-known/oauth-protected-resource{resource.path}"')
         self._inner = StreamableHTTPASGIApp(manager)
         self._identity = identity
         self._pool = pool

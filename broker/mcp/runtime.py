@@ -26,7 +26,6 @@ from broker.kernel.quota.engine import QuotaEngine
 from broker.kernel.store.ports import Database
 from broker.mcp.access import AccessPolicy, AccessRuleStore
 from broker.mcp.consent import LinkConsent
-from broker.mcp.credentials import UserCredentials
 from broker.mcp.endpoint import AuthenticatedMcpApp, BrokerExtras, McpBroker, key_of_request
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.result_cache import MemoryResultCache, RedisResultCache, ResultCache
@@ -76,7 +75,6 @@ class McpRuntime:
     access_rules: AccessRuleStore
     app: AuthenticatedMcpApp
     broadcast: Broadcast
-    credentials: UserCredentials
     virtual_store: VirtualServerStore
     virtuals: VirtualServers
     connections: Connections
@@ -105,9 +103,6 @@ class McpRuntime:
 
     async def _reload_access(self, message: Message | None = None) -> None:
         self.access.replace(await self.access_rules.all())
-
-    async def links_changed(self, server: str, user_id: str) -> None:
-        await self.broadcast.publish(LINKS_CHANNEL, {"server": server, "user": user_id})
 
     async def _links_changed(self, message: Message) -> None:
         self.user_upstreams.forget(str(message.get("server")), str(message.get("user")))
@@ -140,13 +135,12 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, hasher: Ke
     access = AccessPolicy(default_allow=config.mcp.default_access == "allow")
     cache: ResultCache = (RedisResultCache(redis, config.redis.timeout_seconds) if redis is not None
                           else MemoryResultCache())
-    links_changed: list[Callable[[str, str], Awaitable[None]]] = []
-
     async def link_changed(server: str, user_id: str) -> None:
-        for notify_change in links_changed:
-            await notify_change(server, user_id)
+        """A user's accounts on a server changed: every instance drops that user's sessions there."""
+        await broadcast.publish(LINKS_CHANNEL, {"server": server, "user": user_id})
 
     connections = _connections(db, redis, box, clock, config, store, outbound, pending, link_changed)
+    await connections.forget_removed_servers()
     authorization = McpAuthorizationServer(db, hasher, clock, identity, pending, AuthorizationServerSettings(
         config.server.console_url, config.server.gateway_url + "/mcp"))
     user_upstreams = UserUpstreams(clock, connections, outbound, catalog_changed)
@@ -175,9 +169,7 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, hasher: Ke
     runtime = McpRuntime(store, pool, broker, access, access_rules,
                          AuthenticatedMcpApp(manager, identity, pool, virtuals, authorization,
                                              config.mcp.allowed_origins),
-                         broadcast, connections, virtual_store, virtuals, connections, user_upstreams, outbound,
-                         authorization)
-    links_changed.append(runtime.links_changed)
+                         broadcast, virtual_store, virtuals, connections, user_upstreams, outbound, authorization)
     await runtime._reload_access()
     await runtime._reload_virtuals()
     broadcast.subscribe(VIRTUAL_CHANNEL, runtime._reload_virtuals)

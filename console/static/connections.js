@@ -3,6 +3,7 @@
 
 const STATES = {
   connected: "connected", needs_authorization: "needs authorization", expired: "expired", error: "error",
+  connecting: "connecting", disabled: "disabled",
 };
 
 function element(tag, text, attributes) {
@@ -53,6 +54,10 @@ function accountCell(item) {
 
 function linkCell(item) {
   const cell = element("td");
+  if (item.ownership === "shared") {
+    cell.appendChild(element("span", "shared: Warden's own credential", { class: "muted" }));
+    return cell;
+  }
   const label = element("input", undefined, { "aria-label": `Account label for ${item.server}`, value: "default" });
   cell.appendChild(label);
   if (item.mode === "oauth") {

@@ -4,6 +4,7 @@ upstream URLs on internal addresses refused with a clear message."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,8 @@ async def test_a_personal_token_is_linked_per_user_and_sent_for_them(warden: War
         assert added.json()["state"] == "connected" and added.json()["default"] is True
         assert (await credentials_seen(warden, "mine__credentials"))["authorization"] == "Bearer pat-alice-1"
         listed = (await api.get("/api/connections")).json()["items"]
-        assert [i["server"] for i in listed] == ["gone", "mine"] and "pat-alice-1" not in str(listed)
+        per_user = [i["server"] for i in listed if i["ownership"] == "per_user"]
+        assert per_user == ["gone", "mine"] and "pat-alice-1" not in str(listed)
         assert (await api.delete("/api/connections/mine/work")).status_code == 204
     async with mcp_client(warden.gateway + "/mcp", ALICE) as session:
         assert not any(t.name.startswith("mine__") for t in (await session.list_tools()).tools)
@@ -119,3 +121,25 @@ def test_connection_to_a_dead_server_reports_unreachable(warden: WardenProcess) 
     report = httpx.post(warden.console + "/api/connections/gone/test", json={},
                         headers={"authorization": f"Bearer {ALICE}"}, timeout=30).json()
     assert report["verdict"] == "unreachable" and "Connect" in report["detail"]
+
+
+def test_removing_a_server_removes_its_linked_accounts(warden: WardenProcess, plain_upstream: str) -> None:
+    with httpx.Client(base_url=warden.console, headers={"authorization": f"Bearer {ALICE}"}) as api:
+        assert api.post("/api/mcp/servers", json={
+            "name": "brief", "transport": "streamable_http", "url": plain_upstream,
+            "auth": {"mode": "personal_token", "ownership": "per_user"}}).status_code == 201
+        assert api.post("/api/connections/brief/tokens", json={"token": "pat-brief"}).status_code == 201
+        assert api.delete("/api/mcp/servers/brief").status_code == 204
+        listed = api.get("/api/connections").json()["items"]
+    assert "brief" not in [item["server"] for item in listed]
+    with sqlite3.connect(Path(warden.env["WARDEN_SERVER_DATA_DIR"]) / "warden.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM upstream_links WHERE server = 'brief'").fetchone() == (0,)
+
+
+def test_shared_servers_are_listed_with_the_state_of_wardens_own_session(warden: WardenProcess) -> None:
+    with httpx.Client(base_url=warden.console, headers={"authorization": f"Bearer {ALICE}"}, timeout=30) as api:
+        listed = {item["server"]: item for item in api.get("/api/connections").json()["items"]}
+        assert listed["bearer"]["ownership"] == "shared" and listed["bearer"]["state"] == "connected"
+        assert listed["bearer"]["accounts"] == []
+        report = api.post("/api/connections/bearer/test", json={"tool": "credentials"}).json()
+    assert report["verdict"] == "tool_call_ok" and report["account"] is None

@@ -175,7 +175,8 @@ async def test_two_hundred_stdio_sessions_leave_no_child_process_behind(warden: 
     async def all_reaped() -> bool:
         return children() == baseline
 
-    assert await eventually(all_reaped, within=15)
+    # Generous: 200 processes end one by one, and a loaded two-core CI machine once needed more than 15 s.
+    assert await eventually(all_reaped, within=45), f"{children() - baseline} children left"
 
 
 async def test_a_2026_07_28_client_and_a_2025_11_25_client_share_the_upstreams(warden: WardenProcess) -> None:
