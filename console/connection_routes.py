@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from pydantic import Field
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from broker.connections.links import Link
 from broker.connections.pending import STATE_TTL
@@ -30,11 +30,11 @@ from broker.mcp.upstream import Reach
 from broker.mcp.user_upstreams import LinkCredential
 from broker.outbound import Outbound
 from console.endpoints import SESSION_COOKIE, ApiRoute, Call
+from console.notice import NO_STORE, notice_page
 from console.schemas import _Body
 from console.session_routes import CookiePolicy
 
 LABEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
-_NO_STORE = {"cache-control": "no-store"}
 
 
 class Authorize(_Body):
@@ -153,13 +153,13 @@ class ConnectionRoutes:
         user_id = await self._signed_in_user(request)
         if user_id is None:
             back = request.url.path + ("?" + request.url.query if request.url.query else "")
-            return RedirectResponse("/login?next=" + quote(back, safe=""), 303, headers=_NO_STORE)
+            return RedirectResponse("/login?next=" + quote(back, safe=""), 303, headers=NO_STORE)
         try:
             url, cookie, binding = await self._connections.begin(user_id, server,
                                                                  request.query_params.get("label", "default"))
         except WardenError as exc:
             return _problem(exc)
-        return self._bound(RedirectResponse(url, 303, headers=_NO_STORE), request, cookie, binding)
+        return self._bound(RedirectResponse(url, 303, headers=NO_STORE), request, cookie, binding)
 
     async def callback(self, request: Request) -> Response:
         """Where the authorization server sends the browser: the pending authorization this browser started
@@ -175,13 +175,10 @@ class ConnectionRoutes:
             response = _problem(exc)
         else:
             target = f"/connections?linked={quote(link.server)}"
-            response = HTMLResponse(
-                f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Linked · Warden</title>"
-                f"<meta http-equiv=\"refresh\" content=\"0; url={target}\"><link rel=\"stylesheet\""
-                f" href=\"/static/console.css\"></head><body><main class=\"card\"><h1 id=\"linked\">Account linked</h1>"
-                f"<p>Your {html.escape(link.server)} account <strong>{html.escape(link.label)}</strong> is linked."
-                f" <a href=\"{target}\">Back to connections</a></p></main></body></html>",
-                headers={"cache-control": "no-store"})
+            response = notice_page(
+                "Account linked", f"<p>Your {html.escape(link.server)} account <strong>{html.escape(link.label)}"
+                f"</strong> is linked. <a href=\"{target}\">Back to connections</a></p>", refresh=target,
+                heading_id="linked")
         response.delete_cookie(cookie, path="/oauth/callback")
         return response
 
@@ -211,8 +208,5 @@ def _state(links: list[Link]) -> str:
 
 
 def _problem(exc: WardenError) -> Response:
-    page = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not linked</title>"
-            f"<link rel=\"stylesheet\" href=\"/static/console.css\"></head><body><main class=\"card\">"
-            f"<h1>The account was not linked</h1><p id=\"problem\">{html.escape(exc.message)}</p>"
-            f"<p><a href=\"/connections\">Back to connections</a></p></main></body></html>")
-    return HTMLResponse(page, exc.status, headers={"cache-control": "no-store"})
+    return notice_page("The account was not linked", f'<p id="problem">{html.escape(exc.message)}</p>'
+                       '<p><a href="/connections">Back to connections</a></p>', exc.status)

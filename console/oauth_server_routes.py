@@ -15,16 +15,16 @@ from urllib.parse import quote
 
 from pydantic import Field
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from broker.authserver.server import InvalidAuthorizationRequest, McpAuthorizationServer, OAuthError
 from broker.edge.credentials import client_ip
 from broker.kernel.errors import AuthenticationFailed, FieldError, InvalidInput
 from broker.kernel.identity.service import Identity
 from console.endpoints import SESSION_COOKIE, ApiRoute, Call
+from console.notice import NO_STORE, notice_page
 from console.schemas import _Body
 
-_NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 MAX_FORM_BYTES = 64 * 1024
 
 
@@ -62,7 +62,7 @@ class OAuthServerRoutes:
             body = json.loads(await _bounded(request))
             if not isinstance(body, dict):
                 raise OAuthError("invalid_client_metadata", "the body must be a JSON object")
-            return JSONResponse(await self._server.register(body), 201, headers=_NO_STORE)
+            return JSONResponse(await self._server.register(body), 201, headers=NO_STORE)
         except ValueError:
             return _error(OAuthError("invalid_client_metadata", "the body is not valid JSON"))
         except OAuthError as exc:
@@ -76,15 +76,15 @@ class OAuthServerRoutes:
             principal, _ = await self._identity.principal_for_session(token, client_ip(request))
         except AuthenticationFailed:
             back = request.url.path + ("?" + request.url.query if request.url.query else "")
-            return RedirectResponse("/login?next=" + quote(back, safe=""), 303, headers=_NO_STORE)
+            return RedirectResponse("/login?next=" + quote(back, safe=""), 303, headers=NO_STORE)
         params = dict(request.query_params)
         try:
             pending = await self._server.begin(params)
         except InvalidAuthorizationRequest as exc:
-            return _page("Authorization refused", f"<p id=\"problem\">{html.escape(str(exc))}</p>", 400)
+            return notice_page("Authorization refused", f'<p id="problem">{html.escape(str(exc))}</p>', 400)
         except OAuthError as exc:
             return RedirectResponse(self._server.error_redirect(params["redirect_uri"], params.get("state"), exc),
-                                    303, headers=_NO_STORE)
+                                    303, headers=NO_STORE)
         assert principal.user is not None
         body = (f"<p><strong>{html.escape(pending.client_name)}</strong> asks to use Warden's MCP tools as"
                 f" <strong>{html.escape(principal.user.email)}</strong>, with your access rules, quotas and linked"
@@ -94,13 +94,13 @@ class OAuthServerRoutes:
                 f"<button type=\"button\" data-allow=\"true\">Allow</button> "
                 f"<button type=\"button\" data-allow=\"false\" class=\"link\">Decline</button></div>"
                 f"<p class=\"error\" role=\"alert\" hidden></p>")
-        return _page("Allow access?", body, 200, script="/static/consent.js")
+        return notice_page("Allow access?", body, scripts=("/static/console.js", "/static/consent.js"))
 
     async def token(self, request: Request) -> Response:
         try:
             form = await _form(request)
             return JSONResponse(await self._server.token(form, request.headers.get("authorization")),
-                                headers=_NO_STORE)
+                                headers=NO_STORE)
         except OAuthError as exc:
             return _error(exc)
 
@@ -109,7 +109,7 @@ class OAuthServerRoutes:
             await self._server.revoke(await _form(request), request.headers.get("authorization"))
         except OAuthError as exc:
             return _error(exc)
-        return Response(status_code=200, headers=_NO_STORE)
+        return Response(status_code=200, headers=NO_STORE)
 
 
 async def _bounded(request: Request) -> bytes:
@@ -129,17 +129,9 @@ async def _form(request: Request) -> dict[str, str]:
 
 def _error(exc: OAuthError) -> Response:
     status = exc.status if exc.status in (400, 401) else 400
-    headers = dict(_NO_STORE)
+    headers = dict(NO_STORE)
     if status == 401:
         headers["www-authenticate"] = 'Basic realm="warden"'
     return JSONResponse(exc.body(), status, headers=headers)
 
 
-def _page(title: str, body: str, status: int, script: str | None = None) -> Response:
-    scripts = (f"<script src=\"/static/console.js\" defer></script><script src=\"{script}\" defer></script>"
-               if script else "")
-    page = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title} · Warden</title>"
-            f"<link rel=\"stylesheet\" href=\"/static/console.css\">{scripts}</head><body><main class=\"card\">"
-            f"<h1>{title}</h1>{body}</main></body></html>")
-    return HTMLResponse(page, status, headers=_NO_STORE)

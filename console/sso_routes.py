@@ -5,17 +5,17 @@ from __future__ import annotations
 import html
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from broker.edge.credentials import client_ip
 from broker.kernel.clock import Clock
 from broker.kernel.errors import WardenError
 from broker.kernel.identity.service import Identity
 from broker.sso import OidcSignIn
+from console.notice import NO_STORE, notice_page
 from console.session_routes import CookiePolicy, set_session_cookies
 
 BINDING_COOKIE = "warden_sso"
-_NO_STORE = {"cache-control": "no-store"}
 CALLBACK = "/auth/oidc/callback"
 
 
@@ -30,8 +30,8 @@ class SsoRoutes:
         try:
             url, binding = await self._sign_in.begin()
         except WardenError as exc:
-            return _page("Sign-in failed", exc.message, exc.status)
-        response = RedirectResponse(url, 303, headers=_NO_STORE)
+            return _failed(exc)
+        response = RedirectResponse(url, 303, headers=NO_STORE)
         # Lax: it must come back on the provider's redirect, a cross-site navigation.
         response.set_cookie(BINDING_COOKIE, binding, max_age=600, httponly=True, samesite="lax",
                             secure=self._cookies.is_secure(request), path=CALLBACK)
@@ -44,21 +44,17 @@ class SsoRoutes:
                                                 query.get("code"), query.get("error"))
             session = await self._identity.sessions.open_for(user, client_ip(request))
         except WardenError as exc:
-            response = _page("Sign-in failed", exc.message, exc.status)
+            response = _failed(exc)
         else:
             # A page that moves on by its own navigation: the session cookie is SameSite=Strict, and a redirect
             # would still belong to the provider's cross-site navigation.
-            response = _page("Signed in", f"Signed in as {html.escape(user.email)}.", 200, refresh="/")
+            response = notice_page("Signed in", f'<p id="message">Signed in as {html.escape(user.email)}.</p>'
+                                   '<p><a href="/">Continue</a></p>', refresh="/")
             set_session_cookies(response, session, self._clock, self._cookies.is_secure(request))
         response.delete_cookie(BINDING_COOKIE, path=CALLBACK)
         return response
 
 
-def _page(title: str, message: str, status: int, refresh: str | None = None) -> Response:
-    meta = f'<meta http-equiv="refresh" content="0; url={refresh}">' if refresh else ""
-    link = '<p><a href="/">Continue</a></p>' if refresh else '<p><a href="/login">Back to sign-in</a></p>'
-    return HTMLResponse(
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title} · Warden</title>{meta}'
-        f'<link rel="stylesheet" href="/static/console.css"></head><body><main class="card"><h1>{title}</h1>'
-        f'<p id="message">{html.escape(message) if not refresh else message}</p>{link}</main></body></html>',
-        status, headers=_NO_STORE)
+def _failed(exc: WardenError) -> Response:
+    return notice_page("Sign-in failed", f'<p id="message">{html.escape(exc.message)}</p>'
+                       '<p><a href="/login">Back to sign-in</a></p>', exc.status)
