@@ -17,7 +17,9 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
+from ai_proxy.chat import ChatCompletions
 from ai_proxy.models import ModelList
+from ai_proxy.routing import ModelRouter
 from broker.config import WardenConfig
 from broker.connections.oauth import OAuthClient
 from broker.connections.pending import PendingAuthorizations, RedisPendingAuthorizations, StorePendingAuthorizations
@@ -40,6 +42,7 @@ from broker.kernel.identity.sessions import ConsoleSessions, SessionPolicy
 from broker.kernel.identity.setup import FirstRunSetup
 from broker.kernel.identity.teams import TeamDirectory
 from broker.kernel.identity.users import UserDirectory
+from broker.kernel.quota.accounting import ModelRates, TokenAccounting
 from broker.kernel.quota.adapters.memory import MemoryCounters
 from broker.kernel.quota.adapters.redis import RedisCounters, quota_redis
 from broker.kernel.quota.alerts import BudgetAlerts
@@ -80,6 +83,7 @@ class Warden:
     mcp: McpRuntime
     gateway: Starlette
     console: Starlette
+    chat: ChatCompletions
 
     @property
     def identity(self) -> Identity:
@@ -208,6 +212,8 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
             try:
                 yield warden
             finally:
+                with anyio.CancelScope(shield=True):
+                    await warden.chat.close()
                 kernel.audit.close()  # the writer drains what is queued, then returns
                 with anyio.move_on_after(10, shield=True):
                     await kernel.audit.drained.wait()
@@ -221,7 +227,11 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, clock: Clock) -
     metrics = HttpMetrics(kernel.registry)
     health = HealthChecks(checks, time.time())
     models = ModelList(kernel.identity, kernel.quotas, config.models, int(time.time()))
-    gateway = build_gateway(health, metrics, models, mcp.app, mcp.authorization.resource_metadata())
+    rates = {m.name: ModelRates(m.input_weight, m.output_weight, m.input_price_per_million,
+                                m.output_price_per_million) for m in config.models}
+    chat = ChatCompletions(kernel.identity, kernel.quotas, ModelRouter(config.providers, config.models),
+                           TokenAccounting(rates), kernel.audit, mcp.outbound)
+    gateway = build_gateway(health, metrics, models, chat, mcp.app, mcp.authorization.resource_metadata())
     services = ConsoleServices(kernel.identity, kernel.quotas, kernel.quota_rules, kernel.quota_rules_changed,
                                mcp.store, mcp.pool, mcp.servers_changed, mcp.access_rules, mcp.access,
                                mcp.access_changed, AuditQuery(kernel.db), mcp.connections, mcp.virtual_store,
@@ -231,7 +241,7 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, clock: Clock) -
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
         warden_version(), config.security.oidc.label if config.security.oidc else None,
     ))
-    return Warden(config, kernel, mcp, gateway, console)
+    return Warden(config, kernel, mcp, gateway, console, chat)
 
 
 def _single_sign_on(config: WardenConfig, kernel: Kernel, outbound: Outbound, clock: Clock) -> OidcSignIn | None:

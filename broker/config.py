@@ -150,6 +150,7 @@ class ProviderConfig(_Section):
     type: Literal["openai", "anthropic", "gemini", "azure_openai", "bedrock", "openai_compatible"]
     base_url: str | None = None
     api_key: str | None = None
+    timeout_seconds: float = Field(600.0, gt=0, le=3600)  # a whole answer; long generations are normal
 
 
 class RouteConfig(_Section):

@@ -11,14 +11,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from ai_proxy.chat import ChatCompletions
 from ai_proxy.models import ModelList
 from broker.edge.errors import EXCEPTION_HANDLERS
 from broker.edge.health import HealthChecks
 from broker.edge.metrics import HttpMetrics, MetricsMiddleware
 
 
-def build_gateway(health: HealthChecks, metrics: HttpMetrics, models: ModelList, mcp: ASGIApp,
-                  resource_metadata: dict[str, Any]) -> Starlette:
+def build_gateway(health: HealthChecks, metrics: HttpMetrics, models: ModelList, chat: ChatCompletions,
+                  mcp: ASGIApp, resource_metadata: dict[str, Any]) -> Starlette:
     async def protected_resource(request: Request) -> Response:
         """RFC 9728: where MCP clients learn which authorization server issues tokens for /mcp."""
         return JSONResponse(resource_metadata)
@@ -28,6 +29,7 @@ def build_gateway(health: HealthChecks, metrics: HttpMetrics, models: ModelList,
         Route("/health/ready", health.ready, methods=["GET"]),
         Route("/metrics", metrics.endpoint, methods=["GET"]),
         Route("/v1/models", models.endpoint, methods=["GET"]),
+        Route("/v1/chat/completions", chat.endpoint, methods=["POST"]),
         Route("/.well-known/oauth-protected-resource", protected_resource, methods=["GET"]),
         Route("/.well-known/oauth-protected-resource/mcp", protected_resource, methods=["GET"]),
         Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]),

@@ -173,9 +173,11 @@ async def test_two_hundred_stdio_sessions_leave_no_child_process_behind(warden: 
                 group.start_soon(one_session)
     assert baseline < peak <= baseline + SESSIONS_PER_SERVER
     async def all_reaped() -> bool:
-        return children() == baseline
+        # At most the baseline: a child that was still ending when the baseline was taken (from an earlier
+        # test's session) may be gone by now, which once left the count one below it for good.
+        return children() <= baseline
 
-    # Generous: 200 processes end one by one, and a loaded two-core CI machine once needed more than 15 s.
+    # Generous: 200 processes end one by one on a loaded two-core CI machine.
     assert await eventually(all_reaped, within=45), f"{children() - baseline} children left"
 
 

@@ -1,0 +1,297 @@
+"""``POST /v1/chat/completions``: OpenAI Chat Completions, to providers that speak it (OpenAI and
+OpenAI-compatible endpoints).
+
+The pipeline every request goes through: authenticate the key for the ``ai`` surface, check the model against
+its ``allowed_models``, admit it by the quota kernel, call the provider, charge what it used (raw and weighted
+tokens, USD from the model's prices), and leave one audit event. The body goes upstream as the client sent
+it unless Warden must change it; a stream is passed through event by event as it arrives, with usage asked
+of the provider (``stream_options.include_usage``) and its extra chunk dropped when the client did not ask
+for it. A client that goes away cancels the upstream request, and what was used so far is still recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ai_proxy.errors import ProxyError, from_warden, openai_error
+from ai_proxy.ratelimit_headers import ratelimit_headers
+from ai_proxy.routing import ModelRouter, Route, UnknownModel
+from broker.edge.credentials import presented_key
+from broker.kernel.audit.events import AuditEvent
+from broker.kernel.audit.ports import AuditSink
+from broker.kernel.errors import WardenError
+from broker.kernel.identity.models import Principal
+from broker.kernel.identity.service import Identity
+from broker.kernel.quota.accounting import TokenAccounting
+from broker.kernel.quota.engine import QuotaEngine
+from broker.kernel.quota.models import QuotaRequest, Usage
+from broker.kernel.quota.subjects import subjects_for
+from broker.outbound import Outbound, OutboundRefused
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 20 * 1024 * 1024
+CONNECT_TIMEOUT = 10.0  # the connection to a provider opens within this; the answer within its timeout_seconds
+OPENAI_FORMAT = frozenset({"openai", "openai_compatible"})  # providers that take Chat Completions as they are
+
+
+@dataclass
+class _Call:
+    """What one request did, for accounting and audit."""
+
+    principal: Principal
+    model: str
+    route: Route | None = None
+    started: float = field(default_factory=time.monotonic)
+    first_byte: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    status: int = 200
+    outcome: str = "ok"
+
+
+class ChatCompletions:
+    def __init__(self, identity: Identity, quotas: QuotaEngine, router: ModelRouter, accounting: TokenAccounting,
+                 audit: AuditSink, outbound: Outbound) -> None:
+        self._identity = identity
+        self._quotas = quotas
+        self._router = router
+        self._accounting = accounting
+        self._audit = audit
+        self._outbound = outbound
+        self._http: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    def _session(self) -> aiohttp.ClientSession:
+        # One keep-alive pool for all providers, opened on first use (inside the serving event loop).
+        if self._http is None:
+            self._http = self._outbound.session(limit=1000, timeout=None, auto_decompress=True)
+        return self._http
+
+    async def endpoint(self, request: Request) -> Response:
+        try:
+            principal = await self._identity.principal_for_key(presented_key(request, allow_x_api_key=True), "ai")
+        except WardenError as exc:
+            return openai_error(from_warden(exc))
+        raw = await request.body()
+        call = _Call(principal, "")
+        try:
+            if len(raw) > MAX_BODY_BYTES:
+                raise ProxyError(413, "invalid_request_error", f"the request body is larger than {MAX_BODY_BYTES}"
+                                 " bytes")
+            body = _parse(raw)
+            call.model = body["model"]
+            allowed = principal.key.allowed_models if principal.key else None
+            if allowed is not None and call.model not in allowed:
+                raise ProxyError(403, "permission_error", f"this API key may not use the model {call.model!r}",
+                                 param="model", code="model_not_allowed")
+            try:
+                call.route = self._router.route(call.model)
+            except UnknownModel as exc:
+                raise ProxyError(404, "invalid_request_error", str(exc), param="model",
+                                 code="model_not_found") from exc
+            if call.route.provider.type not in OPENAI_FORMAT:
+                raise ProxyError(400, "invalid_request_error", f"the model {call.model!r} is served by a"
+                                 f" {call.route.provider.type} provider; Chat Completions reach OpenAI-format"
+                                 " providers only so far", param="model", code="format_not_supported")
+            try:
+                admission = await self._quotas.admit(QuotaRequest("ai", self._subjects(call)))
+            except WardenError as exc:
+                raise from_warden(exc) from exc
+            headers = ratelimit_headers(admission)
+            if body.get("stream"):
+                return await self._stream(call, body, headers)
+            return await self._complete(call, raw, headers)
+        except ProxyError as exc:
+            call.status, call.outcome = exc.status, "refused" if exc.status in (401, 403, 404, 413, 429) else "error"
+            await self._finish(call)
+            return openai_error(exc)
+
+    def _subjects(self, call: _Call) -> Any:
+        provider = call.route.provider.name if call.route else None
+        return subjects_for(call.principal, provider=provider, model=call.model)
+
+    async def _send(self, call: _Call, payload: bytes) -> aiohttp.ClientResponse:
+        assert call.route is not None
+        provider = call.route.provider
+        headers = {"content-type": "application/json"}
+        if provider.api_key:
+            headers["authorization"] = f"Bearer {provider.api_key}"
+        try:
+            return await self._session().post(
+                f"{provider.base_url}/chat/completions", data=payload, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=provider.timeout_seconds, sock_connect=CONNECT_TIMEOUT))
+        except OutboundRefused as exc:
+            raise ProxyError(502, "api_error", f"provider {provider.name}: {exc}", code="upstream_refused") from exc
+        except TimeoutError as exc:
+            raise ProxyError(504, "api_error", f"provider {provider.name} did not answer in time",
+                             code="upstream_timeout") from exc
+        except aiohttp.ClientError as exc:
+            raise ProxyError(502, "api_error", f"provider {provider.name} could not be reached",
+                             code="upstream_unavailable") from exc
+
+    async def _complete(self, call: _Call, raw: bytes, headers: dict[str, str]) -> Response:
+        response = await self._send(call, raw)
+        try:
+            try:
+                content = await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise ProxyError(502, "api_error", "the provider's answer broke off", code="upstream_error") from exc
+        finally:
+            response.release()
+        call.first_byte = time.monotonic()
+        call.status = response.status
+        if response.status == 200:
+            usage = _json_object(content).get("usage") or {}
+            call.input_tokens, call.output_tokens = _tokens(usage)
+        else:
+            call.outcome = "error"
+            if response.status >= 500:
+                content = json.dumps({"error": {"message": f"provider {call.route.provider.name if call.route else ''}"
+                                                f" answered {response.status}", "type": "api_error", "param": None,
+                                                "code": "upstream_error"}}).encode()
+                call.status = 502
+        await self._finish(call)
+        return Response(content, call.status, headers=headers, media_type="application/json")
+
+    async def _stream(self, call: _Call, body: dict[str, Any], headers: dict[str, str]) -> Response:
+        options = body.get("stream_options") or {}
+        wants_usage = bool(options.get("include_usage"))
+        if not wants_usage:  # usage is what quotas and cost are counted from: ask for it, drop it on the way back
+            body = {**body, "stream_options": {**options, "include_usage": True}}
+        response = await self._send(call, json.dumps(body, separators=(",", ":")).encode())
+        if response.status != 200:
+            return await self._complete_error(call, response, headers)
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                async for event in _sse_events(response):
+                    if call.first_byte is None:
+                        call.first_byte = time.monotonic()
+                    data = _data_of(event)
+                    if data is not None and data != b"[DONE]":
+                        chunk = _json_object(data)
+                        if chunk.get("usage"):
+                            call.input_tokens, call.output_tokens = _tokens(chunk["usage"])
+                            if not wants_usage and not chunk.get("choices"):
+                                continue
+                    yield event
+            except (aiohttp.ClientError, TimeoutError):
+                call.outcome, call.status = "error", 502
+                log.warning("provider stream for %s broke off", call.model)
+            except anyio.get_cancelled_exc_class():
+                call.outcome = "cancelled"  # the client went away; the upstream request is dropped with it
+                raise
+            finally:
+                response.close()
+                with anyio.CancelScope(shield=True):
+                    await self._finish(call)
+
+        return StreamingResponse(events(), 200, headers={**headers, "cache-control": "no-cache"},
+                                 media_type="text/event-stream")
+
+    async def _complete_error(self, call: _Call, response: aiohttp.ClientResponse,
+                              headers: dict[str, str]) -> Response:
+        try:
+            content = await response.read()
+        except (aiohttp.ClientError, TimeoutError):
+            content = b""
+        finally:
+            response.release()
+        call.status, call.outcome = (502 if response.status >= 500 else response.status), "error"
+        await self._finish(call)
+        if response.status >= 500 or not _json_object(content).get("error"):
+            return openai_error(ProxyError(call.status, "api_error", f"the provider answered {response.status}",
+                                           code="upstream_error"), headers)
+        return Response(content, call.status, headers=headers, media_type="application/json")
+
+    async def _finish(self, call: _Call) -> None:
+        """Charge what was used and leave the audit event (both even when the client went away)."""
+        usage = self._accounting.usage(call.model, call.input_tokens, call.output_tokens) if call.model \
+            else Usage()
+        if call.route is not None and (call.input_tokens or call.output_tokens):
+            try:
+                await self._quotas.charge("ai", self._subjects(call), usage)
+            except WardenError as exc:  # charging must not turn a served answer into an error
+                log.warning("usage of %s not charged: %s", call.model, exc)
+        now = time.monotonic()
+        principal = call.principal
+        await self._audit.record(AuditEvent(
+            id=os.urandom(16).hex(), at=time.time(), trace_id=os.urandom(16).hex(), surface="ai",
+            user_id=principal.user.id if principal.user else None, team_id=principal.team_id,
+            api_key_id=principal.key.id if principal.key else None,
+            target=f"provider:{call.route.provider.name if call.route else '-'}",
+            action=f"chat.completions:{call.model or '-'}", outcome=call.outcome,
+            error_code=call.status if call.status != 200 else None, duration_ms=(now - call.started) * 1000,
+            detail={"model": call.model, "provider": call.route.provider.name if call.route else None,
+                    "routing": call.route.reason if call.route else None,
+                    "ttft_ms": (call.first_byte - call.started) * 1000 if call.first_byte else None,
+                    "input_tokens": call.input_tokens, "output_tokens": call.output_tokens,
+                    "weighted_tokens": usage.weighted_tokens, "usd": usage.usd, "status": call.status}))
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise ProxyError(400, "invalid_request_error", f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ProxyError(400, "invalid_request_error", "the body must be a JSON object")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise ProxyError(400, "invalid_request_error", "'model' is required (a string)", param="model")
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        raise ProxyError(400, "invalid_request_error", "'messages' is required (a non-empty array)",
+                         param="messages")
+    return body
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _tokens(usage: dict[str, Any]) -> tuple[int, int]:
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+async def _sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The provider's SSE stream, one complete event (ending in a blank line) at a time, as it arrives."""
+    pending = b""
+    async for chunk in response.content.iter_any():
+        pending += chunk
+        while True:
+            end = _event_end(pending)
+            if end < 0:
+                break
+            yield pending[:end]
+            pending = pending[end:]
+    if pending.strip():
+        yield pending if pending.endswith(b"\n\n") else pending.rstrip(b"\r\n") + b"\n\n"
+
+
+def _event_end(buffer: bytes) -> int:
+    """Where the first complete event ends (after its blank line), or -1."""
+    ends = [found + len(separator) for separator in (b"\n\n", b"\r\n\r\n")
+            if (found := buffer.find(separator)) >= 0]
+    return min(ends) if ends else -1
+
+
+def _data_of(event: bytes) -> bytes | None:
+    lines = [line[5:].strip() for line in event.splitlines() if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None

@@ -1,0 +1,112 @@
+"""A fake OpenAI provider speaking Chat Completions' exact wire format, for the proxy's tests.
+
+Answers with text, or with a tool call when the request offers tools (and a final answer once a tool result
+is in the messages); streams as OpenAI does (role chunk, content or tool-call argument deltas, finish chunk, a
+usage chunk with empty ``choices`` only when ``stream_options.include_usage`` is set, ``[DONE]``). Requires
+``Authorization: Bearer sk-fake``. ``/record`` returns the bodies received. Special models: ``gpt-fail``
+answers 500, ``gpt-slow`` waits 5 s, ``gpt-refuse`` answers OpenAI's 400 error, ``gpt-endless`` streams
+until its reader goes away (noted in ``/record``).
+
+    python -m tests.ai.fake_openai PORT
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+KEY = "sk-fake"
+received: list[dict[str, Any]] = []
+abandoned: list[str] = []  # streams whose reader went away before the end
+TEXT = ["Hello", " from", " the", " fake", " provider", "."]
+USAGE = {"prompt_tokens": 21, "completion_tokens": 6, "total_tokens": 27}
+
+
+def _tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The call the fake makes: the first offered tool, unless a tool result already came back."""
+    if not body.get("tools") or any(m.get("role") == "tool" for m in body["messages"]):
+        return None
+    name = body["tools"][0]["function"]["name"]
+    return {"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": '{"city":"Paris"}'}}
+
+
+async def completions(request: Request) -> Response:
+    if request.headers.get("authorization") != f"Bearer {KEY}":
+        return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                                       "param": None, "code": "invalid_api_key"}}, 401)
+    body = await request.json()
+    received.append(body)
+    model = body["model"]
+    if model == "gpt-fail":
+        return JSONResponse({"error": {"message": "The server had an error", "type": "server_error", "param": None,
+                                       "code": None}}, 500)
+    if model == "gpt-refuse":
+        return JSONResponse({"error": {"message": "max_tokens is too large", "type": "invalid_request_error",
+                                       "param": "max_tokens", "code": None}}, 400)
+    if model == "gpt-slow":
+        await anyio.sleep(5)
+    call = _tool_call(body)
+    if body.get("stream"):
+        return StreamingResponse(_stream(body, call), media_type="text/event-stream")
+    message: dict[str, Any] = {"role": "assistant", "content": None if call else "".join(TEXT), "refusal": None}
+    if call:
+        message["tool_calls"] = [call]
+    return JSONResponse({
+        "id": "chatcmpl-fake1", "object": "chat.completion", "created": 1_700_000_000, "model": model,
+        "system_fingerprint": "fp_fake", "choices": [{"index": 0, "message": message, "logprobs": None,
+                                                      "finish_reason": "tool_calls" if call else "stop"}],
+        "usage": USAGE})
+
+
+async def _stream(body: dict[str, Any], call: dict[str, Any] | None) -> AsyncIterator[bytes]:
+    base = {"id": "chatcmpl-fake1", "object": "chat.completion.chunk", "created": 1_700_000_000,
+            "model": body["model"], "system_fingerprint": "fp_fake"}
+    usage_asked = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        payload = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        if usage_asked:
+            payload["usage"] = None
+        return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+    yield chunk({"role": "assistant", "content": "" if call is None else None, "refusal": None})
+    if body["model"] == "gpt-endless":
+        try:
+            while True:
+                await anyio.sleep(0.05)
+                yield chunk({"content": "more"})
+        finally:
+            abandoned.append(body["model"])
+    if call is None:
+        for word in TEXT:
+            await anyio.sleep(0.01)
+            yield chunk({"content": word})
+    else:
+        yield chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+                                     "function": {"name": call["function"]["name"], "arguments": ""}}]})
+        for part in ('{"city"', ':"Paris"}'):
+            yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]})
+    yield chunk({}, "tool_calls" if call else "stop")
+    if usage_asked:
+        yield b"data: " + json.dumps({**base, "choices": [], "usage": USAGE}).encode() + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+async def record(request: Request) -> JSONResponse:
+    return JSONResponse({"received": received, "abandoned": abandoned})
+
+
+app = Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"]),
+                        Route("/record", record, methods=["GET"])])
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")

@@ -1,0 +1,191 @@
+"""``/v1/chat/completions`` driven by the official ``openai`` SDK (3.x, on httpx2) against a fake provider that
+speaks OpenAI's wire format: text, streaming, tool calls; usage charged and audited; the errors."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import eventually
+from tests.connections.conftest import first_admin
+from tests.interaction.process import WardenProcess, free_port, helper, served, stop_process, wait_until
+from tests.mcp.conftest import REPO, _listening
+
+KEY = "wdn_" + "o" * 43
+LIMITED = "wdn_" + "l" * 43  # may use gpt-4o-mini only
+MCP_ONLY = "wdn_" + "m" * 43
+TOOLS = [{"type": "function", "function": {"name": "weather", "description": "The weather in a city",
+                                           "parameters": {"type": "object", "properties": {
+                                               "city": {"type": "string"}}, "required": ["city"]}}}]
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[str]:
+    port = free_port()
+    process = helper(subprocess.Popen([sys.executable, "-m", "tests.ai.fake_openai", str(port)], cwd=REPO,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        assert wait_until(lambda: _listening(port), 20)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture(scope="module")
+def warden(tmp_path_factory: pytest.TempPathFactory, provider: str) -> Iterator[WardenProcess]:
+    tmp: Path = tmp_path_factory.mktemp("chat")
+    with served(tmp, {
+        "providers": [{"name": "fake", "type": "openai", "base_url": provider + "/v1", "api_key": "sk-fake"},
+                      {"name": "impatient", "type": "openai_compatible", "base_url": provider + "/v1",
+                       "api_key": "sk-fake", "timeout_seconds": 1}],
+        "models": [{"name": "house-model", "routes": [{"provider": "fake"}], "input_price_per_million": 1000,
+                    "output_price_per_million": 2000},
+                   {"name": "gpt-slow", "routes": [{"provider": "impatient"}]}],
+        "api_keys": [
+            {"name": "all", "owner": "ada@example.com", "secret": KEY, "surfaces": ["ai"]},
+            {"name": "limited", "owner": "ada@example.com", "secret": LIMITED, "surfaces": ["ai"],
+             "allowed_models": ["gpt-4o-mini"]},
+            {"name": "mcp", "owner": "ada@example.com", "secret": MCP_ONLY, "surfaces": ["mcp"]},
+        ],
+    }) as process:
+        first_admin(process, "ada@example.com")
+        yield process
+
+
+@pytest.fixture
+async def client(warden: WardenProcess) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with openai.AsyncOpenAI(base_url=warden.gateway + "/v1", api_key=KEY, max_retries=0) as sdk:
+        yield sdk
+
+
+def received(provider: str) -> list[dict[str, Any]]:
+    return list(httpx.get(provider + "/record").json()["received"])
+
+
+async def test_a_completion_goes_through_as_sent(client: openai.AsyncOpenAI, provider: str) -> None:
+    completion = await client.chat.completions.create(model="gpt-4o-mini", messages=[
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], temperature=0.2)
+    assert completion.choices[0].message.content == "Hello from the fake provider."
+    assert completion.usage is not None and completion.usage.total_tokens == 27
+    sent = received(provider)[-1]
+    assert sent == {"model": "gpt-4o-mini", "messages": [{"role": "system", "content": "Be brief."},
+                                                         {"role": "user", "content": "Hi"}], "temperature": 0.2}
+
+
+async def test_a_stream_arrives_chunk_by_chunk_and_usage_is_asked_for_but_not_shown(
+        client: openai.AsyncOpenAI, provider: str) -> None:
+    stream = await client.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                                  messages=[{"role": "user", "content": "Hi"}])
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Hello from the fake provider."
+    assert all(c.choices for c in chunks)  # the usage-only chunk Warden asked for is not passed on
+    assert received(provider)[-1]["stream_options"] == {"include_usage": True}
+
+
+async def test_a_stream_keeps_usage_when_the_client_asks(client: openai.AsyncOpenAI) -> None:
+    stream = await client.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                                  stream_options={"include_usage": True},
+                                                  messages=[{"role": "user", "content": "Hi"}])
+    chunks = [chunk async for chunk in stream]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
+
+
+async def test_tool_calls_round_trip_streaming_and_not(client: openai.AsyncOpenAI) -> None:
+    messages: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
+    first = await client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=TOOLS)
+    call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+
+    stream = await client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=TOOLS,
+                                                  stream=True)
+    arguments = "".join([tc.function.arguments or "" async for chunk in stream for tc in
+                         (chunk.choices[0].delta.tool_calls or []) if tc.function])
+    assert json.loads(arguments) == {"city": "Paris"}
+
+    messages += [first.choices[0].message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": call.id, "content": "18 degrees"}]
+    final = await client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=TOOLS)
+    assert final.choices[0].message.content == "Hello from the fake provider."
+
+
+async def test_usage_is_charged_at_the_models_prices_and_audited(client: openai.AsyncOpenAI,
+                                                                warden: WardenProcess) -> None:
+    await client.chat.completions.create(model="house-model", messages=[{"role": "user", "content": "Hi"}])
+
+    def house_calls() -> list[dict[str, Any]]:
+        # No API reads AI audit events yet (the audit issue adds search): read the store.
+        with sqlite3.connect(Path(warden.env["WARDEN_SERVER_DATA_DIR"]) / "warden.db") as db:
+            rows = db.execute("SELECT detail FROM audit_events WHERE surface = 'ai'").fetchall()
+        return [{"detail": d} for (raw,) in rows if (d := json.loads(raw)).get("model") == "house-model"]
+
+    async def audited() -> bool:
+        return bool(house_calls())
+
+    assert await eventually(audited)
+    detail = house_calls()[0]["detail"]
+    assert (detail["input_tokens"], detail["output_tokens"], detail["provider"]) == (21, 6, "fake")
+    assert detail["usd"] == pytest.approx((21 * 1000 + 6 * 2000) / 1_000_000)
+    assert "registered model" in detail["routing"]
+
+
+async def test_refusals_in_openai_shape(warden: WardenProcess) -> None:
+    async with openai.AsyncOpenAI(base_url=warden.gateway + "/v1", api_key=LIMITED, max_retries=0) as limited:
+        with pytest.raises(openai.PermissionDeniedError) as forbidden:
+            await limited.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    assert forbidden.value.status_code == 403 and forbidden.value.code == "model_not_allowed"
+    async with openai.AsyncOpenAI(base_url=warden.gateway + "/v1", api_key=KEY, max_retries=0) as sdk:
+        with pytest.raises(openai.NotFoundError) as unknown:
+            await sdk.chat.completions.create(model="llama-none", messages=[{"role": "user", "content": "x"}])
+        assert unknown.value.code == "model_not_found"
+        with pytest.raises(openai.BadRequestError) as passed_on:
+            await sdk.chat.completions.create(model="gpt-refuse", messages=[{"role": "user", "content": "x"}])
+        assert passed_on.value.body["param"] == "max_tokens"  # type: ignore[index]
+        with pytest.raises(openai.InternalServerError) as failed:
+            await sdk.chat.completions.create(model="gpt-fail", messages=[{"role": "user", "content": "x"}])
+        assert failed.value.status_code == 502
+        with pytest.raises(openai.APIStatusError) as slow:  # the provider's timeout, not a hang
+            await sdk.chat.completions.create(model="gpt-slow", messages=[{"role": "user", "content": "x"}])
+        assert slow.value.status_code == 504
+    for secret, status in (("wdn_" + "x" * 43, 401), (MCP_ONLY, 403)):
+        async with openai.AsyncOpenAI(base_url=warden.gateway + "/v1", api_key=secret, max_retries=0) as sdk:
+            with pytest.raises(openai.APIStatusError) as refused:
+                await sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+            assert refused.value.status_code == status
+
+
+def test_malformed_and_oversized_bodies(warden: WardenProcess) -> None:
+    url, auth = warden.gateway + "/v1/chat/completions", {"authorization": f"Bearer {KEY}"}
+    broken = httpx.post(url, headers=auth, content=b"{not json")
+    assert broken.status_code == 400 and broken.json()["error"]["type"] == "invalid_request_error"
+    no_messages = httpx.post(url, headers=auth, json={"model": "gpt-4o-mini"})
+    assert no_messages.status_code == 400 and no_messages.json()["error"]["param"] == "messages"
+    huge = httpx.post(url, headers=auth, content=b"x" * (21 * 1024 * 1024), timeout=60)
+    assert huge.status_code == 413
+
+
+async def test_a_client_that_goes_away_ends_the_upstream_stream(warden: WardenProcess, provider: str) -> None:
+    async with httpx.AsyncClient(timeout=30) as http, http.stream(
+            "POST", warden.gateway + "/v1/chat/completions", headers={"authorization": f"Bearer {KEY}"},
+            json={"model": "gpt-endless", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+    ) as response:
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                break  # one event, then the client hangs up
+
+    async def upstream_ended() -> bool:
+        async with httpx.AsyncClient() as http:
+            return "gpt-endless" in (await http.get(provider + "/record")).json()["abandoned"]
+
+    assert await eventually(upstream_ended)
