@@ -16,8 +16,9 @@ class ProxyError(Exception):
     """A request the proxy answers with an error of its own making."""
 
     def __init__(self, status: int, kind: str, message: str, param: str | None = None,
-                 code: str | None = None) -> None:
+                 code: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
+        self.retry_after = retry_after
         self.status = status
         self.kind = kind
         self.message = message
@@ -26,6 +27,9 @@ class ProxyError(Exception):
 
 
 def openai_error(error: ProxyError, headers: dict[str, str] | None = None) -> JSONResponse:
+    headers = dict(headers or {})
+    if error.retry_after is not None:
+        headers["retry-after"] = str(error.retry_after)
     return JSONResponse({"error": {"message": error.message, "type": error.kind, "param": error.param,
                                    "code": error.code}}, error.status, headers=headers)
 
@@ -38,7 +42,7 @@ def from_warden(exc: WardenError) -> ProxyError:
         return ProxyError(403, "permission_error", exc.message, code="permission_denied")
     if isinstance(exc, QuotaExceeded | LimiterUnavailable):
         return ProxyError(429, "rate_limit_error" if isinstance(exc, QuotaExceeded) else "api_error", exc.message,
-                          code=exc.code)
+                          code=exc.code, retry_after=exc.retry_after)
     if isinstance(exc, InvalidInput):
         field = exc.fields[0].field if exc.fields else None
         return ProxyError(400, "invalid_request_error", exc.message, param=field)

@@ -23,6 +23,7 @@ from tests.mcp.conftest import REPO, _listening
 KEY = "wdn_" + "o" * 43
 LIMITED = "wdn_" + "l" * 43  # may use gpt-4o-mini only
 MCP_ONLY = "wdn_" + "m" * 43
+TIGHT = "wdn_" + "t" * 43  # one request a minute
 TOOLS = [{"type": "function", "function": {"name": "weather", "description": "The weather in a city",
                                            "parameters": {"type": "object", "properties": {
                                                "city": {"type": "string"}}, "required": ["city"]}}}]
@@ -55,7 +56,10 @@ def warden(tmp_path_factory: pytest.TempPathFactory, provider: str) -> Iterator[
             {"name": "limited", "owner": "ada@example.com", "secret": LIMITED, "surfaces": ["ai"],
              "allowed_models": ["gpt-4o-mini"]},
             {"name": "mcp", "owner": "ada@example.com", "secret": MCP_ONLY, "surfaces": ["mcp"]},
+            {"name": "tight", "owner": "tight@example.com", "secret": TIGHT, "surfaces": ["ai"]},
         ],
+        "quotas": {"rules": [{"subject": "user:tight@example.com", "metric": "requests", "window": "1m",
+                              "limit": 1, "surface": "ai"}]},
     }) as process:
         first_admin(process, "ada@example.com")
         yield process
@@ -189,3 +193,11 @@ async def test_a_client_that_goes_away_ends_the_upstream_stream(warden: WardenPr
             return "gpt-endless" in (await http.get(provider + "/record")).json()["abandoned"]
 
     assert await eventually(upstream_ended)
+
+
+async def test_a_limit_reached_is_429_with_retry_after(warden: WardenProcess) -> None:
+    async with openai.AsyncOpenAI(base_url=warden.gateway + "/v1", api_key=TIGHT, max_retries=0) as sdk:
+        await sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+        with pytest.raises(openai.RateLimitError) as limited:
+            await sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    assert int(limited.value.response.headers["retry-after"]) >= 1
