@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,10 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str) 
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
+    # In a thread of its own, as from a shell: the test's own async context (anyio's runner, marked for
+    # sniffio, which the openai SDK brings in) must not look like an event loop already running.
+    with ThreadPoolExecutor(1) as thread:
+        code = thread.submit(main, list(argv)).result()
     out, err = capsys.readouterr()
     return code, out, err
 
