@@ -1,5 +1,6 @@
-"""``POST /v1/chat/completions``: OpenAI Chat Completions, to providers that speak it (OpenAI and
-OpenAI-compatible endpoints).
+"""The completion surfaces on OpenAI-format providers (OpenAI and OpenAI-compatible endpoints):
+``POST /v1/chat/completions`` (OpenAI Chat Completions, passed through) and ``POST /v1/messages`` (Anthropic
+Messages, converted both ways by ``anthropic_format``).
 
 The pipeline every request goes through: authenticate the key for the ``ai`` surface, check the model against
 its ``allowed_models``, admit it by the quota kernel, call the provider, charge what it used (raw and weighted
@@ -15,15 +16,16 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import anyio
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from ai_proxy import anthropic_format
 from ai_proxy.errors import ProxyError, from_warden, openai_error
 from ai_proxy.ratelimit_headers import ratelimit_headers
 from ai_proxy.routing import ModelRouter, Route, UnknownModel
@@ -45,12 +47,45 @@ CONNECT_TIMEOUT = 10.0  # the connection to a provider opens within this; the an
 OPENAI_FORMAT = frozenset({"openai", "openai_compatible"})  # providers that take Chat Completions as they are
 
 
+@dataclass(frozen=True, slots=True)
+class Surface:
+    """One client-facing API on the shared pipeline: how its requests are checked and converted to Chat
+    Completions, how answers and streams are converted back, and how errors look. ``to_openai`` None means the
+    body goes upstream as it is; ``answer``/``stream`` None means the provider's answer is passed on."""
+
+    action: str
+    check: Callable[[dict[str, Any]], None]
+    error: Callable[[ProxyError], Response]
+    to_openai: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    answer: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
+    stream: Callable[[AsyncIterator[dict[str, Any]], str], AsyncIterator[bytes]] | None = None
+
+
+def _check_chat(body: dict[str, Any]) -> None:
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise ProxyError(400, "invalid_request_error", "'model' is required (a string)", param="model")
+    if not isinstance(body.get("messages"), list) or not body["messages"]:
+        raise ProxyError(400, "invalid_request_error", "'messages' is required (a non-empty array)",
+                         param="messages")
+
+
+def _anthropic_error(error: ProxyError) -> Response:
+    headers = {"retry-after": str(error.retry_after)} if error.retry_after is not None else None
+    return JSONResponse(anthropic_format.error_body(error), error.status, headers=headers)
+
+
+OPENAI_CHAT = Surface("chat.completions", _check_chat, openai_error)
+ANTHROPIC_MESSAGES = Surface("messages", anthropic_format.check, _anthropic_error, anthropic_format.to_openai,
+                             anthropic_format.from_openai, anthropic_format.stream_from_openai)
+
+
 @dataclass
 class _Call:
     """What one request did, for accounting and audit."""
 
     principal: Principal
     model: str
+    surface: Surface
     route: Route | None = None
     started: float = field(default_factory=time.monotonic)
     first_byte: float | None = None
@@ -81,18 +116,25 @@ class ChatCompletions:
             self._http = self._outbound.session(limit=1000, timeout=None, auto_decompress=True)
         return self._http
 
-    async def endpoint(self, request: Request) -> Response:
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._serve(request, OPENAI_CHAT)
+
+    async def messages(self, request: Request) -> Response:
+        return await self._serve(request, ANTHROPIC_MESSAGES)
+
+    async def _serve(self, request: Request, surface: Surface) -> Response:
         try:
             principal = await self._identity.principal_for_key(presented_key(request, allow_x_api_key=True), "ai")
         except WardenError as exc:
-            return openai_error(from_warden(exc))
+            return surface.error(from_warden(exc))
         raw = await request.body()
-        call = _Call(principal, "")
+        call = _Call(principal, "", surface)
         try:
             if len(raw) > MAX_BODY_BYTES:
                 raise ProxyError(413, "invalid_request_error", f"the request body is larger than {MAX_BODY_BYTES}"
                                  " bytes")
             body = _parse(raw)
+            surface.check(body)
             call.model = body["model"]
             allowed = principal.key.allowed_models if principal.key else None
             if allowed is not None and call.model not in allowed:
@@ -105,20 +147,22 @@ class ChatCompletions:
                                  code="model_not_found") from exc
             if call.route.provider.type not in OPENAI_FORMAT:
                 raise ProxyError(400, "invalid_request_error", f"the model {call.model!r} is served by a"
-                                 f" {call.route.provider.type} provider; Chat Completions reach OpenAI-format"
-                                 " providers only so far", param="model", code="format_not_supported")
+                                 f" {call.route.provider.type} provider; requests reach OpenAI-format providers"
+                                 " only so far", param="model", code="format_not_supported")
             try:
                 admission = await self._quotas.admit(QuotaRequest("ai", self._subjects(call)))
             except WardenError as exc:
                 raise from_warden(exc) from exc
             headers = ratelimit_headers(admission)
+            upstream = surface.to_openai(body) if surface.to_openai else body
             if body.get("stream"):
-                return await self._stream(call, body, headers)
-            return await self._complete(call, raw, headers)
+                return await self._stream(call, upstream, headers)
+            payload = raw if surface.to_openai is None else json.dumps(upstream, separators=(",", ":")).encode()
+            return await self._complete(call, payload, headers)
         except ProxyError as exc:
             call.status, call.outcome = exc.status, "refused" if exc.status in (401, 403, 404, 413, 429) else "error"
             await self._finish(call)
-            return openai_error(exc)
+            return surface.error(exc)
 
     def _subjects(self, call: _Call) -> Any:
         provider = call.route.provider.name if call.route else None
@@ -143,51 +187,63 @@ class ChatCompletions:
             raise ProxyError(502, "api_error", f"provider {provider.name} could not be reached",
                              code="upstream_unavailable") from exc
 
-    async def _complete(self, call: _Call, raw: bytes, headers: dict[str, str]) -> Response:
-        response = await self._send(call, raw)
+    async def _complete(self, call: _Call, payload: bytes, headers: dict[str, str]) -> Response:
+        response = await self._send(call, payload)
+        if response.status != 200:
+            return await self._refused_upstream(call, response, headers)
         try:
-            try:
-                content = await response.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise ProxyError(502, "api_error", "the provider's answer broke off", code="upstream_error") from exc
+            content = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProxyError(502, "api_error", "the provider's answer broke off", code="upstream_error") from exc
         finally:
             response.release()
         call.first_byte = time.monotonic()
-        call.status = response.status
-        if response.status == 200:
-            usage = _json_object(content).get("usage") or {}
-            call.input_tokens, call.output_tokens = _tokens(usage)
-        else:
-            call.outcome = "error"
-            if response.status >= 500:
-                content = json.dumps({"error": {"message": f"provider {call.route.provider.name if call.route else ''}"
-                                                f" answered {response.status}", "type": "api_error", "param": None,
-                                                "code": "upstream_error"}}).encode()
-                call.status = 502
+        answer = _json_object(content)
+        call.input_tokens, call.output_tokens = _tokens(answer.get("usage") or {})
         await self._finish(call)
-        return Response(content, call.status, headers=headers, media_type="application/json")
+        if call.surface.answer is not None:
+            content = json.dumps(call.surface.answer(answer, call.model), separators=(",", ":")).encode()
+        return Response(content, 200, headers=headers, media_type="application/json")
 
     async def _stream(self, call: _Call, body: dict[str, Any], headers: dict[str, str]) -> Response:
         options = body.get("stream_options") or {}
-        wants_usage = bool(options.get("include_usage"))
-        if not wants_usage:  # usage is what quotas and cost are counted from: ask for it, drop it on the way back
-            body = {**body, "stream_options": {**options, "include_usage": True}}
+        wants_usage = bool(options.get("include_usage")) and call.surface.stream is None
+        # Usage is what quotas and cost are counted from: ask for it, and drop it on the way back unless asked.
+        body = {**body, "stream_options": {**options, "include_usage": True}}
         response = await self._send(call, json.dumps(body, separators=(",", ":")).encode())
         if response.status != 200:
-            return await self._complete_error(call, response, headers)
+            return await self._refused_upstream(call, response, headers)
+
+        async def chunks() -> AsyncIterator[tuple[bytes, dict[str, Any] | None]]:
+            """Each provider event with its parsed chunk (None for ``[DONE]``), usage noted on the way."""
+            async for event in _sse_events(response):
+                if call.first_byte is None:
+                    call.first_byte = time.monotonic()
+                data = _data_of(event)
+                chunk = _json_object(data) if data is not None and data != b"[DONE]" else None
+                if chunk is not None and chunk.get("usage"):
+                    call.input_tokens, call.output_tokens = _tokens(chunk["usage"])
+                    if not wants_usage and not chunk.get("choices") and call.surface.stream is None:
+                        continue
+                yield event, chunk
+
+        async def passed_on() -> AsyncIterator[bytes]:
+            async for event, _ in chunks():
+                yield event
+
+        async def converted() -> AsyncIterator[bytes]:
+            async def parsed() -> AsyncIterator[dict[str, Any]]:
+                async for _, chunk in chunks():
+                    if chunk is not None:
+                        yield chunk
+
+            assert call.surface.stream is not None
+            async for event in call.surface.stream(parsed(), call.model):
+                yield event
 
         async def events() -> AsyncIterator[bytes]:
             try:
-                async for event in _sse_events(response):
-                    if call.first_byte is None:
-                        call.first_byte = time.monotonic()
-                    data = _data_of(event)
-                    if data is not None and data != b"[DONE]":
-                        chunk = _json_object(data)
-                        if chunk.get("usage"):
-                            call.input_tokens, call.output_tokens = _tokens(chunk["usage"])
-                            if not wants_usage and not chunk.get("choices"):
-                                continue
+                async for event in (converted() if call.surface.stream is not None else passed_on()):
                     yield event
             except (aiohttp.ClientError, TimeoutError):
                 call.outcome, call.status = "error", 502
@@ -203,8 +259,9 @@ class ChatCompletions:
         return StreamingResponse(events(), 200, headers={**headers, "cache-control": "no-cache"},
                                  media_type="text/event-stream")
 
-    async def _complete_error(self, call: _Call, response: aiohttp.ClientResponse,
-                              headers: dict[str, str]) -> Response:
+    async def _refused_upstream(self, call: _Call, response: aiohttp.ClientResponse,
+                                headers: dict[str, str]) -> Response:
+        """The provider said no: its own 4xx error is passed on (in the client's format), a 5xx is 502."""
         try:
             content = await response.read()
         except (aiohttp.ClientError, TimeoutError):
@@ -213,10 +270,16 @@ class ChatCompletions:
             response.release()
         call.status, call.outcome = (502 if response.status >= 500 else response.status), "error"
         await self._finish(call)
-        if response.status >= 500 or not _json_object(content).get("error"):
-            return openai_error(ProxyError(call.status, "api_error", f"the provider answered {response.status}",
-                                           code="upstream_error"), headers)
-        return Response(content, call.status, headers=headers, media_type="application/json")
+        error = _json_object(content).get("error")
+        if response.status < 500 and isinstance(error, dict) and call.surface.answer is None:
+            return Response(content, call.status, headers=headers, media_type="application/json")
+        message = str(error.get("message")) if response.status < 500 and isinstance(error, dict) \
+            else f"the provider answered {response.status}"
+        failure = ProxyError(call.status, "invalid_request_error" if call.status < 500 else "api_error", message,
+                             param=error.get("param") if isinstance(error, dict) else None, code="upstream_error")
+        answer = call.surface.error(failure)
+        answer.headers.update(headers)
+        return answer
 
     async def _finish(self, call: _Call) -> None:
         """Charge what was used and leave the audit event (both even when the client went away)."""
@@ -234,7 +297,7 @@ class ChatCompletions:
             user_id=principal.user.id if principal.user else None, team_id=principal.team_id,
             api_key_id=principal.key.id if principal.key else None,
             target=f"provider:{call.route.provider.name if call.route else '-'}",
-            action=f"chat.completions:{call.model or '-'}", outcome=call.outcome,
+            action=f"{call.surface.action}:{call.model or '-'}", outcome=call.outcome,
             error_code=call.status if call.status != 200 else None, duration_ms=(now - call.started) * 1000,
             detail={"model": call.model, "provider": call.route.provider.name if call.route else None,
                     "routing": call.route.reason if call.route else None,
@@ -250,11 +313,6 @@ def _parse(raw: bytes) -> dict[str, Any]:
         raise ProxyError(400, "invalid_request_error", f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise ProxyError(400, "invalid_request_error", "the body must be a JSON object")
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise ProxyError(400, "invalid_request_error", "'model' is required (a string)", param="model")
-    if not isinstance(body.get("messages"), list) or not body["messages"]:
-        raise ProxyError(400, "invalid_request_error", "'messages' is required (a non-empty array)",
-                         param="messages")
     return body
 
 
