@@ -127,6 +127,10 @@ def error_body(error: ProxyError) -> dict[str, Any]:
     return {"type": "error", "error": {"type": kind, "message": error.message}}
 
 
+def stream_error(error: ProxyError) -> bytes:
+    return _event("error", {"error": error_body(error)["error"]})
+
+
 def _event(kind: str, data: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: ".encode() + json.dumps({"type": kind, **data}, separators=(",", ":")).encode() \
         + b"\n\n"

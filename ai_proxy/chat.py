@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -28,10 +29,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from ai_proxy import anthropic_format
 from ai_proxy.errors import ProxyError, from_warden, openai_error
 from ai_proxy.ratelimit_headers import ratelimit_headers
-from ai_proxy.routing import ModelRouter, Route, UnknownModel
+from ai_proxy.routing import ModelRouter, Provider, Route, UnknownModel
 from broker.edge.credentials import presented_key
 from broker.kernel.audit.events import AuditEvent
 from broker.kernel.audit.ports import AuditSink
+from broker.kernel.breaker import CircuitBreaker
+from broker.kernel.clock import Clock
 from broker.kernel.errors import WardenError
 from broker.kernel.identity.models import Principal
 from broker.kernel.identity.service import Identity
@@ -43,6 +46,8 @@ from broker.outbound import Outbound, OutboundRefused
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 20 * 1024 * 1024
+ATTEMPTS = 2  # per peer, before failing over to the next
+BACKOFF = 0.1  # seconds before the first retry, doubled for each further one, plus up to as much jitter
 CONNECT_TIMEOUT = 10.0  # the connection to a provider opens within this; the answer within its timeout_seconds
 OPENAI_FORMAT = frozenset({"openai", "openai_compatible"})  # providers that take Chat Completions as they are
 
@@ -56,6 +61,7 @@ class Surface:
     action: str
     check: Callable[[dict[str, Any]], None]
     error: Callable[[ProxyError], Response]
+    stream_error: Callable[[ProxyError], bytes]  # the event that tells a client its stream failed midway
     to_openai: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     answer: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
     stream: Callable[[AsyncIterator[dict[str, Any]], str], AsyncIterator[bytes]] | None = None
@@ -74,9 +80,16 @@ def _anthropic_error(error: ProxyError) -> Response:
     return JSONResponse(anthropic_format.error_body(error), error.status, headers=headers)
 
 
-OPENAI_CHAT = Surface("chat.completions", _check_chat, openai_error)
-ANTHROPIC_MESSAGES = Surface("messages", anthropic_format.check, _anthropic_error, anthropic_format.to_openai,
-                             anthropic_format.from_openai, anthropic_format.stream_from_openai)
+def _openai_stream_error(error: ProxyError) -> bytes:
+    # The openai SDKs raise on a stream event that carries an "error" object.
+    body = {"error": {"message": error.message, "type": error.kind, "param": None, "code": error.code}}
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+OPENAI_CHAT = Surface("chat.completions", _check_chat, openai_error, _openai_stream_error)
+ANTHROPIC_MESSAGES = Surface("messages", anthropic_format.check, _anthropic_error, anthropic_format.stream_error,
+                             anthropic_format.to_openai, anthropic_format.from_openai,
+                             anthropic_format.stream_from_openai)
 
 
 @dataclass
@@ -87,6 +100,8 @@ class _Call:
     model: str
     surface: Surface
     route: Route | None = None
+    provider: Provider | None = None  # the peer that answered (the route's choice, or a fallback)
+    fallbacks: list[str] = field(default_factory=list)  # peers tried before, and why they were passed over
     started: float = field(default_factory=time.monotonic)
     first_byte: float | None = None
     input_tokens: int = 0
@@ -97,7 +112,9 @@ class _Call:
 
 class ChatCompletions:
     def __init__(self, identity: Identity, quotas: QuotaEngine, router: ModelRouter, accounting: TokenAccounting,
-                 audit: AuditSink, outbound: Outbound) -> None:
+                 audit: AuditSink, outbound: Outbound, clock: Clock) -> None:
+        self._clock = clock
+        self._breakers: dict[str, CircuitBreaker] = {}  # per provider, on this instance
         self._identity = identity
         self._quotas = quotas
         self._router = router
@@ -165,12 +182,51 @@ class ChatCompletions:
             return surface.error(exc)
 
     def _subjects(self, call: _Call) -> Any:
-        provider = call.route.provider.name if call.route else None
+        answered = call.provider or (call.route.provider if call.route else None)
+        provider = answered.name if answered else None
         return subjects_for(call.principal, provider=provider, model=call.model)
 
     async def _send(self, call: _Call, payload: bytes) -> aiohttp.ClientResponse:
+        """The first usable answer among the route's peers, nothing having reached the client yet: each peer is
+        tried (while its breaker lets it) with retries on connection errors, 429 and 5xx, exponential backoff
+        with jitter, then the next peer. A 4xx other than 429 is the client's and is returned at once. When
+        every peer failed: the last failure."""
         assert call.route is not None
-        provider = call.route.provider
+        failure: ProxyError | aiohttp.ClientResponse | None = None
+        for provider in call.route.peers:
+            breaker = self._breakers.setdefault(provider.name, CircuitBreaker(self._clock))
+            for attempt in range(ATTEMPTS):
+                if not breaker.allow():
+                    call.fallbacks.append(f"{provider.name}: circuit open")
+                    break
+                if attempt:
+                    await anyio.sleep(BACKOFF * 2 ** (attempt - 1) + random.uniform(0, BACKOFF))  # noqa: S311
+                try:
+                    response = await self._post(provider, payload)
+                except ProxyError as exc:
+                    breaker.failed()
+                    call.fallbacks.append(f"{provider.name}: {exc.code}")
+                    outcome: ProxyError | aiohttp.ClientResponse = exc
+                else:
+                    if response.status != 429 and response.status < 500:
+                        breaker.succeeded()
+                        if isinstance(failure, aiohttp.ClientResponse):
+                            failure.release()
+                        call.provider = provider
+                        return response
+                    if response.status >= 500:
+                        breaker.failed()
+                    call.fallbacks.append(f"{provider.name}: HTTP {response.status}")
+                    outcome = response
+                if isinstance(failure, aiohttp.ClientResponse):
+                    failure.release()
+                failure = outcome
+        if isinstance(failure, aiohttp.ClientResponse):
+            return failure
+        raise failure or ProxyError(503, "api_error", f"every provider of {call.model!r} is failing; retry later",
+                                    code="upstream_unavailable", retry_after=30)
+
+    async def _post(self, provider: Provider, payload: bytes) -> aiohttp.ClientResponse:
         headers = {"content-type": "application/json"}
         if provider.api_key:
             headers["authorization"] = f"Bearer {provider.api_key}"
@@ -248,6 +304,9 @@ class ChatCompletions:
             except (aiohttp.ClientError, TimeoutError):
                 call.outcome, call.status = "error", 502
                 log.warning("provider stream for %s broke off", call.model)
+                # Never retried once bytes reached the client: it is told the stream failed instead.
+                yield call.surface.stream_error(ProxyError(502, "api_error", "the provider's stream broke off",
+                                                           code="upstream_error"))
             except anyio.get_cancelled_exc_class():
                 call.outcome = "cancelled"  # the client went away; the upstream request is dropped with it
                 raise
@@ -292,15 +351,16 @@ class ChatCompletions:
                 log.warning("usage of %s not charged: %s", call.model, exc)
         now = time.monotonic()
         principal = call.principal
+        answered = call.provider or (call.route.provider if call.route else None)
         await self._audit.record(AuditEvent(
             id=os.urandom(16).hex(), at=time.time(), trace_id=os.urandom(16).hex(), surface="ai",
             user_id=principal.user.id if principal.user else None, team_id=principal.team_id,
             api_key_id=principal.key.id if principal.key else None,
-            target=f"provider:{call.route.provider.name if call.route else '-'}",
+            target=f"provider:{answered.name if answered else '-'}",
             action=f"{call.surface.action}:{call.model or '-'}", outcome=call.outcome,
             error_code=call.status if call.status != 200 else None, duration_ms=(now - call.started) * 1000,
-            detail={"model": call.model, "provider": call.route.provider.name if call.route else None,
-                    "routing": call.route.reason if call.route else None,
+            detail={"model": call.model, "provider": answered.name if answered else None,
+                    "routing": call.route.reason if call.route else None, "fallbacks": call.fallbacks,
                     "ttft_ms": (call.first_byte - call.started) * 1000 if call.first_byte else None,
                     "input_tokens": call.input_tokens, "output_tokens": call.output_tokens,
                     "weighted_tokens": usage.weighted_tokens, "usd": usage.usd, "status": call.status}))

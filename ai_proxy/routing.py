@@ -36,11 +36,17 @@ class Provider:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One request's destination: the model as the client named it, the provider and why it was chosen."""
+    """One request's destination: the model as the client named it, the provider chosen and why, and the
+    other peers to fail over to, in order."""
 
     model: str
     provider: Provider
     reason: str
+    fallbacks: tuple[Provider, ...] = ()
+
+    @property
+    def peers(self) -> tuple[Provider, ...]:
+        return (self.provider, *self.fallbacks)
 
 
 class UnknownModel(Exception):
@@ -61,8 +67,10 @@ class ModelRouter:
             if not peers:
                 raise UnknownModel(f"model {model!r} has no peer with a weight above 0")
             chosen = peers[self._choose([float(r.weight) for r in peers])]
+            others = sorted((r for r in peers if r is not chosen), key=lambda r: -r.weight)
             return Route(model, self._providers[chosen.provider],
-                         f"registered model, peer {chosen.provider} by weight {chosen.weight}")
+                         f"registered model, peer {chosen.provider} by weight {chosen.weight}",
+                         tuple(self._providers[r.provider] for r in others))
         for prefix, family in _PREFIXES:
             if model.startswith(prefix):
                 provider = next((p for p in self._providers.values() if p.type == family), None)

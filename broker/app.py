@@ -230,7 +230,7 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, clock: Clock) -
     rates = {m.name: ModelRates(m.input_weight, m.output_weight, m.input_price_per_million,
                                 m.output_price_per_million) for m in config.models}
     chat = ChatCompletions(kernel.identity, kernel.quotas, ModelRouter(config.providers, config.models),
-                           TokenAccounting(rates), kernel.audit, mcp.outbound)
+                           TokenAccounting(rates), kernel.audit, mcp.outbound, clock)
     gateway = build_gateway(health, metrics, models, chat, mcp.app, mcp.authorization.resource_metadata())
     services = ConsoleServices(kernel.identity, kernel.quotas, kernel.quota_rules, kernel.quota_rules_changed,
                                mcp.store, mcp.pool, mcp.servers_changed, mcp.access_rules, mcp.access,

@@ -28,8 +28,8 @@ from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types import CONNECTION_CLOSED, UNSUPPORTED_PROTOCOL_VERSION
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from broker.kernel.breaker import CircuitBreaker
 from broker.kernel.clock import Clock
-from broker.mcp.breaker import CircuitBreaker
 from broker.mcp.direct_call import DirectLane
 from broker.mcp.errors import UpstreamTimeout, UpstreamUnavailable
 from broker.mcp.http_transport import AiohttpTransport

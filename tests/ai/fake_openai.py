@@ -5,7 +5,8 @@ is in the messages); streams as OpenAI does (role chunk, content or tool-call ar
 usage chunk with empty ``choices`` only when ``stream_options.include_usage`` is set, ``[DONE]``). Requires
 ``Authorization: Bearer sk-fake``. ``/record`` returns the bodies received. Special models: ``gpt-fail``
 answers 500, ``gpt-slow`` waits 5 s, ``gpt-refuse`` answers OpenAI's 400 error, ``gpt-endless`` streams
-until its reader goes away (noted in ``/record``).
+until its reader goes away (noted in ``/record``), ``gpt-breaks`` streams two chunks and then drops the
+connection. ``/fail/v1/chat/completions`` always answers 500 (a peer that is down), counting its calls.
 
     python -m tests.ai.fake_openai PORT
 """
@@ -27,6 +28,7 @@ from starlette.routing import Route
 KEY = "sk-fake"
 received: list[dict[str, Any]] = []
 abandoned: list[str] = []  # streams whose reader went away before the end
+failing_calls: list[str] = []  # requests to the always-failing endpoint
 TEXT = ["Hello", " from", " the", " fake", " provider", "."]
 USAGE = {"prompt_tokens": 21, "completion_tokens": 6, "total_tokens": 27}
 
@@ -79,6 +81,10 @@ async def _stream(body: dict[str, Any], call: dict[str, Any] | None) -> AsyncIte
         return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
     yield chunk({"role": "assistant", "content": "" if call is None else None, "refusal": None})
+    if body["model"] == "gpt-breaks":
+        yield chunk({"content": "half"})
+        yield chunk({"content": " an answer"})
+        raise RuntimeError("the provider fell over mid-stream")
     if body["model"] == "gpt-endless":
         try:
             while True:
@@ -102,10 +108,17 @@ async def _stream(body: dict[str, Any], call: dict[str, Any] | None) -> AsyncIte
 
 
 async def record(request: Request) -> JSONResponse:
-    return JSONResponse({"received": received, "abandoned": abandoned})
+    return JSONResponse({"received": received, "abandoned": abandoned, "failing_calls": len(failing_calls)})
+
+
+async def failing(request: Request) -> JSONResponse:
+    failing_calls.append((await request.json())["model"])
+    return JSONResponse({"error": {"message": "The server is overloaded", "type": "server_error", "param": None,
+                                   "code": None}}, 500)
 
 
 app = Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"]),
+                        Route("/fail/v1/chat/completions", failing, methods=["POST"]),
                         Route("/record", record, methods=["GET"])])
 
 if __name__ == "__main__":

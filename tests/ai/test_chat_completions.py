@@ -47,10 +47,14 @@ def warden(tmp_path_factory: pytest.TempPathFactory, provider: str) -> Iterator[
     with served(tmp, {
         "providers": [{"name": "fake", "type": "openai", "base_url": provider + "/v1", "api_key": "sk-fake"},
                       {"name": "impatient", "type": "openai_compatible", "base_url": provider + "/v1",
-                       "api_key": "sk-fake", "timeout_seconds": 1}],
+                       "api_key": "sk-fake", "timeout_seconds": 1},
+                      {"name": "failing", "type": "openai_compatible", "base_url": provider + "/fail/v1"},
+                      {"name": "dead", "type": "openai_compatible", "base_url": "http://127.0.0.1:9/v1"}],
         "models": [{"name": "house-model", "routes": [{"provider": "fake"}], "input_price_per_million": 1000,
                     "output_price_per_million": 2000},
-                   {"name": "gpt-slow", "routes": [{"provider": "impatient"}]}],
+                   {"name": "gpt-slow", "routes": [{"provider": "impatient"}]},
+                   {"name": "duo", "routes": [{"provider": "failing", "weight": 1000}, {"provider": "fake"}]},
+                   {"name": "lazarus", "routes": [{"provider": "dead", "weight": 1000}, {"provider": "fake"}]}],
         "api_keys": [
             {"name": "all", "owner": "ada@example.com", "secret": KEY, "surfaces": ["ai"]},
             {"name": "limited", "owner": "ada@example.com", "secret": LIMITED, "surfaces": ["ai"],
@@ -71,8 +75,12 @@ async def client(warden: WardenProcess) -> AsyncIterator[openai.AsyncOpenAI]:
         yield sdk
 
 
+def recorded(provider: str) -> dict[str, Any]:
+    return dict(httpx.get(provider + "/record").json())
+
+
 def received(provider: str) -> list[dict[str, Any]]:
-    return list(httpx.get(provider + "/record").json()["received"])
+    return list(recorded(provider)["received"])
 
 
 async def test_a_completion_goes_through_as_sent(client: openai.AsyncOpenAI, provider: str) -> None:
@@ -201,3 +209,50 @@ async def test_a_limit_reached_is_429_with_retry_after(warden: WardenProcess) ->
         with pytest.raises(openai.RateLimitError) as limited:
             await sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
     assert int(limited.value.response.headers["retry-after"]) >= 1
+
+
+def audited(warden: WardenProcess, model: str) -> list[dict[str, Any]]:
+    with sqlite3.connect(Path(warden.env["WARDEN_SERVER_DATA_DIR"]) / "warden.db") as db:
+        rows = db.execute("SELECT detail FROM audit_events WHERE surface = 'ai' ORDER BY at").fetchall()
+    return [d for (raw,) in rows if (d := json.loads(raw)).get("model") == model]
+
+
+async def test_a_failing_peer_fails_over_with_no_client_visible_error_and_its_breaker_opens(
+        client: openai.AsyncOpenAI, warden: WardenProcess, provider: str) -> None:
+    for _ in range(8):
+        answer = await client.chat.completions.create(model="duo", messages=[{"role": "user", "content": "x"}])
+        assert answer.choices[0].message.content == "Hello from the fake provider."
+    # Two attempts per request until five failures open its breaker; then it is passed over untried.
+    assert recorded(provider)["failing_calls"] == 5
+
+    async def all_audited() -> bool:
+        return len(audited(warden, "duo")) == 8
+
+    assert await eventually(all_audited)
+    events = audited(warden, "duo")
+    assert all(e["provider"] == "fake" for e in events)
+    assert events[0]["fallbacks"] == ["failing: HTTP 500", "failing: HTTP 500"]
+    assert events[-1]["fallbacks"] == ["failing: circuit open"]
+
+
+async def test_an_unreachable_peer_fails_over(client: openai.AsyncOpenAI, warden: WardenProcess) -> None:
+    answer = await client.chat.completions.create(model="lazarus", messages=[{"role": "user", "content": "x"}])
+    assert answer.choices[0].message.content == "Hello from the fake provider."
+
+    async def fell_over() -> bool:
+        events = audited(warden, "lazarus")
+        return bool(events) and events[0]["fallbacks"][0] == "dead: upstream_unavailable"
+
+    assert await eventually(fell_over)
+
+
+async def test_no_retry_after_the_first_streamed_byte(warden: WardenProcess, provider: str) -> None:
+    async with openai.AsyncOpenAI(base_url=warden.gateway + "/v1", api_key=KEY, max_retries=0) as sdk:
+        stream = await sdk.chat.completions.create(model="gpt-breaks", stream=True,
+                                                   messages=[{"role": "user", "content": "x"}])
+        text = ""
+        with pytest.raises(openai.APIError):
+            async for chunk in stream:
+                text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    assert text == "half an answer"
+    assert [b["model"] for b in received(provider)].count("gpt-breaks") == 1
