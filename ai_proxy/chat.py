@@ -1,6 +1,6 @@
 """The completion surfaces on OpenAI-format providers (OpenAI and OpenAI-compatible endpoints):
-``POST /v1/chat/completions`` (OpenAI Chat Completions, passed through) and ``POST /v1/messages`` (Anthropic
-Messages, converted both ways by ``anthropic_format``).
+``POST /v1/chat/completions`` (OpenAI Chat Completions) and ``POST /v1/embeddings``, passed through, and
+``POST /v1/messages`` (Anthropic Messages, converted both ways by ``anthropic_format``).
 
 The pipeline every request goes through: authenticate the key for the ``ai`` surface, check the model against
 its ``allowed_models``, admit it by the quota kernel, call the provider, charge what it used (raw and weighted
@@ -65,6 +65,8 @@ class Surface:
     to_openai: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     answer: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
     stream: Callable[[AsyncIterator[dict[str, Any]], str], AsyncIterator[bytes]] | None = None
+    path: str = "/chat/completions"  # the provider endpoint (below its base URL)
+    streams: bool = True  # whether "stream": true means anything on this surface
 
 
 def _check_chat(body: dict[str, Any]) -> None:
@@ -86,7 +88,16 @@ def _openai_stream_error(error: ProxyError) -> bytes:
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
+def _check_embeddings(body: dict[str, Any]) -> None:
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise ProxyError(400, "invalid_request_error", "'model' is required (a string)", param="model")
+    if not isinstance(body.get("input"), str | list) or not body["input"]:
+        raise ProxyError(400, "invalid_request_error", "'input' is required (a string or an array)", param="input")
+
+
 OPENAI_CHAT = Surface("chat.completions", _check_chat, openai_error, _openai_stream_error)
+OPENAI_EMBEDDINGS = Surface("embeddings", _check_embeddings, openai_error, _openai_stream_error,
+                            path="/embeddings", streams=False)
 ANTHROPIC_MESSAGES = Surface("messages", anthropic_format.check, _anthropic_error, anthropic_format.stream_error,
                              anthropic_format.to_openai, anthropic_format.from_openai,
                              anthropic_format.stream_from_openai)
@@ -139,6 +150,9 @@ class ChatCompletions:
     async def messages(self, request: Request) -> Response:
         return await self._serve(request, ANTHROPIC_MESSAGES)
 
+    async def embeddings(self, request: Request) -> Response:
+        return await self._serve(request, OPENAI_EMBEDDINGS)
+
     async def _serve(self, request: Request, surface: Surface) -> Response:
         try:
             principal = await self._identity.principal_for_key(presented_key(request, allow_x_api_key=True), "ai")
@@ -172,7 +186,7 @@ class ChatCompletions:
                 raise from_warden(exc) from exc
             headers = ratelimit_headers(admission)
             upstream = surface.to_openai(body) if surface.to_openai else body
-            if body.get("stream"):
+            if body.get("stream") and surface.streams:
                 return await self._stream(call, upstream, headers)
             payload = raw if surface.to_openai is None else json.dumps(upstream, separators=(",", ":")).encode()
             return await self._complete(call, payload, headers)
@@ -202,7 +216,7 @@ class ChatCompletions:
                 if attempt:
                     await anyio.sleep(BACKOFF * 2 ** (attempt - 1) + random.uniform(0, BACKOFF))  # noqa: S311
                 try:
-                    response = await self._post(provider, payload)
+                    response = await self._post(provider, payload, call.surface.path)
                 except ProxyError as exc:
                     breaker.failed()
                     call.fallbacks.append(f"{provider.name}: {exc.code}")
@@ -226,13 +240,13 @@ class ChatCompletions:
         raise failure or ProxyError(503, "api_error", f"every provider of {call.model!r} is failing; retry later",
                                     code="upstream_unavailable", retry_after=30)
 
-    async def _post(self, provider: Provider, payload: bytes) -> aiohttp.ClientResponse:
+    async def _post(self, provider: Provider, payload: bytes, path: str) -> aiohttp.ClientResponse:
         headers = {"content-type": "application/json"}
         if provider.api_key:
             headers["authorization"] = f"Bearer {provider.api_key}"
         try:
             return await self._session().post(
-                f"{provider.base_url}/chat/completions", data=payload, headers=headers,
+                f"{provider.base_url}{path}", data=payload, headers=headers,
                 timeout=aiohttp.ClientTimeout(total=provider.timeout_seconds, sock_connect=CONNECT_TIMEOUT))
         except OutboundRefused as exc:
             raise ProxyError(502, "api_error", f"provider {provider.name}: {exc}", code="upstream_refused") from exc

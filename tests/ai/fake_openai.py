@@ -13,7 +13,9 @@ connection. ``/fail/v1/chat/completions`` always answers 500 (a peer that is dow
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -107,6 +109,22 @@ async def _stream(body: dict[str, Any], call: dict[str, Any] | None) -> AsyncIte
     yield b"data: [DONE]\n\n"
 
 
+async def embeddings(request: Request) -> Response:
+    if request.headers.get("authorization") != f"Bearer {KEY}":
+        return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                                       "param": None, "code": "invalid_api_key"}}, 401)
+    body = await request.json()
+    received.append(body)
+    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    vector = [0.25, -0.5, 0.125, 1.0]
+    base64_asked = body.get("encoding_format") == "base64"  # the openai SDK asks for it by default
+    encoded: Any = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode() if base64_asked else vector
+    return JSONResponse({"object": "list", "model": body["model"], "usage": {"prompt_tokens": 5 * len(inputs),
+                                                                              "total_tokens": 5 * len(inputs)},
+                         "data": [{"object": "embedding", "index": i, "embedding": encoded}
+                                  for i in range(len(inputs))]})
+
+
 async def record(request: Request) -> JSONResponse:
     return JSONResponse({"received": received, "abandoned": abandoned, "failing_calls": len(failing_calls)})
 
@@ -119,6 +137,7 @@ async def failing(request: Request) -> JSONResponse:
 
 app = Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"]),
                         Route("/fail/v1/chat/completions", failing, methods=["POST"]),
+                        Route("/v1/embeddings", embeddings, methods=["POST"]),
                         Route("/record", record, methods=["GET"])])
 
 if __name__ == "__main__":

@@ -184,6 +184,8 @@ def test_malformed_and_oversized_bodies(warden: WardenProcess) -> None:
     assert no_messages.status_code == 400 and no_messages.json()["error"]["param"] == "messages"
     huge = httpx.post(url, headers=auth, content=b"x" * (21 * 1024 * 1024), timeout=60)
     assert huge.status_code == 413
+    no_input = httpx.post(warden.gateway + "/v1/embeddings", headers=auth, json={"model": "gpt-4o-mini"})
+    assert no_input.status_code == 400 and no_input.json()["error"]["param"] == "input"
 
 
 async def test_a_client_that_goes_away_ends_the_upstream_stream(warden: WardenProcess, provider: str) -> None:
@@ -256,3 +258,19 @@ async def test_no_retry_after_the_first_streamed_byte(warden: WardenProcess, pro
                 text += chunk.choices[0].delta.content or "" if chunk.choices else ""
     assert text == "half an answer"
     assert [b["model"] for b in received(provider)].count("gpt-breaks") == 1
+
+
+async def test_embeddings_go_through_and_are_charged(client: openai.AsyncOpenAI, warden: WardenProcess,
+                                                     provider: str) -> None:
+    answer = await client.embeddings.create(model="house-model", input=["one", "two"])
+    assert [d.embedding for d in answer.data] == [[0.25, -0.5, 0.125, 1.0]] * 2
+    assert answer.usage.prompt_tokens == 10
+    assert received(provider)[-1]["input"] == ["one", "two"]
+
+    async def charged() -> bool:
+        with sqlite3.connect(Path(warden.env["WARDEN_SERVER_DATA_DIR"]) / "warden.db") as db:
+            rows = db.execute("SELECT action, detail FROM audit_events WHERE surface = 'ai'").fetchall()
+        return any(action == "embeddings:house-model" and json.loads(detail)["usd"] == pytest.approx(0.01)
+                   for action, detail in rows)
+
+    assert await eventually(charged)
