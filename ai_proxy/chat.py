@@ -26,7 +26,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from ai_proxy import anthropic_format
+from ai_proxy import anthropic_format, responses_format
 from ai_proxy.errors import ProxyError, from_warden, openai_error
 from ai_proxy.ratelimit_headers import ratelimit_headers
 from ai_proxy.routing import ModelRouter, Provider, Route, UnknownModel
@@ -96,6 +96,9 @@ def _check_embeddings(body: dict[str, Any]) -> None:
 
 
 OPENAI_CHAT = Surface("chat.completions", _check_chat, openai_error, _openai_stream_error)
+OPENAI_RESPONSES = Surface("responses", responses_format.check, openai_error, responses_format.stream_error,
+                           responses_format.to_openai, responses_format.from_openai,
+                           responses_format.stream_from_openai)
 OPENAI_EMBEDDINGS = Surface("embeddings", _check_embeddings, openai_error, _openai_stream_error,
                             path="/embeddings", streams=False)
 ANTHROPIC_MESSAGES = Surface("messages", anthropic_format.check, _anthropic_error, anthropic_format.stream_error,
@@ -149,6 +152,9 @@ class ChatCompletions:
 
     async def messages(self, request: Request) -> Response:
         return await self._serve(request, ANTHROPIC_MESSAGES)
+
+    async def responses(self, request: Request) -> Response:
+        return await self._serve(request, OPENAI_RESPONSES)
 
     async def embeddings(self, request: Request) -> Response:
         return await self._serve(request, OPENAI_EMBEDDINGS)
