@@ -14,6 +14,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ai_proxy.chat_usage import tokens
 from ai_proxy.errors import ProxyError
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
@@ -107,12 +108,11 @@ def from_openai(answer: dict[str, Any], model: str) -> dict[str, Any]:
     for call in message.get("tool_calls") or []:
         content.append({"type": "tool_use", "id": call["id"], "name": call["function"]["name"],
                         "input": _arguments(call["function"].get("arguments"))})
-    usage = answer.get("usage") or {}
+    input_tokens, output_tokens = tokens(answer.get("usage") or {})
     return {"id": "msg_" + str(answer.get("id", "")).removeprefix("chatcmpl-"), "type": "message",
             "role": "assistant", "model": model, "content": content,
             "stop_reason": STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn"),
-            "stop_sequence": None, "usage": {"input_tokens": int(usage.get("prompt_tokens") or 0),
-                                             "output_tokens": int(usage.get("completion_tokens") or 0)}}
+            "stop_sequence": None, "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens}}
 
 
 def _arguments(raw: Any) -> Any:
@@ -156,8 +156,7 @@ async def stream_from_openai(chunks: AsyncIterator[dict[str, Any]], model: str) 
                 "id": message_id, "type": "message", "role": "assistant", "model": model, "content": [],
                 "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0}}})
         if chunk.get("usage"):
-            input_tokens = int(chunk["usage"].get("prompt_tokens") or 0)
-            output_tokens = int(chunk["usage"].get("completion_tokens") or 0)
+            input_tokens, output_tokens = tokens(chunk["usage"])
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
             if delta.get("content"):

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ai_proxy import anthropic_format, responses_format
+from ai_proxy.chat_usage import tokens
 from ai_proxy.errors import ProxyError, from_warden, openai_error
 from ai_proxy.ratelimit_headers import ratelimit_headers
 from ai_proxy.routing import ModelRouter, Provider, Route, UnknownModel
@@ -49,6 +51,7 @@ MAX_BODY_BYTES = 20 * 1024 * 1024
 ATTEMPTS = 2  # per peer, before failing over to the next
 BACKOFF = 0.1  # seconds before the first retry, doubled for each further one, plus up to as much jitter
 CONNECT_TIMEOUT = 10.0  # the connection to a provider opens within this; the answer within its timeout_seconds
+_CARRIES_USAGE = re.compile(rb'"usage"\s*:\s*\{')  # a chunk with usage (not the "usage": null of the others)
 OPENAI_FORMAT = frozenset({"openai", "openai_compatible"})  # providers that take Chat Completions as they are
 
 
@@ -275,7 +278,7 @@ class ChatCompletions:
             response.release()
         call.first_byte = time.monotonic()
         answer = _json_object(content)
-        call.input_tokens, call.output_tokens = _tokens(answer.get("usage") or {})
+        call.input_tokens, call.output_tokens = tokens(answer.get("usage") or {})
         await self._finish(call)
         if call.surface.answer is not None:
             content = json.dumps(call.surface.answer(answer, call.model), separators=(",", ":")).encode()
@@ -296,9 +299,15 @@ class ChatCompletions:
                 if call.first_byte is None:
                     call.first_byte = time.monotonic()
                 data = _data_of(event)
-                chunk = _json_object(data) if data is not None and data != b"[DONE]" else None
+                if data is None or data == b"[DONE]":
+                    chunk = None
+                elif call.surface.stream is None and not _CARRIES_USAGE.search(data):
+                    yield event, None  # passed on as it is, and nothing in it to count: not decoded
+                    continue
+                else:
+                    chunk = _json_object(data)
                 if chunk is not None and chunk.get("usage"):
-                    call.input_tokens, call.output_tokens = _tokens(chunk["usage"])
+                    call.input_tokens, call.output_tokens = tokens(chunk["usage"])
                     if not wants_usage and not chunk.get("choices") and call.surface.stream is None:
                         continue
                 yield event, chunk
@@ -402,10 +411,6 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _tokens(usage: dict[str, Any]) -> tuple[int, int]:
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
 async def _sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ai_proxy.chat_usage import tokens
 from ai_proxy.errors import ProxyError
 
 
@@ -86,9 +87,7 @@ def from_openai(answer: dict[str, Any], model: str) -> dict[str, Any]:
         output.append(_message_item(ident, message["content"]))
     for call in message.get("tool_calls") or []:
         output.append(_call_item(call["id"], call["function"]["name"], call["function"].get("arguments", "")))
-    usage = answer.get("usage") or {}
-    return _response(ident, model, "completed", output, int(usage.get("prompt_tokens") or 0),
-                     int(usage.get("completion_tokens") or 0))
+    return _response(ident, model, "completed", output, *tokens(answer.get("usage") or {}))
 
 
 def _message_item(ident: str, text: str, status: str = "completed") -> dict[str, Any]:
@@ -142,8 +141,7 @@ async def stream_from_openai(chunks: AsyncIterator[dict[str, Any]], model: str) 
             yield event("response.created", {"response": created})
             yield event("response.in_progress", {"response": created})
         if chunk.get("usage"):
-            input_tokens = int(chunk["usage"].get("prompt_tokens") or 0)
-            output_tokens = int(chunk["usage"].get("completion_tokens") or 0)
+            input_tokens, output_tokens = tokens(chunk["usage"])
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
             if delta.get("content"):

@@ -116,12 +116,6 @@ class UserUpstreams:
                 session.scope.cancel()
                 del self._sessions[key]
 
-    def forget_server(self, server: str) -> None:
-        for key, session in list(self._sessions.items()):
-            if key[0] == server:
-                session.scope.cancel()
-                del self._sessions[key]
-
     async def connection_for(self, principal: Principal, definition: UpstreamDefinition
                              ) -> UpstreamConnection | None:
         """The caller's own session to ``definition`` (ready, or the reason it is not in ``last_error``);

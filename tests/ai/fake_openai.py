@@ -43,10 +43,16 @@ def _tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
     return {"id": "call_fake1", "type": "function", "function": {"name": name, "arguments": '{"city":"Paris"}'}}
 
 
+def _unauthorized(request: Request) -> Response | None:
+    if request.headers.get("authorization") == f"Bearer {KEY}":
+        return None
+    return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                                   "param": None, "code": "invalid_api_key"}}, 401)
+
+
 async def completions(request: Request) -> Response:
-    if request.headers.get("authorization") != f"Bearer {KEY}":
-        return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
-                                       "param": None, "code": "invalid_api_key"}}, 401)
+    if (refused := _unauthorized(request)) is not None:
+        return refused
     body = await request.json()
     received.append(body)
     model = body["model"]
@@ -110,9 +116,8 @@ async def _stream(body: dict[str, Any], call: dict[str, Any] | None) -> AsyncIte
 
 
 async def embeddings(request: Request) -> Response:
-    if request.headers.get("authorization") != f"Bearer {KEY}":
-        return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
-                                       "param": None, "code": "invalid_api_key"}}, 401)
+    if (refused := _unauthorized(request)) is not None:
+        return refused
     body = await request.json()
     received.append(body)
     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]

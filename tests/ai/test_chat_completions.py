@@ -150,6 +150,16 @@ async def test_usage_is_charged_at_the_models_prices_and_audited(client: openai.
     assert detail["usd"] == pytest.approx((21 * 1000 + 6 * 2000) / 1_000_000)
     assert "registered model" in detail["routing"]
 
+    stream = await client.chat.completions.create(model="house-model", stream=True,
+                                                  messages=[{"role": "user", "content": "Hi"}])
+    assert [chunk async for chunk in stream]
+
+    async def stream_charged() -> bool:  # usage read from the stream's usage chunk, which the client never saw
+        calls = house_calls()
+        return len(calls) == 2 and all(c["detail"]["output_tokens"] == 6 for c in calls)
+
+    assert await eventually(stream_charged)
+
 
 async def test_refusals_in_openai_shape(warden: WardenProcess) -> None:
     async with openai.AsyncOpenAI(base_url=warden.gateway + "/v1", api_key=LIMITED, max_retries=0) as limited:
