@@ -1,13 +1,14 @@
-"""The completion surfaces on OpenAI-format providers (OpenAI and OpenAI-compatible endpoints):
-``POST /v1/chat/completions`` (OpenAI Chat Completions) and ``POST /v1/embeddings``, passed through, and
-``POST /v1/messages`` (Anthropic Messages, converted both ways by ``anthropic_format``).
+"""The pipeline every ``/v1`` completion request goes through, whatever API the client called and whatever
+provider serves it: authenticate the key for the ``ai`` surface, check the model against its
+``allowed_models``, route it, admit it by the quota kernel (with a pre-call estimate of its cost), call the
+provider (retries, failover, circuit breakers), charge what it used (raw and weighted tokens, USD from the
+model's prices), and leave one audit event.
 
-The pipeline every request goes through: authenticate the key for the ``ai`` surface, check the model against
-its ``allowed_models``, admit it by the quota kernel, call the provider, charge what it used (raw and weighted
-tokens, USD from the model's prices), and leave one audit event. The body goes upstream as the client sent
-it unless Warden must change it; a stream is passed through event by event as it arrives, with usage asked
-of the provider (``stream_options.include_usage``) and its extra chunk dropped when the client did not ask
-for it. A client that goes away cancels the upstream request, and what was used so far is still recorded.
+When the provider speaks the client's API the body goes upstream as the client sent it, and the answer or
+stream comes back as the provider sent it; otherwise the surface converts the request to Chat Completions, the
+provider's dialect converts that to the provider's request, and answers and stream events are converted back
+the same way, event by event as they arrive. A client that goes away cancels the upstream request, and what
+was used so far is still recorded.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import json
 import logging
 import os
 import random
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -25,13 +25,17 @@ from typing import Any
 import aiohttp
 import anyio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
+from yarl import URL
 
-from ai_proxy import anthropic_format, responses_format
 from ai_proxy.chat_usage import tokens
-from ai_proxy.errors import ProxyError, from_warden, openai_error
+from ai_proxy.errors import ProxyError, from_warden
+from ai_proxy.providers.base import Dialect, Outgoing, StreamFailed, json_bytes
+from ai_proxy.providers.registry import DIALECTS
 from ai_proxy.ratelimit_headers import ratelimit_headers
 from ai_proxy.routing import ModelRouter, Provider, Route, UnknownModel
+from ai_proxy.sse import json_object
+from ai_proxy.surfaces import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_EMBEDDINGS, OPENAI_RESPONSES, Surface
 from broker.edge.credentials import presented_key
 from broker.kernel.audit.events import AuditEvent
 from broker.kernel.audit.ports import AuditSink
@@ -51,62 +55,7 @@ MAX_BODY_BYTES = 20 * 1024 * 1024
 ATTEMPTS = 2  # per peer, before failing over to the next
 BACKOFF = 0.1  # seconds before the first retry, doubled for each further one, plus up to as much jitter
 CONNECT_TIMEOUT = 10.0  # the connection to a provider opens within this; the answer within its timeout_seconds
-_CARRIES_USAGE = re.compile(rb'"usage"\s*:\s*\{')  # a chunk with usage (not the "usage": null of the others)
-OPENAI_FORMAT = frozenset({"openai", "openai_compatible"})  # providers that take Chat Completions as they are
-
-
-@dataclass(frozen=True, slots=True)
-class Surface:
-    """One client-facing API on the shared pipeline: how its requests are checked and converted to Chat
-    Completions, how answers and streams are converted back, and how errors look. ``to_openai`` None means the
-    body goes upstream as it is; ``answer``/``stream`` None means the provider's answer is passed on."""
-
-    action: str
-    check: Callable[[dict[str, Any]], None]
-    error: Callable[[ProxyError], Response]
-    stream_error: Callable[[ProxyError], bytes]  # the event that tells a client its stream failed midway
-    to_openai: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-    answer: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
-    stream: Callable[[AsyncIterator[dict[str, Any]], str], AsyncIterator[bytes]] | None = None
-    path: str = "/chat/completions"  # the provider endpoint (below its base URL)
-    streams: bool = True  # whether "stream": true means anything on this surface
-
-
-def _check_chat(body: dict[str, Any]) -> None:
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise ProxyError(400, "invalid_request_error", "'model' is required (a string)", param="model")
-    if not isinstance(body.get("messages"), list) or not body["messages"]:
-        raise ProxyError(400, "invalid_request_error", "'messages' is required (a non-empty array)",
-                         param="messages")
-
-
-def _anthropic_error(error: ProxyError) -> Response:
-    headers = {"retry-after": str(error.retry_after)} if error.retry_after is not None else None
-    return JSONResponse(anthropic_format.error_body(error), error.status, headers=headers)
-
-
-def _openai_stream_error(error: ProxyError) -> bytes:
-    # The openai SDKs raise on a stream event that carries an "error" object.
-    body = {"error": {"message": error.message, "type": error.kind, "param": None, "code": error.code}}
-    return b"data: " + json.dumps(body).encode() + b"\n\n"
-
-
-def _check_embeddings(body: dict[str, Any]) -> None:
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise ProxyError(400, "invalid_request_error", "'model' is required (a string)", param="model")
-    if not isinstance(body.get("input"), str | list) or not body["input"]:
-        raise ProxyError(400, "invalid_request_error", "'input' is required (a string or an array)", param="input")
-
-
-OPENAI_CHAT = Surface("chat.completions", _check_chat, openai_error, _openai_stream_error)
-OPENAI_RESPONSES = Surface("responses", responses_format.check, openai_error, responses_format.stream_error,
-                           responses_format.to_openai, responses_format.from_openai,
-                           responses_format.stream_from_openai)
-OPENAI_EMBEDDINGS = Surface("embeddings", _check_embeddings, openai_error, _openai_stream_error,
-                            path="/embeddings", streams=False)
-ANTHROPIC_MESSAGES = Surface("messages", anthropic_format.check, _anthropic_error, anthropic_format.stream_error,
-                             anthropic_format.to_openai, anthropic_format.from_openai,
-                             anthropic_format.stream_from_openai)
+BYTES_PER_TOKEN = 4  # the pre-call estimate's rough measure of a prompt
 
 
 @dataclass
@@ -125,6 +74,9 @@ class _Call:
     output_tokens: int = 0
     status: int = 200
     outcome: str = "ok"
+
+    def note(self, input_tokens: int, output_tokens: int) -> None:
+        self.input_tokens, self.output_tokens = input_tokens, output_tokens
 
 
 class ChatCompletions:
@@ -176,40 +128,65 @@ class ChatCompletions:
             body = _parse(raw)
             surface.check(body)
             call.model = body["model"]
-            allowed = principal.key.allowed_models if principal.key else None
-            if allowed is not None and call.model not in allowed:
-                raise ProxyError(403, "permission_error", f"this API key may not use the model {call.model!r}",
-                                 param="model", code="model_not_allowed")
             try:
                 call.route = self._router.route(call.model)
             except UnknownModel as exc:
+                self._check_allowed(principal, call.model)
                 raise ProxyError(404, "invalid_request_error", str(exc), param="model",
                                  code="model_not_found") from exc
-            if call.route.provider.type not in OPENAI_FORMAT:
-                raise ProxyError(400, "invalid_request_error", f"the model {call.model!r} is served by a"
-                                 f" {call.route.provider.type} provider; requests reach OpenAI-format providers"
-                                 " only so far", param="model", code="format_not_supported")
+            call.model = call.route.model  # the registered name when the client used an alias
+            self._check_allowed(principal, body["model"], call.model)
+            stream = bool(body.get("stream")) and surface.streams
             try:
-                admission = await self._quotas.admit(QuotaRequest("ai", self._subjects(call)))
+                admission = await self._quotas.admit(QuotaRequest("ai", self._subjects(call), self._accounting.estimate(
+                    call.model, len(raw) // BYTES_PER_TOKEN, _max_tokens(body))))
             except WardenError as exc:
                 raise from_warden(exc) from exc
             headers = ratelimit_headers(admission)
-            upstream = surface.to_openai(body) if surface.to_openai else body
-            if body.get("stream") and surface.streams:
-                return await self._stream(call, upstream, headers)
-            payload = raw if surface.to_openai is None else json.dumps(upstream, separators=(",", ":")).encode()
-            return await self._complete(call, payload, headers)
+            converted: dict[str, Any] = {}
+
+            def outgoing(provider: Provider) -> Outgoing:
+                dialect, model = DIALECTS[provider.type], call.route.model_at(provider)  # type: ignore[union-attr]
+                if dialect.format == surface.native:
+                    return dialect.native(provider, surface.endpoint, body, raw, model, stream)
+                if not surface.converts:
+                    raise ProxyError(400, "invalid_request_error", f"the model {call.model!r} is served by a"
+                                     f" {provider.type} provider, which does not offer this API", param="model",
+                                     code="format_not_supported")
+                if not converted:
+                    converted.update(surface.to_hub(body))
+                return dialect.convert(provider, converted, model, stream)
+
+            response = await self._send(call, outgoing)
+            if response.status != 200:
+                return await self._refused_upstream(call, response, headers)
+            if stream:
+                return self._stream(call, response, body, headers)
+            return await self._complete(call, response, body, headers)
         except ProxyError as exc:
             call.status, call.outcome = exc.status, "refused" if exc.status in (401, 403, 404, 413, 429) else "error"
             await self._finish(call)
             return surface.error(exc)
+
+    @staticmethod
+    def _check_allowed(principal: Principal, *names: str) -> None:
+        allowed = principal.key.allowed_models if principal.key else None
+        if allowed is not None and not any(name in allowed for name in names):
+            raise ProxyError(403, "permission_error", f"this API key may not use the model {names[0]!r}",
+                             param="model", code="model_not_allowed")
 
     def _subjects(self, call: _Call) -> Any:
         answered = call.provider or (call.route.provider if call.route else None)
         provider = answered.name if answered else None
         return subjects_for(call.principal, provider=provider, model=call.model)
 
-    async def _send(self, call: _Call, payload: bytes) -> aiohttp.ClientResponse:
+    def _dialect(self, call: _Call) -> tuple[Dialect, bool]:
+        """The answering provider's dialect, and whether it spoke the client's API (nothing to convert)."""
+        assert call.provider is not None
+        dialect = DIALECTS[call.provider.type]
+        return dialect, dialect.format == call.surface.native
+
+    async def _send(self, call: _Call, outgoing: Callable[[Provider], Outgoing]) -> aiohttp.ClientResponse:
         """The first usable answer among the route's peers, nothing having reached the client yet: each peer is
         tried (while its breaker lets it) with retries on connection errors, 429 and 5xx, exponential backoff
         with jitter, then the next peer. A 4xx other than 429 is the client's and is returned at once. When
@@ -218,6 +195,7 @@ class ChatCompletions:
         failure: ProxyError | aiohttp.ClientResponse | None = None
         for provider in call.route.peers:
             breaker = self._breakers.setdefault(provider.name, CircuitBreaker(self._clock))
+            request = outgoing(provider)
             for attempt in range(ATTEMPTS):
                 if not breaker.allow():
                     call.fallbacks.append(f"{provider.name}: circuit open")
@@ -225,7 +203,7 @@ class ChatCompletions:
                 if attempt:
                     await anyio.sleep(BACKOFF * 2 ** (attempt - 1) + random.uniform(0, BACKOFF))  # noqa: S311
                 try:
-                    response = await self._post(provider, payload, call.surface.path)
+                    response = await self._post(provider, request)
                 except ProxyError as exc:
                     breaker.failed()
                     call.fallbacks.append(f"{provider.name}: {exc.code}")
@@ -240,6 +218,7 @@ class ChatCompletions:
                     if response.status >= 500:
                         breaker.failed()
                     call.fallbacks.append(f"{provider.name}: HTTP {response.status}")
+                    call.provider = provider
                     outcome = response
                 if isinstance(failure, aiohttp.ClientResponse):
                     failure.release()
@@ -249,13 +228,10 @@ class ChatCompletions:
         raise failure or ProxyError(503, "api_error", f"every provider of {call.model!r} is failing; retry later",
                                     code="upstream_unavailable", retry_after=30)
 
-    async def _post(self, provider: Provider, payload: bytes, path: str) -> aiohttp.ClientResponse:
-        headers = {"content-type": "application/json"}
-        if provider.api_key:
-            headers["authorization"] = f"Bearer {provider.api_key}"
+    async def _post(self, provider: Provider, request: Outgoing) -> aiohttp.ClientResponse:
         try:
             return await self._session().post(
-                f"{provider.base_url}{path}", data=payload, headers=headers,
+                URL(request.url, encoded=True), data=request.body, headers=request.headers,
                 timeout=aiohttp.ClientTimeout(total=provider.timeout_seconds, sock_connect=CONNECT_TIMEOUT))
         except OutboundRefused as exc:
             raise ProxyError(502, "api_error", f"provider {provider.name}: {exc}", code="upstream_refused") from exc
@@ -266,10 +242,8 @@ class ChatCompletions:
             raise ProxyError(502, "api_error", f"provider {provider.name} could not be reached",
                              code="upstream_unavailable") from exc
 
-    async def _complete(self, call: _Call, payload: bytes, headers: dict[str, str]) -> Response:
-        response = await self._send(call, payload)
-        if response.status != 200:
-            return await self._refused_upstream(call, response, headers)
+    async def _complete(self, call: _Call, response: aiohttp.ClientResponse, body: dict[str, Any],
+                        headers: dict[str, str]) -> Response:
         try:
             content = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -277,65 +251,41 @@ class ChatCompletions:
         finally:
             response.release()
         call.first_byte = time.monotonic()
-        answer = _json_object(content)
-        call.input_tokens, call.output_tokens = tokens(answer.get("usage") or {})
+        answer = json_object(content)
+        dialect, native = self._dialect(call)
+        if native:
+            call.note(*dialect.native_usage(answer))
+        else:
+            converted = dialect.answer(answer, body["model"])
+            call.note(*tokens(converted.get("usage") or {}))
+            content = json_bytes(call.surface.answer(converted, body))
         await self._finish(call)
-        if call.surface.answer is not None:
-            content = json.dumps(call.surface.answer(answer, call.model), separators=(",", ":")).encode()
         return Response(content, 200, headers=headers, media_type="application/json")
 
-    async def _stream(self, call: _Call, body: dict[str, Any], headers: dict[str, str]) -> Response:
-        options = body.get("stream_options") or {}
-        wants_usage = bool(options.get("include_usage")) and call.surface.stream is None
-        # Usage is what quotas and cost are counted from: ask for it, and drop it on the way back unless asked.
-        body = {**body, "stream_options": {**options, "include_usage": True}}
-        response = await self._send(call, json.dumps(body, separators=(",", ":")).encode())
-        if response.status != 200:
-            return await self._refused_upstream(call, response, headers)
+    def _stream(self, call: _Call, response: aiohttp.ClientResponse, body: dict[str, Any],
+                headers: dict[str, str]) -> Response:
+        dialect, native = self._dialect(call)
 
-        async def chunks() -> AsyncIterator[tuple[bytes, dict[str, Any] | None]]:
-            """Each provider event with its parsed chunk (None for ``[DONE]``), usage noted on the way."""
-            async for event in _sse_events(response):
-                if call.first_byte is None:
-                    call.first_byte = time.monotonic()
-                data = _data_of(event)
-                if data is None or data == b"[DONE]":
-                    chunk = None
-                elif call.surface.stream is None and not _CARRIES_USAGE.search(data):
-                    yield event, None  # passed on as it is, and nothing in it to count: not decoded
-                    continue
-                else:
-                    chunk = _json_object(data)
-                if chunk is not None and chunk.get("usage"):
-                    call.input_tokens, call.output_tokens = tokens(chunk["usage"])
-                    if not wants_usage and not chunk.get("choices") and call.surface.stream is None:
-                        continue
-                yield event, chunk
-
-        async def passed_on() -> AsyncIterator[bytes]:
-            async for event, _ in chunks():
-                yield event
-
-        async def converted() -> AsyncIterator[bytes]:
-            async def parsed() -> AsyncIterator[dict[str, Any]]:
-                async for _, chunk in chunks():
-                    if chunk is not None:
-                        yield chunk
-
-            assert call.surface.stream is not None
-            async for event in call.surface.stream(parsed(), call.model):
-                yield event
+        async def counted(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+            async for chunk in chunks:
+                if chunk.get("usage"):
+                    call.note(*tokens(chunk["usage"]))
+                yield chunk
 
         async def events() -> AsyncIterator[bytes]:
+            source = dialect.native_stream(response, body, call.note) if native \
+                else call.surface.stream(counted(dialect.chunks(response, body["model"])), body)
             try:
-                async for event in (converted() if call.surface.stream is not None else passed_on()):
+                async for event in source:
+                    if call.first_byte is None:
+                        call.first_byte = time.monotonic()
                     yield event
-            except (aiohttp.ClientError, TimeoutError):
+            except (aiohttp.ClientError, TimeoutError, StreamFailed) as exc:
                 call.outcome, call.status = "error", 502
-                log.warning("provider stream for %s broke off", call.model)
+                log.warning("provider stream for %s broke off: %s", call.model, exc)
                 # Never retried once bytes reached the client: it is told the stream failed instead.
-                yield call.surface.stream_error(ProxyError(502, "api_error", "the provider's stream broke off",
-                                                           code="upstream_error"))
+                message = str(exc) if isinstance(exc, StreamFailed) else "the provider's stream broke off"
+                yield call.surface.stream_error(ProxyError(502, "api_error", message, code="upstream_error"))
             except anyio.get_cancelled_exc_class():
                 call.outcome = "cancelled"  # the client went away; the upstream request is dropped with it
                 raise
@@ -349,7 +299,8 @@ class ChatCompletions:
 
     async def _refused_upstream(self, call: _Call, response: aiohttp.ClientResponse,
                                 headers: dict[str, str]) -> Response:
-        """The provider said no: its own 4xx error is passed on (in the client's format), a 5xx is 502."""
+        """The provider said no: its own 4xx error is passed on (converted to the client's format when the
+        provider speaks another API), a 5xx is 502."""
         try:
             content = await response.read()
         except (aiohttp.ClientError, TimeoutError):
@@ -358,16 +309,19 @@ class ChatCompletions:
             response.release()
         call.status, call.outcome = (502 if response.status >= 500 else response.status), "error"
         await self._finish(call)
-        error = _json_object(content).get("error")
-        if response.status < 500 and isinstance(error, dict) and call.surface.answer is None:
+        dialect, native = self._dialect(call)
+        answer = json_object(content)
+        said = dialect.error_message(answer) if response.status < 500 else None
+        if said is not None and native:
             return Response(content, call.status, headers=headers, media_type="application/json")
-        message = str(error.get("message")) if response.status < 500 and isinstance(error, dict) \
-            else f"the provider answered {response.status}"
-        failure = ProxyError(call.status, "invalid_request_error" if call.status < 500 else "api_error", message,
-                             param=error.get("param") if isinstance(error, dict) else None, code="upstream_error")
-        answer = call.surface.error(failure)
-        answer.headers.update(headers)
-        return answer
+        error = answer.get("error")
+        error = error if isinstance(error, dict) else {}
+        failure = ProxyError(call.status, "invalid_request_error" if call.status < 500 else "api_error",
+                             said or f"the provider answered {response.status}", param=error.get("param"),
+                             code="upstream_error")
+        refusal = call.surface.error(failure)
+        refusal.headers.update(headers)
+        return refusal
 
     async def _finish(self, call: _Call) -> None:
         """Charge what was used and leave the audit event (both even when the client went away)."""
@@ -405,36 +359,9 @@ def _parse(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-async def _sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The provider's SSE stream, one complete event (ending in a blank line) at a time, as it arrives."""
-    pending = b""
-    async for chunk in response.content.iter_any():
-        pending += chunk
-        while True:
-            end = _event_end(pending)
-            if end < 0:
-                break
-            yield pending[:end]
-            pending = pending[end:]
-    if pending.strip():
-        yield pending if pending.endswith(b"\n\n") else pending.rstrip(b"\r\n") + b"\n\n"
-
-
-def _event_end(buffer: bytes) -> int:
-    """Where the first complete event ends (after its blank line), or -1."""
-    ends = [found + len(separator) for separator in (b"\n\n", b"\r\n\r\n")
-            if (found := buffer.find(separator)) >= 0]
-    return min(ends) if ends else -1
-
-
-def _data_of(event: bytes) -> bytes | None:
-    lines = [line[5:].strip() for line in event.splitlines() if line.startswith(b"data:")]
-    return b"\n".join(lines) if lines else None
+def _max_tokens(body: dict[str, Any]) -> int:
+    """The most output the client allows itself, for the pre-call estimate (0 when it sets no limit)."""
+    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        if isinstance(body.get(name), int):
+            return int(body[name])
+    return 0

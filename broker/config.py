@@ -149,17 +149,30 @@ class ProviderConfig(_Section):
     name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     type: Literal["openai", "anthropic", "gemini", "azure_openai", "bedrock", "openai_compatible"]
     base_url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = None  # for Bedrock with aws_access_key_id: the secret access key
     timeout_seconds: float = Field(600.0, gt=0, le=3600)  # a whole answer; long generations are normal
+    api_version: str = "2024-10-21"  # Azure OpenAI's api-version
+    region: str | None = None  # Bedrock's AWS region
+    aws_access_key_id: str | None = None  # Bedrock: sign with SigV4 (else api_key is a Bedrock API key)
+
+    @model_validator(mode="after")
+    def _reachable(self) -> ProviderConfig:
+        if self.type in ("azure_openai", "openai_compatible") and not self.base_url:
+            raise ValueError(f"provider {self.name!r}: a {self.type} provider needs base_url")
+        if self.type == "bedrock" and not (self.base_url or self.region):
+            raise ValueError(f"provider {self.name!r}: a bedrock provider needs region (or base_url)")
+        return self
 
 
 class RouteConfig(_Section):
     provider: str
     weight: int = Field(1, ge=0, le=1000)
+    model: str | None = None  # the model's name at this provider (an Azure deployment), if not the model's own
 
 
 class ModelConfig(_Section):
     name: str = Field(min_length=1)
+    aliases: tuple[str, ...] = ()  # other names clients may use for this model
     routes: tuple[RouteConfig, ...] = Field(min_length=1)
     input_weight: float = Field(1.0, ge=0, le=1000)
     output_weight: float = Field(1.0, ge=0, le=1000)
@@ -328,7 +341,7 @@ class WardenConfig(_Section):
     @model_validator(mode="after")
     def _references(self) -> WardenConfig:
         _unique("providers", [p.name for p in self.providers])
-        _unique("models", [m.name for m in self.models])
+        _unique("models and their aliases", [n for m in self.models for n in (m.name, *m.aliases)])
         _unique("mcp_servers and mcp_virtual_servers",
                 [s.name for s in self.mcp_servers] + [v.name for v in self.mcp_virtual_servers])
         _unique("api_keys", [k.name for k in self.api_keys])

@@ -1,4 +1,4 @@
-"""A fake OpenAI provider speaking Chat Completions' exact wire format, for the proxy's tests.
+"""The fake OpenAI provider, speaking Chat Completions' exact wire format, for the proxy's tests.
 
 Answers with text, or with a tool call when the request offers tools (and a final answer once a tool result
 is in the messages); streams as OpenAI does (role chunk, content or tool-call argument deltas, finish chunk, a
@@ -8,7 +8,8 @@ answers 500, ``gpt-slow`` waits 5 s, ``gpt-refuse`` answers OpenAI's 400 error, 
 until its reader goes away (noted in ``/record``), ``gpt-breaks`` streams two chunks and then drops the
 connection. ``/fail/v1/chat/completions`` always answers 500 (a peer that is down), counting its calls.
 
-    python -m tests.ai.fake_openai PORT
+Azure OpenAI's form is served too: ``/azure/openai/deployments/<deployment>/chat/completions?api-version=...``
+with ``api-key: az-fake`` (the deployment answers as the model).
 """
 
 from __future__ import annotations
@@ -16,23 +17,20 @@ from __future__ import annotations
 import base64
 import json
 import struct
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.ai.fake_state import INPUT_TOKENS, OUTPUT_TOKENS, TEXT, abandoned, failing_calls, received
+
 KEY = "sk-fake"
-received: list[dict[str, Any]] = []
-abandoned: list[str] = []  # streams whose reader went away before the end
-failing_calls: list[str] = []  # requests to the always-failing endpoint
-TEXT = ["Hello", " from", " the", " fake", " provider", "."]
-USAGE = {"prompt_tokens": 21, "completion_tokens": 6, "total_tokens": 27}
+AZURE_KEY = "az-fake"
+USAGE = {"prompt_tokens": INPUT_TOKENS, "completion_tokens": OUTPUT_TOKENS,
+         "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS}
 
 
 def _tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -53,7 +51,19 @@ def _unauthorized(request: Request) -> Response | None:
 async def completions(request: Request) -> Response:
     if (refused := _unauthorized(request)) is not None:
         return refused
-    body = await request.json()
+    return await _answer(await request.json())
+
+
+async def azure_completions(request: Request) -> Response:
+    if request.headers.get("api-key") != AZURE_KEY:
+        return JSONResponse({"error": {"code": "401", "message": "Access denied due to invalid subscription key"}},
+                            401)
+    if not request.query_params.get("api-version"):
+        return JSONResponse({"error": {"code": "404", "message": "Resource not found"}}, 404)
+    return await _answer({**await request.json(), "model": request.path_params["deployment"]})
+
+
+async def _answer(body: dict[str, Any]) -> Response:
     received.append(body)
     model = body["model"]
     if model == "gpt-fail":
@@ -130,20 +140,13 @@ async def embeddings(request: Request) -> Response:
                                   for i in range(len(inputs))]})
 
 
-async def record(request: Request) -> JSONResponse:
-    return JSONResponse({"received": received, "abandoned": abandoned, "failing_calls": len(failing_calls)})
-
-
 async def failing(request: Request) -> JSONResponse:
     failing_calls.append((await request.json())["model"])
     return JSONResponse({"error": {"message": "The server is overloaded", "type": "server_error", "param": None,
                                    "code": None}}, 500)
 
 
-app = Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"]),
-                        Route("/fail/v1/chat/completions", failing, methods=["POST"]),
-                        Route("/v1/embeddings", embeddings, methods=["POST"]),
-                        Route("/record", record, methods=["GET"])])
-
-if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+routes = [Route("/v1/chat/completions", completions, methods=["POST"]),
+          Route("/azure/openai/deployments/{deployment}/chat/completions", azure_completions, methods=["POST"]),
+          Route("/fail/v1/chat/completions", failing, methods=["POST"]),
+          Route("/v1/embeddings", embeddings, methods=["POST"])]

@@ -32,7 +32,7 @@ TOOLS = [{"type": "function", "function": {"name": "weather", "description": "Th
 @pytest.fixture(scope="module")
 def provider() -> Iterator[str]:
     port = free_port()
-    process = helper(subprocess.Popen([sys.executable, "-m", "tests.ai.fake_openai", str(port)], cwd=REPO,
+    process = helper(subprocess.Popen([sys.executable, "-m", "tests.ai.fake_providers", str(port)], cwd=REPO,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
         assert wait_until(lambda: _listening(port), 20)

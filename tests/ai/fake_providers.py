@@ -1,0 +1,30 @@
+"""All the fake LLM providers on one port, each under its own prefix, for the proxy's tests: OpenAI at ``/v1``
+(and an always-failing one at ``/fail/v1``), Azure OpenAI at ``/azure``, Anthropic at ``/anthropic``, Gemini at
+``/gemini``, Bedrock at ``/bedrock``. ``GET /record`` returns what they received.
+
+    python -m tests.ai.fake_providers PORT
+"""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tests.ai import fake_anthropic, fake_bedrock, fake_gemini, fake_openai
+from tests.ai.fake_state import abandoned, failing_calls, received
+
+
+async def record(request: Request) -> JSONResponse:
+    return JSONResponse({"received": received, "abandoned": abandoned, "failing_calls": len(failing_calls)})
+
+
+app = Starlette(routes=[*fake_openai.routes, *fake_anthropic.routes, *fake_gemini.routes, *fake_bedrock.routes,
+                        Route("/record", record, methods=["GET"])])
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
