@@ -25,11 +25,16 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "
 
 def check(body: dict[str, Any]) -> None:
     """What the Messages API requires, refused with the field named."""
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise ProxyError(400, "invalid_request_error", "model: Field required", param="model")
+    check_count(body)
     if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] < 1:
         raise ProxyError(400, "invalid_request_error", "max_tokens: Field required (a positive integer)",
                          param="max_tokens")
+
+
+def check_count(body: dict[str, Any]) -> None:
+    """What counting a message's tokens requires (``max_tokens`` is not)."""
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise ProxyError(400, "invalid_request_error", "model: Field required", param="model")
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         raise ProxyError(400, "invalid_request_error", "messages: Field required (a non-empty array)",
                          param="messages")
@@ -42,7 +47,9 @@ def to_openai(body: dict[str, Any]) -> dict[str, Any]:
         messages.append({"role": "system", "content": _text_of(system)})
     for message in body["messages"]:
         messages += _message(message)
-    request: dict[str, Any] = {"model": body["model"], "messages": messages, "max_tokens": body["max_tokens"]}
+    request: dict[str, Any] = {"model": body["model"], "messages": messages}
+    if "max_tokens" in body:
+        request["max_tokens"] = body["max_tokens"]
     for name in ("temperature", "top_p", "stream"):
         if name in body:
             request[name] = body[name]

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import anyio
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from yarl import URL
 
 from ai_proxy.chat_usage import tokens
@@ -35,7 +35,14 @@ from ai_proxy.providers.registry import DIALECTS
 from ai_proxy.ratelimit_headers import ratelimit_headers
 from ai_proxy.routing import ModelRouter, Provider, Route, UnknownModel
 from ai_proxy.sse import json_object
-from ai_proxy.surfaces import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_EMBEDDINGS, OPENAI_RESPONSES, Surface
+from ai_proxy.surfaces import (
+    ANTHROPIC_COUNT,
+    ANTHROPIC_MESSAGES,
+    OPENAI_CHAT,
+    OPENAI_EMBEDDINGS,
+    OPENAI_RESPONSES,
+    Surface,
+)
 from broker.edge.credentials import presented_key
 from broker.kernel.audit.events import AuditEvent
 from broker.kernel.audit.ports import AuditSink
@@ -62,7 +69,7 @@ BYTES_PER_TOKEN = 4  # the pre-call estimate's rough measure of a prompt
 class _Call:
     """What one request did, for accounting and audit."""
 
-    principal: Principal
+    principal: Principal | None  # None until the key is authenticated
     model: str
     surface: Surface
     route: Route | None = None
@@ -114,35 +121,42 @@ class ChatCompletions:
     async def embeddings(self, request: Request) -> Response:
         return await self._serve(request, OPENAI_EMBEDDINGS)
 
+    async def count_tokens(self, request: Request) -> Response:
+        """``POST /v1/messages/count_tokens``: counted by the provider where it can count (Anthropic, Gemini),
+        else estimated from the request's size. Counted as a request by the quota kernel, no tokens charged."""
+        call = _Call(None, "", ANTHROPIC_COUNT)
+        try:
+            raw, body, headers = await self._admit(request, call)
+            assert call.route is not None
+            provider = call.provider = call.route.provider
+            dialect, model = DIALECTS[provider.type], call.route.model_at(provider)
+            hub = ANTHROPIC_COUNT.to_hub(body)
+            outgoing = dialect.native(provider, ANTHROPIC_COUNT.endpoint, body, raw, model, False) \
+                if dialect.format == ANTHROPIC_COUNT.native else dialect.count_request(provider, hub, model)
+            if outgoing is None:
+                counted = len(json_bytes([hub["messages"], hub.get("tools")])) // BYTES_PER_TOKEN
+            else:
+                response = await self._post(provider, outgoing)
+                if response.status != 200:
+                    return await self._refused_upstream(call, response, headers)
+                try:
+                    answer = json_object(await response.read())
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    raise ProxyError(502, "api_error", "the provider's answer broke off",
+                                     code="upstream_error") from exc
+                finally:
+                    response.release()
+                counted = dialect.counted(answer)
+            await self._finish(call)
+            return JSONResponse({"input_tokens": counted}, headers=headers)
+        except ProxyError as exc:
+            return await self._refuse(call, exc)
+
     async def _serve(self, request: Request, surface: Surface) -> Response:
+        call = _Call(None, "", surface)
         try:
-            principal = await self._identity.principal_for_key(presented_key(request, allow_x_api_key=True), "ai")
-        except WardenError as exc:
-            return surface.error(from_warden(exc))
-        raw = await request.body()
-        call = _Call(principal, "", surface)
-        try:
-            if len(raw) > MAX_BODY_BYTES:
-                raise ProxyError(413, "invalid_request_error", f"the request body is larger than {MAX_BODY_BYTES}"
-                                 " bytes")
-            body = _parse(raw)
-            surface.check(body)
-            call.model = body["model"]
-            try:
-                call.route = self._router.route(call.model)
-            except UnknownModel as exc:
-                self._check_allowed(principal, call.model)
-                raise ProxyError(404, "invalid_request_error", str(exc), param="model",
-                                 code="model_not_found") from exc
-            call.model = call.route.model  # the registered name when the client used an alias
-            self._check_allowed(principal, body["model"], call.model)
+            raw, body, headers = await self._admit(request, call)
             stream = bool(body.get("stream")) and surface.streams
-            try:
-                admission = await self._quotas.admit(QuotaRequest("ai", self._subjects(call), self._accounting.estimate(
-                    call.model, len(raw) // BYTES_PER_TOKEN, _max_tokens(body))))
-            except WardenError as exc:
-                raise from_warden(exc) from exc
-            headers = ratelimit_headers(admission)
             converted: dict[str, Any] = {}
 
             def outgoing(provider: Provider) -> Outgoing:
@@ -164,18 +178,52 @@ class ChatCompletions:
                 return self._stream(call, response, body, headers)
             return await self._complete(call, response, body, headers)
         except ProxyError as exc:
-            call.status, call.outcome = exc.status, "refused" if exc.status in (401, 403, 404, 413, 429) else "error"
+            return await self._refuse(call, exc)
+
+    async def _admit(self, request: Request, call: _Call) -> tuple[bytes, dict[str, Any], dict[str, str]]:
+        """What every request goes through before a provider is called: the key, the body, the model (known,
+        allowed, routed), the quotas. Returns the raw body, the parsed one and the rate-limit headers."""
+        try:
+            call.principal = await self._identity.principal_for_key(presented_key(request, allow_x_api_key=True),
+                                                                    "ai")
+        except WardenError as exc:
+            raise from_warden(exc) from exc
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            raise ProxyError(413, "invalid_request_error", f"the request body is larger than {MAX_BODY_BYTES} bytes")
+        body = _parse(raw)
+        call.surface.check(body)
+        call.model = body["model"]
+        try:
+            call.route = self._router.route(call.model)
+        except UnknownModel as exc:
+            self._check_allowed(call.principal, call.model)
+            raise ProxyError(404, "invalid_request_error", str(exc), param="model", code="model_not_found") from exc
+        call.model = call.route.model  # the registered name when the client used an alias
+        self._check_allowed(call.principal, body["model"], call.model)
+        estimate = None if call.surface is ANTHROPIC_COUNT else self._accounting.estimate(
+            call.model, len(raw) // BYTES_PER_TOKEN, _max_tokens(body))
+        try:
+            admission = await self._quotas.admit(QuotaRequest("ai", self._subjects(call), estimate))
+        except WardenError as exc:
+            raise from_warden(exc) from exc
+        return raw, body, ratelimit_headers(admission)
+
+    async def _refuse(self, call: _Call, error: ProxyError) -> Response:
+        call.status, call.outcome = error.status, "refused" if error.status in (401, 403, 404, 413, 429) else "error"
+        if call.principal is not None:  # an unauthenticated request is no one's to audit here
             await self._finish(call)
-            return surface.error(exc)
+        return call.surface.error(error)
 
     @staticmethod
-    def _check_allowed(principal: Principal, *names: str) -> None:
-        allowed = principal.key.allowed_models if principal.key else None
+    def _check_allowed(principal: Principal | None, *names: str) -> None:
+        allowed = principal.key.allowed_models if principal and principal.key else None
         if allowed is not None and not any(name in allowed for name in names):
             raise ProxyError(403, "permission_error", f"this API key may not use the model {names[0]!r}",
                              param="model", code="model_not_allowed")
 
     def _subjects(self, call: _Call) -> Any:
+        assert call.principal is not None
         answered = call.provider or (call.route.provider if call.route else None)
         provider = answered.name if answered else None
         return subjects_for(call.principal, provider=provider, model=call.model)
@@ -334,6 +382,7 @@ class ChatCompletions:
                 log.warning("usage of %s not charged: %s", call.model, exc)
         now = time.monotonic()
         principal = call.principal
+        assert principal is not None
         answered = call.provider or (call.route.provider if call.route else None)
         await self._audit.record(AuditEvent(
             id=os.urandom(16).hex(), at=time.time(), trace_id=os.urandom(16).hex(), surface="ai",

@@ -92,3 +92,7 @@ ANTHROPIC_MESSAGES = Surface(
     endpoint="/messages")
 
 
+ANTHROPIC_COUNT = Surface(
+    "messages.count_tokens", anthropic_format.check_count, _anthropic_error, anthropic_format.stream_error,
+    anthropic_format.to_openai, _renamed, _chat_stream, native="anthropic", endpoint="/messages/count_tokens",
+    streams=False)

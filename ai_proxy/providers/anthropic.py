@@ -131,6 +131,14 @@ class AnthropicDialect:
         error = answer.get("error")
         return str(error.get("message")) if isinstance(error, dict) and error.get("message") else None
 
+    def count_request(self, provider: Provider, hub: dict[str, Any], model: str) -> Outgoing | None:
+        body = request(hub, model, False)
+        del body["max_tokens"]
+        return self._outgoing(provider, "/messages/count_tokens", json_bytes(body))
+
+    def counted(self, answer: dict[str, Any]) -> int:
+        return int(answer.get("input_tokens") or 0)
+
 
 def request(hub: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
     """A Chat Completions request as a Messages request."""

@@ -55,6 +55,12 @@ class Dialect(Protocol):
     def error_message(self, answer: dict[str, Any]) -> str | None:
         """The message of the provider's error body, if it is one."""
 
+    def count_request(self, provider: Provider, hub: dict[str, Any], model: str) -> Outgoing | None:
+        """A request counting a Chat Completions request's input tokens, where the provider can count."""
+
+    def counted(self, answer: dict[str, Any]) -> int:
+        """The input tokens in the answer to ``count_request``."""
+
 
 def json_bytes(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

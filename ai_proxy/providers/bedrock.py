@@ -52,11 +52,15 @@ class BedrockDialect:
         raise AssertionError("no client API is Bedrock's own")
 
     def convert(self, provider: Provider, hub: dict[str, Any], model: str, stream: bool) -> Outgoing:
-        url = f"{provider.base_url}/model/{quote(model, safe='')}/{'converse-stream' if stream else 'converse'}"
-        body = json_bytes(request(hub))
-        headers = {"content-type": "application/json", "accept": "application/vnd.amazon.eventstream" if stream
-                   else "application/json"}
-        return Outgoing(url, _signed(provider, url, headers, body), body)
+        return _outgoing(provider, model, "converse-stream" if stream else "converse", request(hub), stream)
+
+    def count_request(self, provider: Provider, hub: dict[str, Any], model: str) -> Outgoing | None:
+        converse = request(hub)
+        converse.pop("inferenceConfig", None)
+        return _outgoing(provider, model, "count-tokens", {"input": {"converse": converse}}, False)
+
+    def counted(self, answer: dict[str, Any]) -> int:
+        return int(answer.get("inputTokens") or 0)
 
     def answer(self, answer: dict[str, Any], model: str) -> dict[str, Any]:
         content = ((answer.get("output") or {}).get("message") or {}).get("content") or []
@@ -114,6 +118,14 @@ class BedrockDialect:
 def usage_of(usage: dict[str, Any]) -> tuple[int, int]:
     return int(usage.get("inputTokens") or 0) + int(usage.get("cacheReadInputTokens") or 0) \
         + int(usage.get("cacheWriteInputTokens") or 0), int(usage.get("outputTokens") or 0)
+
+
+def _outgoing(provider: Provider, model: str, method: str, value: dict[str, Any], stream: bool) -> Outgoing:
+    url = f"{provider.base_url}/model/{quote(model, safe='')}/{method}"
+    body = json_bytes(value)
+    headers = {"content-type": "application/json",
+               "accept": "application/vnd.amazon.eventstream" if stream else "application/json"}
+    return Outgoing(url, _signed(provider, url, headers, body), body)
 
 
 def _signed(provider: Provider, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:

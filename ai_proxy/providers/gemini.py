@@ -54,11 +54,22 @@ class GeminiDialect:
 
     def convert(self, provider: Provider, hub: dict[str, Any], model: str, stream: bool) -> Outgoing:
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        return self._outgoing(provider, model, method, request(hub))
+
+    def _outgoing(self, provider: Provider, model: str, method: str, body: dict[str, Any]) -> Outgoing:
         headers = {"content-type": "application/json"}
         if provider.api_key:
             headers["x-goog-api-key"] = provider.api_key
         return Outgoing(f"{provider.base_url}/v1beta/models/{quote(model, safe='')}:{method}", headers,
-                        json_bytes(request(hub)))
+                        json_bytes(body))
+
+    def count_request(self, provider: Provider, hub: dict[str, Any], model: str) -> Outgoing | None:
+        counted = {"model": f"models/{model}", **request(hub)}
+        counted.pop("generationConfig", None)
+        return self._outgoing(provider, model, "countTokens", {"generateContentRequest": counted})
+
+    def counted(self, answer: dict[str, Any]) -> int:
+        return int(answer.get("totalTokens") or 0)
 
     def answer(self, answer: dict[str, Any], model: str) -> dict[str, Any]:
         parts = _parts(answer)

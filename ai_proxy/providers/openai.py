@@ -80,3 +80,9 @@ class OpenAIDialect:
     def error_message(self, answer: dict[str, Any]) -> str | None:
         error = answer.get("error")
         return str(error.get("message")) if isinstance(error, dict) and error.get("message") else None
+
+    def count_request(self, provider: Provider, hub: dict[str, Any], model: str) -> Outgoing | None:
+        return None  # Chat Completions has no endpoint that counts
+
+    def counted(self, answer: dict[str, Any]) -> int:
+        return 0

@@ -108,6 +108,7 @@ async def _stream(body: dict[str, Any], tool: str | None) -> AsyncIterator[bytes
 
 async def count_tokens(request: Request) -> Response:
     body = await request.json()
+    received.append(body)
     if (refused := _refusal(request, body)) is not None:
         return refused
     return JSONResponse({"input_tokens": len(json.dumps(body["messages"])) // 4})

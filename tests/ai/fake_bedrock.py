@@ -1,6 +1,7 @@
 """The fake AWS Bedrock provider, speaking the Converse API's exact wire format:
 ``/bedrock/model/<model id>/converse`` (JSON) and ``/converse-stream`` (the binary
-``application/vnd.amazon.eventstream``, each frame CRC-checked as AWS sends it).
+``application/vnd.amazon.eventstream``, each frame CRC-checked as AWS sends it), and ``/count-tokens``
+(4 bytes of ``messages`` JSON a token).
 
 Verifies the SigV4 signature with botocore against the access key ``AKIDFAKE`` / ``bedrock-secret`` in
 ``us-east-1`` (recomputed from the request as it arrived: method, raw path, the signed headers, the body);
@@ -82,6 +83,9 @@ async def converse(request: Request) -> Response:
         return refused
     body = json.loads(raw)
     received.append({"model_id": request.path_params["model"], **body})
+    if request.path_params["method"] == "count-tokens":
+        converse = (body.get("input") or {}).get("converse") or {}
+        return _refusal(converse) or JSONResponse({"inputTokens": len(json.dumps(converse["messages"])) // 4})
     if (refused := _refusal(body)) is not None:
         return refused
     tool = _wants_tool(body)

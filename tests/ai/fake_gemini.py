@@ -1,5 +1,6 @@
 """The fake Google Gemini provider, speaking the Generative Language API's exact wire format:
-``/gemini/v1beta/models/<model>:generateContent`` and ``:streamGenerateContent?alt=sse``.
+``/gemini/v1beta/models/<model>:generateContent``, ``:streamGenerateContent?alt=sse`` and ``:countTokens``
+(4 bytes of ``contents`` JSON a token).
 
 Checks ``x-goog-api-key: gm-fake``; roles ``user``/``model`` alternating; every ``functionResponse`` naming a
 function the turn before called; function parameters free of the JSON Schema keywords Gemini refuses. Answers
@@ -76,6 +77,11 @@ async def generate(request: Request) -> Response:
         return _error(403, "Method doesn't allow unregistered callers", "PERMISSION_DENIED")
     body = await request.json()
     received.append(body)
+    if method == "countTokens":
+        counted = body.get("generateContentRequest") or {}
+        if counted.get("model") != f"models/{model}":
+            return _error(400, "generateContentRequest.model: must name the model counted with")
+        return _refusal(counted) or JSONResponse({"totalTokens": len(json.dumps(counted["contents"])) // 4})
     if (refused := _refusal(body)) is not None:
         return refused
     tool = _wants_tool(body)

@@ -225,3 +225,26 @@ async def test_provider_errors_reach_the_client_in_its_own_shape(chat: openai.As
         await claude_sdk.messages.create(model="gemini-2.5-flash", max_tokens=10, messages=[
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_nowhere", "content": "x"}]}])
     assert "without a matching call" in from_gemini.value.body["error"]["message"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_count_tokens(claude_sdk: anthropic.AsyncAnthropic, provider: str, family: str) -> None:  # noqa: F811
+    messages: Any = [{"role": "user", "content": "How many tokens is this?"}]
+    counted = await claude_sdk.messages.count_tokens(model=FAMILIES[family], system="Be brief.", messages=messages)
+    sent = (received(provider) or [{}])[-1]
+    if family == "anthropic":  # counted by the provider, the request as the client sent it
+        assert counted.input_tokens == len(json.dumps(messages)) // 4 and sent["system"] == "Be brief."
+    elif family == "gemini":
+        assert counted.input_tokens == len(json.dumps(sent["generateContentRequest"]["contents"])) // 4
+    elif family == "bedrock":
+        assert counted.input_tokens == len(json.dumps(sent["input"]["converse"]["messages"])) // 4
+    else:  # no endpoint counts Chat Completions: estimated from the request's size
+        assert 0 < counted.input_tokens < 40
+
+
+async def test_count_tokens_refusals(claude_sdk: anthropic.AsyncAnthropic) -> None:
+    with pytest.raises(anthropic.NotFoundError):
+        await claude_sdk.messages.count_tokens(model="nothing-here", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(anthropic.BadRequestError) as malformed:
+        await claude_sdk.messages.count_tokens(model="claude-warden-test", messages=[])
+    assert "messages" in malformed.value.message
