@@ -12,6 +12,9 @@ const PORT = +(process.env.PORT || 4000);
 const ISSUER = `http://127.0.0.1:${PORT}`;
 const RESOURCE = process.env.RESOURCE;
 const ACCESS_TTL = +(process.env.ACCESS_TTL || 3600);
+// Tokens from the refresh grant may live longer, so that a test of "one refresh under concurrency" does not
+// depend on how fast a two-core machine gets through its concurrent calls.
+const REFRESHED_TTL = +(process.env.REFRESHED_TTL || ACCESS_TTL);
 
 const refreshes = {};
 const refreshTokens = {};
@@ -33,7 +36,9 @@ const provider = new Provider(ISSUER, {
       useGrantedResource: () => true,
       getResourceServerInfo: (ctx, indicator) => {
         if (indicator !== RESOURCE) throw new Error(`unknown resource ${indicator}`);
-        return { scope: 'mcp', audience: indicator, accessTokenFormat: 'jwt', accessTokenTTL: ACCESS_TTL };
+        const refreshed = ctx.oidc.params && ctx.oidc.params.grant_type === 'refresh_token';
+        return { scope: 'mcp', audience: indicator, accessTokenFormat: 'jwt',
+                 accessTokenTTL: refreshed ? REFRESHED_TTL : ACCESS_TTL };
       },
     },
   },

@@ -81,7 +81,8 @@ def oauth_world() -> Iterator[OAuthWorld]:
     issuer, upstream = f"http://127.0.0.1:{as_port}", f"http://127.0.0.1:{upstream_port}/mcp"
     server = helper(subprocess.Popen(
         ["node", "authorization_server.mjs"], cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "PORT": str(as_port), "RESOURCE": upstream, "ACCESS_TTL": "4"},
+        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "PORT": str(as_port), "RESOURCE": upstream, "ACCESS_TTL": "4",
+             "REFRESHED_TTL": "60"},
         start_new_session=True))
     protected = helper(subprocess.Popen(
         [sys.executable, "-m", "tests.connections.protected_upstream", str(upstream_port), issuer], cwd=REPO,
