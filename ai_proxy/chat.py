@@ -33,7 +33,7 @@ from ai_proxy.errors import ProxyError, from_warden
 from ai_proxy.providers.base import Dialect, Outgoing, StreamFailed, json_bytes
 from ai_proxy.providers.registry import DIALECTS
 from ai_proxy.ratelimit_headers import ratelimit_headers
-from ai_proxy.routing import ModelRouter, Provider, Route, UnknownModel
+from ai_proxy.routing import ModelDisabled, ModelRouter, Provider, Route, UnknownModel
 from ai_proxy.sse import json_object
 from ai_proxy.surfaces import (
     ANTHROPIC_COUNT,
@@ -51,7 +51,6 @@ from broker.kernel.clock import Clock
 from broker.kernel.errors import WardenError
 from broker.kernel.identity.models import Principal
 from broker.kernel.identity.service import Identity
-from broker.kernel.quota.accounting import TokenAccounting
 from broker.kernel.quota.engine import QuotaEngine
 from broker.kernel.quota.models import QuotaRequest, Usage
 from broker.kernel.quota.subjects import subjects_for
@@ -87,14 +86,13 @@ class _Call:
 
 
 class ChatCompletions:
-    def __init__(self, identity: Identity, quotas: QuotaEngine, router: ModelRouter, accounting: TokenAccounting,
-                 audit: AuditSink, outbound: Outbound, clock: Clock) -> None:
+    def __init__(self, identity: Identity, quotas: QuotaEngine, router: ModelRouter, audit: AuditSink,
+                 outbound: Outbound, clock: Clock) -> None:
         self._clock = clock
         self._breakers: dict[str, CircuitBreaker] = {}  # per provider, on this instance
         self._identity = identity
         self._quotas = quotas
         self._router = router
-        self._accounting = accounting
         self._audit = audit
         self._outbound = outbound
         self._http: aiohttp.ClientSession | None = None
@@ -199,10 +197,13 @@ class ChatCompletions:
         except UnknownModel as exc:
             self._check_allowed(call.principal, call.model)
             raise ProxyError(404, "invalid_request_error", str(exc), param="model", code="model_not_found") from exc
+        except ModelDisabled as exc:
+            self._check_allowed(call.principal, call.model)
+            raise ProxyError(503, "api_error", str(exc), param="model", code="model_disabled") from exc
         call.model = call.route.model  # the registered name when the client used an alias
         self._check_allowed(call.principal, body["model"], call.model)
-        estimate = None if call.surface is ANTHROPIC_COUNT else self._accounting.estimate(
-            call.model, len(raw) // BYTES_PER_TOKEN, _max_tokens(body))
+        estimate = None if call.surface is ANTHROPIC_COUNT else call.route.rates_at(call.route.provider).estimate(
+            len(raw) // BYTES_PER_TOKEN, _max_tokens(body))
         try:
             admission = await self._quotas.admit(QuotaRequest("ai", self._subjects(call), estimate))
         except WardenError as exc:
@@ -210,7 +211,8 @@ class ChatCompletions:
         return raw, body, ratelimit_headers(admission)
 
     async def _refuse(self, call: _Call, error: ProxyError) -> Response:
-        call.status, call.outcome = error.status, "refused" if error.status in (401, 403, 404, 413, 429) else "error"
+        refused = error.status in (401, 403, 404, 413, 429) or error.code == "model_disabled"
+        call.status, call.outcome = error.status, "refused" if refused else "error"
         if call.principal is not None:  # an unauthenticated request is no one's to audit here
             await self._finish(call)
         return call.surface.error(error)
@@ -373,8 +375,11 @@ class ChatCompletions:
 
     async def _finish(self, call: _Call) -> None:
         """Charge what was used and leave the audit event (both even when the client went away)."""
-        usage = self._accounting.usage(call.model, call.input_tokens, call.output_tokens) if call.model \
-            else Usage()
+        answered = call.provider or (call.route.provider if call.route else None)
+        usage = call.route.rates_at(answered).usage(call.input_tokens, call.output_tokens) \
+            if call.route is not None and answered is not None else Usage()
+        if call.status == 200 and answered is not None and call.first_byte is not None:
+            self._router.observe(answered.name, call.model, call.first_byte - call.started)
         if call.route is not None and (call.input_tokens or call.output_tokens):
             try:
                 await self._quotas.charge("ai", self._subjects(call), usage)
@@ -383,7 +388,6 @@ class ChatCompletions:
         now = time.monotonic()
         principal = call.principal
         assert principal is not None
-        answered = call.provider or (call.route.provider if call.route else None)
         await self._audit.record(AuditEvent(
             id=os.urandom(16).hex(), at=time.time(), trace_id=os.urandom(16).hex(), surface="ai",
             user_id=principal.user.id if principal.user else None, team_id=principal.team_id,

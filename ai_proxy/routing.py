@@ -1,9 +1,14 @@
 """Which provider serves a requested model.
 
-Models registered in the configuration (``models``, by name or alias) route to their peers by manual weight,
-each peer knowing the model by its own name if it has one (an Azure deployment); any other model name goes by
-its prefix to the configured provider of that family (``gpt-``, ``o1-``, ``o3-``, ``o4-`` to
-OpenAI; ``claude-`` to Anthropic; ``gemini-`` to Google). A name that matches neither is unknown.
+Models registered (``models``, by name or alias) route to their peers by manual weight, or automatically: to the
+peer with the lowest observed latency, the lowest price, or the best balance of both. Each peer may know the
+model by its own name (an Azure deployment) and have its own prices. A registered model switched off (its kill
+switch) is refused. Any other model name goes by its prefix to the configured provider of that family (``gpt-``,
+``o1-``, ``o3-``, ``o4-`` to OpenAI; ``claude-`` to Anthropic; ``gemini-`` to Google). A name that matches
+neither is unknown.
+
+The catalogue is replaced as a whole when providers or models change (on every instance); latency is observed
+per instance.
 """
 
 from __future__ import annotations
@@ -12,13 +17,17 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from broker.config import ModelConfig, ProviderConfig
+from broker.config import ModelConfig, ProviderConfig, RouteConfig
+from broker.kernel.quota.accounting import ModelRates
 
 _PREFIXES = (("gpt-", "openai"), ("o1-", "openai"), ("o3-", "openai"), ("o4-", "openai"), ("claude-", "anthropic"),
              ("gemini-", "gemini"))
 # Where each provider family answers when its base URL is not configured.
 DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com",
                      "gemini": "https://generativelanguage.googleapis.com"}
+LATENCY_SMOOTHING = 0.2  # the weight of a new latency observation in a peer's moving average
+EXPLORATION = 0.05  # the share of auto-routed requests sent to another peer, to keep their latency current
+DEFAULT_RATES = ModelRates()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +53,14 @@ class Provider:
 @dataclass(frozen=True, slots=True)
 class Route:
     """One request's destination: the model (its registered name when the client used an alias), the provider
-    chosen and why, the other peers to fail over to, in order, and the names peers know the model by."""
+    chosen and why, the other peers to fail over to, in order, and what each peer calls the model and charges."""
 
     model: str
     provider: Provider
     reason: str
     fallbacks: tuple[Provider, ...] = ()
     upstream_names: tuple[tuple[str, str], ...] = ()  # (provider name, the model's name there) where they differ
+    peer_rates: tuple[tuple[str, ModelRates], ...] = ()  # (provider name, its rates for this model)
 
     @property
     def peers(self) -> tuple[Provider, ...]:
@@ -59,36 +69,119 @@ class Route:
     def model_at(self, provider: Provider) -> str:
         return next((name for peer, name in self.upstream_names if peer == provider.name), self.model)
 
+    def rates_at(self, provider: Provider) -> ModelRates:
+        return next((rates for peer, rates in self.peer_rates if peer == provider.name), DEFAULT_RATES)
+
 
 class UnknownModel(Exception):
     pass
 
 
+class ModelDisabled(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Catalog:
+    providers: dict[str, Provider]
+    models: dict[str, ModelConfig]  # by name and by alias
+
+
 class ModelRouter:
-    def __init__(self, providers: tuple[ProviderConfig, ...], models: tuple[ModelConfig, ...],
-                 choose: Callable[[list[float]], int] | None = None) -> None:
-        self._providers = {p.name: Provider.from_config(p) for p in providers}
-        self._models = {name: m for m in models for name in (m.name, *m.aliases)}
+    def __init__(self, providers: tuple[ProviderConfig, ...] = (), models: tuple[ModelConfig, ...] = (),
+                 choose: Callable[[list[float]], int] | None = None,
+                 chance: Callable[[], float] = random.random) -> None:
+        self._catalog = _Catalog({}, {})
         self._choose = choose or _weighted
+        self._chance = chance
+        self._latency: dict[tuple[str, str], float] = {}  # (provider, model) -> moving average, seconds
+        self.replace(providers, models)
+
+    def replace(self, providers: tuple[ProviderConfig, ...] | list[ProviderConfig],
+                models: tuple[ModelConfig, ...] | list[ModelConfig]) -> None:
+        """Route by a new catalogue from now on (requests being routed keep the one they started with)."""
+        self._catalog = _Catalog({p.name: Provider.from_config(p) for p in providers},
+                                 {name: m for m in models for name in (m.name, *m.aliases)})
+
+    def models(self) -> list[ModelConfig]:
+        """The registered models that are switched on."""
+        return sorted({m.name: m for m in self._catalog.models.values() if m.enabled}.values(), key=lambda m: m.name)
+
+    def observe(self, provider: str, model: str, seconds: float) -> None:
+        """A peer's time to first byte for a model, for latency-based routing."""
+        key = (provider, model)
+        previous = self._latency.get(key)
+        self._latency[key] = seconds if previous is None else \
+            (1 - LATENCY_SMOOTHING) * previous + LATENCY_SMOOTHING * seconds
 
     def route(self, model: str) -> Route:
-        registered = self._models.get(model)
+        catalog = self._catalog
+        registered = catalog.models.get(model)
         if registered is not None:
-            peers = [r for r in registered.routes if r.weight > 0]
-            if not peers:
-                raise UnknownModel(f"model {model!r} has no peer with a weight above 0")
-            chosen = peers[self._choose([float(r.weight) for r in peers])]
-            others = sorted((r for r in peers if r is not chosen), key=lambda r: -r.weight)
-            return Route(registered.name, self._providers[chosen.provider],
-                         f"registered model, peer {chosen.provider} by weight {chosen.weight}",
-                         tuple(self._providers[r.provider] for r in others),
-                         tuple((r.provider, r.model) for r in peers if r.model))
+            return self._registered(catalog, registered)
         for prefix, family in _PREFIXES:
             if model.startswith(prefix):
-                provider = next((p for p in self._providers.values() if p.type == family), None)
+                provider = next((p for p in catalog.providers.values() if p.type == family), None)
                 if provider is not None:
                     return Route(model, provider, f"prefix {prefix!r} -> {family} provider {provider.name}")
         raise UnknownModel(f"the model {model!r} does not exist or is not routed by this gateway")
+
+    def _registered(self, catalog: _Catalog, registered: ModelConfig) -> Route:
+        if not registered.enabled:
+            raise ModelDisabled(f"the model {registered.name!r} is switched off by the gateway's operators")
+        peers = [r for r in registered.routes if r.weight > 0 and r.provider in catalog.providers]
+        if not peers:
+            raise UnknownModel(f"model {registered.name!r} has no peer with a weight above 0")
+        if registered.routing == "weighted":
+            chosen = peers[self._choose([float(r.weight) for r in peers])]
+            ordered = [chosen, *sorted((r for r in peers if r is not chosen), key=lambda r: -r.weight)]
+            reason = f"registered model, peer {chosen.provider} by weight {chosen.weight}"
+        else:
+            scores = self._scores(registered, peers)
+            ordered = sorted(peers, key=lambda r: scores[r.provider])
+            reason = f"auto ({registered.routing}): peer {ordered[0].provider}, " \
+                + _describe(registered, ordered[0], self._latency)
+            if len(ordered) > 1 and self._chance() < EXPLORATION:
+                ordered.insert(0, ordered.pop(random.randrange(1, len(ordered))))  # noqa: S311
+                reason = f"auto ({registered.routing}): exploring peer {ordered[0].provider}"
+        return Route(registered.name, catalog.providers[ordered[0].provider], reason,
+                     tuple(catalog.providers[r.provider] for r in ordered[1:]),
+                     tuple((r.provider, r.model) for r in peers if r.model),
+                     tuple((r.provider, rates_of(registered, r)) for r in peers))
+
+    def _scores(self, model: ModelConfig, peers: list[RouteConfig]) -> dict[str, float]:
+        """Lower is better. A peer never measured scores a latency of 0, so that it gets measured."""
+        latency = {r.provider: self._latency.get((r.provider, model.name), 0.0) for r in peers}
+        cost = {r.provider: _price(model, r) for r in peers}
+        if model.routing == "latency":
+            return latency
+        if model.routing == "cost":
+            return cost
+        slowest, dearest = max(latency.values()) or 1.0, max(cost.values()) or 1.0
+        return {p: 0.5 * latency[p] / slowest + 0.5 * cost[p] / dearest for p in latency}
+
+
+def rates_of(model: ModelConfig, route: RouteConfig) -> ModelRates:
+    """How a peer's tokens for a model are weighed and priced (the peer's prices where it has its own)."""
+    return ModelRates(model.input_weight, model.output_weight,
+                      _first(route.input_price_per_million, model.input_price_per_million),
+                      _first(route.output_price_per_million, model.output_price_per_million))
+
+
+def _first(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _price(model: ModelConfig, route: RouteConfig) -> float:
+    rates = rates_of(model, route)
+    return rates.input_usd_per_million + rates.output_usd_per_million
+
+
+def _describe(model: ModelConfig, route: RouteConfig, latency: dict[tuple[str, str], float]) -> str:
+    measured = latency.get((route.provider, model.name))
+    rates = rates_of(model, route)
+    return (f"latency {measured * 1000:.1f} ms" if measured is not None else "latency not measured yet") + \
+        f", ${rates.input_usd_per_million:g}/${rates.output_usd_per_million:g} per million tokens"
 
 
 def _weighted(weights: list[float]) -> int:

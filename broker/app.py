@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
+from ai_proxy.catalog import AiCatalog
+from ai_proxy.catalog_store import AiCatalogStore
 from ai_proxy.chat import ChatCompletions
 from ai_proxy.models import ModelList
 from ai_proxy.routing import ModelRouter
@@ -42,7 +44,6 @@ from broker.kernel.identity.sessions import ConsoleSessions, SessionPolicy
 from broker.kernel.identity.setup import FirstRunSetup
 from broker.kernel.identity.teams import TeamDirectory
 from broker.kernel.identity.users import UserDirectory
-from broker.kernel.quota.accounting import ModelRates, TokenAccounting
 from broker.kernel.quota.adapters.memory import MemoryCounters
 from broker.kernel.quota.adapters.redis import RedisCounters, quota_redis
 from broker.kernel.quota.alerts import BudgetAlerts
@@ -84,6 +85,7 @@ class Warden:
     gateway: Starlette
     console: Starlette
     chat: ChatCompletions
+    ai_catalog: AiCatalog
 
     @property
     def identity(self) -> Identity:
@@ -202,7 +204,9 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
         kernel.db, kernel.redis, kernel.box, kernel.hasher, kernel.identity, kernel.quotas, kernel.audit,
         kernel.broadcast, clock, config, warden_version(), kernel.pending,
     ) as mcp:
-        warden = _wire(config, kernel, mcp, clock)
+        ai_catalog = AiCatalog(AiCatalogStore(kernel.db, clock, kernel.box), ModelRouter(), kernel.broadcast)
+        await ai_catalog.start(config.providers, config.models)
+        warden = _wire(config, kernel, mcp, ai_catalog, clock)
         async with anyio.create_task_group() as background:
             background.start_soon(kernel.broadcast.run)
             background.start_soon(_upkeep_loop, kernel.upkeep, config.keys.maintenance_interval_seconds)
@@ -220,28 +224,25 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
                 background.cancel_scope.cancel()
 
 
-def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, clock: Clock) -> Warden:
+def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiCatalog, clock: Clock) -> Warden:
     checks: dict[str, Check] = {"database": kernel.db.ping}
     if kernel.redis is not None:
         checks["redis"] = _redis_ping(kernel.redis)
     metrics = HttpMetrics(kernel.registry)
     health = HealthChecks(checks, time.time())
-    models = ModelList(kernel.identity, kernel.quotas, config.models, int(time.time()))
-    rates = {m.name: ModelRates(m.input_weight, m.output_weight, m.input_price_per_million,
-                                m.output_price_per_million) for m in config.models}
-    chat = ChatCompletions(kernel.identity, kernel.quotas, ModelRouter(config.providers, config.models),
-                           TokenAccounting(rates), kernel.audit, mcp.outbound, clock)
+    models = ModelList(kernel.identity, kernel.quotas, ai_catalog.router, int(time.time()))
+    chat = ChatCompletions(kernel.identity, kernel.quotas, ai_catalog.router, kernel.audit, mcp.outbound, clock)
     gateway = build_gateway(health, metrics, models, chat, mcp.app, mcp.authorization.resource_metadata())
     services = ConsoleServices(kernel.identity, kernel.quotas, kernel.quota_rules, kernel.quota_rules_changed,
                                mcp.store, mcp.pool, mcp.servers_changed, mcp.access_rules, mcp.access,
                                mcp.access_changed, AuditQuery(kernel.db), mcp.connections, mcp.virtual_store,
                                mcp.virtuals_changed, mcp.connections, mcp.outbound, mcp.authorization,
-                               _single_sign_on(config, kernel, mcp.outbound, clock))
+                               _single_sign_on(config, kernel, mcp.outbound, clock), ai_catalog)
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
         warden_version(), config.security.oidc.label if config.security.oidc else None,
     ))
-    return Warden(config, kernel, mcp, gateway, console, chat)
+    return Warden(config, kernel, mcp, gateway, console, chat, ai_catalog)
 
 
 def _single_sign_on(config: WardenConfig, kernel: Kernel, outbound: Outbound, clock: Clock) -> OidcSignIn | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from ai_proxy.catalog_store import AiCatalogStore
 from broker.app import Kernel, open_kernel
 from broker.config import ConfigError, WardenConfig, load_config
 from broker.kernel.clock import SystemClock
@@ -216,6 +217,7 @@ async def _roles(kernel: Kernel, args: argparse.Namespace) -> int:
 async def _secrets(kernel: Kernel, args: argparse.Namespace) -> int:
     changed = await kernel.vault.rotate()
     changed += await McpServerStore(kernel.db, SystemClock(), kernel.box).reseal_all()
+    changed += await AiCatalogStore(kernel.db, SystemClock(), kernel.box).reseal_all()
     print(f"re-encrypted {changed} secret(s) under the current key version")
     return 0
 

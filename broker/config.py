@@ -168,12 +168,16 @@ class RouteConfig(_Section):
     provider: str
     weight: int = Field(1, ge=0, le=1000)
     model: str | None = None  # the model's name at this provider (an Azure deployment), if not the model's own
+    input_price_per_million: float | None = Field(None, ge=0, le=100_000)  # this peer's prices, if not the model's
+    output_price_per_million: float | None = Field(None, ge=0, le=100_000)
 
 
 class ModelConfig(_Section):
     name: str = Field(min_length=1)
     aliases: tuple[str, ...] = ()  # other names clients may use for this model
     routes: tuple[RouteConfig, ...] = Field(min_length=1)
+    routing: Literal["weighted", "latency", "cost", "balanced"] = "weighted"
+    enabled: bool = True  # the kill switch: a disabled model is refused at once, on every instance
     input_weight: float = Field(1.0, ge=0, le=1000)
     output_weight: float = Field(1.0, ge=0, le=1000)
     input_price_per_million: float = Field(0.0, ge=0, le=100_000)

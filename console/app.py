@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ai_proxy.catalog import AiCatalog
 from broker.authserver.server import McpAuthorizationServer
 from broker.connections.service import Connections
 from broker.edge.errors import EXCEPTION_HANDLERS
@@ -30,6 +31,7 @@ from broker.mcp.servers import McpServerStore
 from broker.mcp.virtual import VirtualServerStore
 from broker.outbound import Outbound
 from broker.sso import OidcSignIn
+from console.ai_routes import AiCatalogRoutes
 from console.connection_routes import ConnectionRoutes
 from console.endpoints import CSRF_HEADER, ApiRoute, Authenticator, to_starlette
 from console.key_routes import KeyRoutes
@@ -84,6 +86,7 @@ class ConsoleServices:
     outbound: Outbound
     mcp_oauth: McpAuthorizationServer
     sso: OidcSignIn | None
+    ai_catalog: AiCatalog
 
 
 def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSettings) -> list[ApiRoute]:
@@ -95,6 +98,7 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
         *RoleRoutes(identity).routes(),
         *KeyRoutes(identity, clock, settings.rotation_grace_hours).routes(),
         *QuotaRoutes(identity, services.quotas, services.quota_rules, services.quota_rules_changed).routes(),
+        *AiCatalogRoutes(services.ai_catalog, services.outbound).routes(),
         *McpServerRoutes(services.mcp_servers, services.mcp_pool, services.mcp_servers_changed,
                          services.outbound, services.connections).routes(),
         *McpAccessRoutes(identity, services.mcp_access_rules, services.mcp_access, services.mcp_pool,

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from broker.config import McpAuthConfig
+from broker.config import McpAuthConfig, RouteConfig
 
 SurfaceName = Literal["ai", "mcp", "management"]
 
@@ -184,3 +184,23 @@ class CreateAccessRule(_Body):
     subject_kind: Literal["role", "team", "user", "api_key"]
     subject_id: str = Field(min_length=1, max_length=200)
     pattern: str = Field(min_length=1, max_length=300, description="server__tool, server__* or *")
+
+
+class UpdateAiProvider(_Body):
+    base_url: str | None = Field(None, max_length=2000)
+    api_key: str | None = Field(None, max_length=10_000, description="stored encrypted; never returned")
+    timeout_seconds: float | None = Field(None, gt=0, le=3600)
+    api_version: str | None = Field(None, max_length=40)
+    region: str | None = Field(None, max_length=40)
+    aws_access_key_id: str | None = Field(None, max_length=200)
+
+
+class UpdateAiModel(_Body):
+    aliases: list[str] | None = None
+    routes: list[RouteConfig] | None = Field(None, min_length=1)
+    routing: Literal["weighted", "latency", "cost", "balanced"] | None = None
+    enabled: bool | None = Field(None, description="the kill switch: false refuses the model at once, everywhere")
+    input_weight: float | None = Field(None, ge=0, le=1000)
+    output_weight: float | None = Field(None, ge=0, le=1000)
+    input_price_per_million: float | None = Field(None, ge=0, le=100_000)
+    output_price_per_million: float | None = Field(None, ge=0, le=100_000)

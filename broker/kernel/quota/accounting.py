@@ -22,6 +22,20 @@ class ModelRates:
     input_usd_per_million: float = 0.0
     output_usd_per_million: float = 0.0
 
+    def usage(self, input_tokens: int, output_tokens: int) -> Usage:
+        return Usage(
+            raw_input_tokens=input_tokens,
+            raw_output_tokens=output_tokens,
+            weighted_tokens=input_tokens * self.input_weight + output_tokens * self.output_weight,
+            usd=(input_tokens * self.input_usd_per_million + output_tokens * self.output_usd_per_million)
+            / PER_MILLION,
+        )
+
+    def estimate(self, prompt_tokens: int, max_tokens: int) -> Estimate:
+        """The most a call can cost: its prompt plus ``max_tokens`` of output."""
+        usage = self.usage(prompt_tokens, max_tokens)
+        return Estimate(weighted_tokens=usage.weighted_tokens, usd=usage.usd)
+
 
 class TokenAccounting:
     """Turns raw token counts into usage, and a request's size into a pre-call estimate."""
@@ -31,16 +45,8 @@ class TokenAccounting:
         self._default = ModelRates()
 
     def usage(self, model: str, input_tokens: int, output_tokens: int) -> Usage:
-        rates = self._rates.get(model, self._default)
-        return Usage(
-            raw_input_tokens=input_tokens,
-            raw_output_tokens=output_tokens,
-            weighted_tokens=input_tokens * rates.input_weight + output_tokens * rates.output_weight,
-            usd=(input_tokens * rates.input_usd_per_million + output_tokens * rates.output_usd_per_million)
-            / PER_MILLION,
-        )
+        return self._rates.get(model, self._default).usage(input_tokens, output_tokens)
 
     def estimate(self, model: str, prompt_tokens: int, max_tokens: int) -> Estimate:
         """The most a call can cost: its prompt plus ``max_tokens`` of output, at the model's rates."""
-        usage = self.usage(model, prompt_tokens, max_tokens)
-        return Estimate(weighted_tokens=usage.weighted_tokens, usd=usage.usd)
+        return self._rates.get(model, self._default).estimate(prompt_tokens, max_tokens)
