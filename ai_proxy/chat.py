@@ -80,6 +80,8 @@ class _Call:
     output_tokens: int = 0
     status: int = 200
     outcome: str = "ok"
+    prompt_estimate: int = 0  # the request's size in tokens, roughly
+    events_passed: int = 0  # stream events that reached the client
 
     def note(self, input_tokens: int, output_tokens: int) -> None:
         self.input_tokens, self.output_tokens = input_tokens, output_tokens
@@ -202,8 +204,9 @@ class ChatCompletions:
             raise ProxyError(503, "api_error", str(exc), param="model", code="model_disabled") from exc
         call.model = call.route.model  # the registered name when the client used an alias
         self._check_allowed(call.principal, body["model"], call.model)
+        call.prompt_estimate = len(raw) // BYTES_PER_TOKEN
         estimate = None if call.surface is ANTHROPIC_COUNT else call.route.rates_at(call.route.provider).estimate(
-            len(raw) // BYTES_PER_TOKEN, _max_tokens(body))
+            call.prompt_estimate, _max_tokens(body))
         try:
             admission = await self._quotas.admit(QuotaRequest("ai", self._subjects(call), estimate))
         except WardenError as exc:
@@ -329,6 +332,7 @@ class ChatCompletions:
                 async for event in source:
                     if call.first_byte is None:
                         call.first_byte = time.monotonic()
+                    call.events_passed += 1
                     yield event
             except (aiohttp.ClientError, TimeoutError, StreamFailed) as exc:
                 call.outcome, call.status = "error", 502
@@ -375,6 +379,11 @@ class ChatCompletions:
 
     async def _finish(self, call: _Call) -> None:
         """Charge what was used and leave the audit event (both even when the client went away)."""
+        estimated = call.events_passed > 0 and not (call.input_tokens or call.output_tokens)
+        if estimated:
+            # The stream ended before the provider reported usage (the client went away, or the provider broke
+            # off): the prompt by its size, the output at a token an event (providers stream about one).
+            call.input_tokens, call.output_tokens = call.prompt_estimate, call.events_passed
         answered = call.provider or (call.route.provider if call.route else None)
         usage = call.route.rates_at(answered).usage(call.input_tokens, call.output_tokens) \
             if call.route is not None and answered is not None else Usage()
@@ -399,7 +408,8 @@ class ChatCompletions:
                     "routing": call.route.reason if call.route else None, "fallbacks": call.fallbacks,
                     "ttft_ms": (call.first_byte - call.started) * 1000 if call.first_byte else None,
                     "input_tokens": call.input_tokens, "output_tokens": call.output_tokens,
-                    "weighted_tokens": usage.weighted_tokens, "usd": usage.usd, "status": call.status}))
+                    "weighted_tokens": usage.weighted_tokens, "usd": usage.usd, "status": call.status,
+                    "usage_estimated": estimated}))
 
 
 def _parse(raw: bytes) -> dict[str, Any]:

@@ -214,6 +214,12 @@ async def test_a_client_that_goes_away_ends_the_upstream_stream(warden: WardenPr
 
     assert await eventually(upstream_ended)
 
+    async def charged_by_estimate() -> bool:  # the provider never reported usage: what was streamed counts
+        return any(d["usage_estimated"] and d["output_tokens"] >= 1 and d["input_tokens"] > 0
+                   for d in audited(warden, "gpt-endless"))
+
+    assert await eventually(charged_by_estimate)
+
 
 async def test_a_limit_reached_is_429_with_retry_after(warden: WardenProcess) -> None:
     async with openai.AsyncOpenAI(base_url=warden.gateway + "/v1", api_key=TIGHT, max_retries=0) as sdk:
