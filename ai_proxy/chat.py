@@ -22,14 +22,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from yarl import URL
 
 from ai_proxy.chat_usage import tokens
 from ai_proxy.errors import ProxyError, from_warden
+from ai_proxy.provider_http import ProviderHttp, ProviderResponse, UpstreamError
 from ai_proxy.providers.base import Dialect, Outgoing, StreamFailed, json_bytes
 from ai_proxy.providers.registry import DIALECTS
 from ai_proxy.ratelimit_headers import ratelimit_headers
@@ -96,18 +95,10 @@ class ChatCompletions:
         self._quotas = quotas
         self._router = router
         self._audit = audit
-        self._outbound = outbound
-        self._http: aiohttp.ClientSession | None = None
+        self._http = ProviderHttp(outbound, CONNECT_TIMEOUT)
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-
-    def _session(self) -> aiohttp.ClientSession:
-        # One keep-alive pool for all providers, opened on first use (inside the serving event loop).
-        if self._http is None:
-            self._http = self._outbound.session(limit=1000, timeout=None, auto_decompress=True)
-        return self._http
+        await self._http.close()
 
     async def chat_completions(self, request: Request) -> Response:
         return await self._serve(request, OPENAI_CHAT)
@@ -141,7 +132,7 @@ class ChatCompletions:
                     return await self._refused_upstream(call, response, headers)
                 try:
                     answer = json_object(await response.read())
-                except (aiohttp.ClientError, TimeoutError) as exc:
+                except (UpstreamError, TimeoutError) as exc:
                     raise ProxyError(502, "api_error", "the provider's answer broke off",
                                      code="upstream_error") from exc
                 finally:
@@ -239,13 +230,13 @@ class ChatCompletions:
         dialect = DIALECTS[call.provider.type]
         return dialect, dialect.format == call.surface.native
 
-    async def _send(self, call: _Call, outgoing: Callable[[Provider], Outgoing]) -> aiohttp.ClientResponse:
+    async def _send(self, call: _Call, outgoing: Callable[[Provider], Outgoing]) -> ProviderResponse:
         """The first usable answer among the route's peers, nothing having reached the client yet: each peer is
         tried (while its breaker lets it) with retries on connection errors, 429 and 5xx, exponential backoff
         with jitter, then the next peer. A 4xx other than 429 is the client's and is returned at once. When
         every peer failed: the last failure."""
         assert call.route is not None
-        failure: ProxyError | aiohttp.ClientResponse | None = None
+        failure: ProxyError | ProviderResponse | None = None
         for provider in call.route.peers:
             breaker = self._breakers.setdefault(provider.name, CircuitBreaker(self._clock))
             request = outgoing(provider)
@@ -260,11 +251,11 @@ class ChatCompletions:
                 except ProxyError as exc:
                     breaker.failed()
                     call.fallbacks.append(f"{provider.name}: {exc.code}")
-                    outcome: ProxyError | aiohttp.ClientResponse = exc
+                    outcome: ProxyError | ProviderResponse = exc
                 else:
                     if response.status != 429 and response.status < 500:
                         breaker.succeeded()
-                        if isinstance(failure, aiohttp.ClientResponse):
+                        if isinstance(failure, ProviderResponse):
                             failure.release()
                         call.provider = provider
                         return response
@@ -273,33 +264,31 @@ class ChatCompletions:
                     call.fallbacks.append(f"{provider.name}: HTTP {response.status}")
                     call.provider = provider
                     outcome = response
-                if isinstance(failure, aiohttp.ClientResponse):
+                if isinstance(failure, ProviderResponse):
                     failure.release()
                 failure = outcome
-        if isinstance(failure, aiohttp.ClientResponse):
+        if isinstance(failure, ProviderResponse):
             return failure
         raise failure or ProxyError(503, "api_error", f"every provider of {call.model!r} is failing; retry later",
                                     code="upstream_unavailable", retry_after=30)
 
-    async def _post(self, provider: Provider, request: Outgoing) -> aiohttp.ClientResponse:
+    async def _post(self, provider: Provider, request: Outgoing) -> ProviderResponse:
         try:
-            return await self._session().post(
-                URL(request.url, encoded=True), data=request.body, headers=request.headers,
-                timeout=aiohttp.ClientTimeout(total=provider.timeout_seconds, sock_connect=CONNECT_TIMEOUT))
+            return await self._http.post(request.url, request.body, request.headers, provider.timeout_seconds)
         except OutboundRefused as exc:
             raise ProxyError(502, "api_error", f"provider {provider.name}: {exc}", code="upstream_refused") from exc
         except TimeoutError as exc:
             raise ProxyError(504, "api_error", f"provider {provider.name} did not answer in time",
                              code="upstream_timeout") from exc
-        except aiohttp.ClientError as exc:
+        except UpstreamError as exc:
             raise ProxyError(502, "api_error", f"provider {provider.name} could not be reached",
                              code="upstream_unavailable") from exc
 
-    async def _complete(self, call: _Call, response: aiohttp.ClientResponse, body: dict[str, Any],
+    async def _complete(self, call: _Call, response: ProviderResponse, body: dict[str, Any],
                         headers: dict[str, str]) -> Response:
         try:
             content = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (UpstreamError, TimeoutError) as exc:
             raise ProxyError(502, "api_error", "the provider's answer broke off", code="upstream_error") from exc
         finally:
             response.release()
@@ -315,7 +304,7 @@ class ChatCompletions:
         await self._finish(call)
         return Response(content, 200, headers=headers, media_type="application/json")
 
-    def _stream(self, call: _Call, response: aiohttp.ClientResponse, body: dict[str, Any],
+    def _stream(self, call: _Call, response: ProviderResponse, body: dict[str, Any],
                 headers: dict[str, str]) -> Response:
         dialect, native = self._dialect(call)
 
@@ -334,7 +323,7 @@ class ChatCompletions:
                         call.first_byte = time.monotonic()
                     call.events_passed += 1
                     yield event
-            except (aiohttp.ClientError, TimeoutError, StreamFailed) as exc:
+            except (UpstreamError, TimeoutError, StreamFailed) as exc:
                 call.outcome, call.status = "error", 502
                 log.warning("provider stream for %s broke off: %s", call.model, exc)
                 # Never retried once bytes reached the client: it is told the stream failed instead.
@@ -351,13 +340,13 @@ class ChatCompletions:
         return StreamingResponse(events(), 200, headers={**headers, "cache-control": "no-cache"},
                                  media_type="text/event-stream")
 
-    async def _refused_upstream(self, call: _Call, response: aiohttp.ClientResponse,
+    async def _refused_upstream(self, call: _Call, response: ProviderResponse,
                                 headers: dict[str, str]) -> Response:
         """The provider said no: its own 4xx error is passed on (converted to the client's format when the
         provider speaks another API), a 5xx is 502."""
         try:
             content = await response.read()
-        except (aiohttp.ClientError, TimeoutError):
+        except (UpstreamError, TimeoutError):
             content = b""
         finally:
             response.release()

@@ -84,7 +84,28 @@ class ModelDisabled(Exception):
 @dataclass(frozen=True, slots=True)
 class _Catalog:
     providers: dict[str, Provider]
-    models: dict[str, ModelConfig]  # by name and by alias
+    models: dict[str, _Plan]  # by name and by alias
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What routing a registered model needs, worked out once per catalogue (not per request)."""
+
+    model: ModelConfig
+    peers: tuple[RouteConfig, ...]  # weight above 0, provider known
+    names: tuple[tuple[str, str], ...]
+    rates: tuple[tuple[str, ModelRates], ...]
+    only: Route | None  # the route, when a weighted model has a single peer
+
+    @classmethod
+    def of(cls, model: ModelConfig, providers: dict[str, Provider]) -> _Plan:
+        peers = tuple(r for r in model.routes if r.weight > 0 and r.provider in providers)
+        names = tuple((r.provider, r.model) for r in peers if r.model)
+        rates = tuple((r.provider, rates_of(model, r)) for r in peers)
+        only = Route(model.name, providers[peers[0].provider], f"registered model, peer {peers[0].provider} by"
+                     f" weight {peers[0].weight}", (), names, rates) \
+            if len(peers) == 1 and model.routing == "weighted" else None
+        return cls(model, peers, names, rates, only)
 
 
 class ModelRouter:
@@ -100,12 +121,15 @@ class ModelRouter:
     def replace(self, providers: tuple[ProviderConfig, ...] | list[ProviderConfig],
                 models: tuple[ModelConfig, ...] | list[ModelConfig]) -> None:
         """Route by a new catalogue from now on (requests being routed keep the one they started with)."""
-        self._catalog = _Catalog({p.name: Provider.from_config(p) for p in providers},
-                                 {name: m for m in models for name in (m.name, *m.aliases)})
+        known = {p.name: Provider.from_config(p) for p in providers}
+        plans = [_Plan.of(m, known) for m in models]
+        self._catalog = _Catalog(known, {name: plan for plan in plans for name in (plan.model.name,
+                                                                                   *plan.model.aliases)})
 
     def models(self) -> list[ModelConfig]:
         """The registered models that are switched on."""
-        return sorted({m.name: m for m in self._catalog.models.values() if m.enabled}.values(), key=lambda m: m.name)
+        return sorted({p.model.name: p.model for p in self._catalog.models.values() if p.model.enabled}.values(),
+                      key=lambda m: m.name)
 
     def observe(self, provider: str, model: str, seconds: float) -> None:
         """A peer's time to first byte for a model, for latency-based routing."""
@@ -126,10 +150,13 @@ class ModelRouter:
                     return Route(model, provider, f"prefix {prefix!r} -> {family} provider {provider.name}")
         raise UnknownModel(f"the model {model!r} does not exist or is not routed by this gateway")
 
-    def _registered(self, catalog: _Catalog, registered: ModelConfig) -> Route:
+    def _registered(self, catalog: _Catalog, plan: _Plan) -> Route:
+        registered = plan.model
         if not registered.enabled:
             raise ModelDisabled(f"the model {registered.name!r} is switched off by the gateway's operators")
-        peers = [r for r in registered.routes if r.weight > 0 and r.provider in catalog.providers]
+        if plan.only is not None:
+            return plan.only
+        peers = list(plan.peers)
         if not peers:
             raise UnknownModel(f"model {registered.name!r} has no peer with a weight above 0")
         if registered.routing == "weighted":
@@ -145,9 +172,7 @@ class ModelRouter:
                 ordered.insert(0, ordered.pop(random.randrange(1, len(ordered))))  # noqa: S311
                 reason = f"auto ({registered.routing}): exploring peer {ordered[0].provider}"
         return Route(registered.name, catalog.providers[ordered[0].provider], reason,
-                     tuple(catalog.providers[r.provider] for r in ordered[1:]),
-                     tuple((r.provider, r.model) for r in peers if r.model),
-                     tuple((r.provider, rates_of(registered, r)) for r in peers))
+                     tuple(catalog.providers[r.provider] for r in ordered[1:]), plan.names, plan.rates)
 
     def _scores(self, model: ModelConfig, peers: list[RouteConfig]) -> dict[str, float]:
         """Lower is better. A peer never measured scores a latency of 0, so that it gets measured."""

@@ -6,13 +6,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
+from ai_proxy.provider_http import ProviderResponse
 
 
-async def events(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def events(response: ProviderResponse) -> AsyncIterator[bytes]:
     """The provider's SSE stream, one complete event (ending in a blank line) at a time, as it arrives."""
     pending = b""
-    async for chunk in response.content.iter_any():
+    async for chunk in response.chunks():
         pending += chunk
         while True:
             end = _event_end(pending)
@@ -36,7 +36,7 @@ def data_of(event: bytes) -> bytes | None:
     return b"\n".join(lines) if lines else None
 
 
-async def json_data(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+async def json_data(response: ProviderResponse) -> AsyncIterator[dict[str, Any]]:
     """Each event's data as a JSON object (events without data, ``[DONE]`` and non-objects skipped)."""
     async for event in events(response):
         data = data_of(event)

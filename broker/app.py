@@ -16,6 +16,7 @@ import anyio
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from ai_proxy.catalog import AiCatalog
 from ai_proxy.catalog_store import AiCatalogStore
@@ -82,7 +83,7 @@ class Warden:
     config: WardenConfig
     kernel: Kernel
     mcp: McpRuntime
-    gateway: Starlette
+    gateway: ASGIApp
     console: Starlette
     chat: ChatCompletions
     ai_catalog: AiCatalog

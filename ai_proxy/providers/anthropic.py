@@ -8,10 +8,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-
 from ai_proxy import sse
 from ai_proxy.errors import ProxyError
+from ai_proxy.provider_http import ProviderResponse
 from ai_proxy.providers.base import (
     ChunkWriter,
     NoteUsage,
@@ -58,7 +57,7 @@ class AnthropicDialect:
         usage = answer.get("usage") or {}
         return input_tokens_of(usage), int(usage.get("output_tokens") or 0)
 
-    async def native_stream(self, response: aiohttp.ClientResponse, body: dict[str, Any],
+    async def native_stream(self, response: ProviderResponse, body: dict[str, Any],
                             note: NoteUsage) -> AsyncIterator[bytes]:
         input_tokens = output_tokens = 0
         async for event in sse.events(response):
@@ -84,7 +83,7 @@ class AnthropicDialect:
                           FINISH_REASONS.get(answer.get("stop_reason") or "end_turn", "stop"), input_tokens,
                           output_tokens)
 
-    async def chunks(self, response: aiohttp.ClientResponse, model: str) -> AsyncIterator[dict[str, Any]]:
+    async def chunks(self, response: ProviderResponse, model: str) -> AsyncIterator[dict[str, Any]]:
         writer: ChunkWriter | None = None
         tools: dict[int, int] = {}  # Anthropic content block index -> tool call index
         input_tokens = output_tokens = 0

@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
-
+from ai_proxy.provider_http import ProviderResponse
 from ai_proxy.routing import Provider
 
 NoteUsage = Callable[[int, int], None]  # input tokens, output tokens: the latest known totals
@@ -38,7 +37,7 @@ class Dialect(Protocol):
     def native_usage(self, answer: dict[str, Any]) -> tuple[int, int]:
         """Input and output tokens of a native answer."""
 
-    def native_stream(self, response: aiohttp.ClientResponse, body: dict[str, Any],
+    def native_stream(self, response: ProviderResponse, body: dict[str, Any],
                       note: NoteUsage) -> AsyncIterator[bytes]:
         """The provider's stream passed on event by event, its usage noted (and dropped where the client did
         not ask for it)."""
@@ -49,7 +48,7 @@ class Dialect(Protocol):
     def answer(self, answer: dict[str, Any], model: str) -> dict[str, Any]:
         """The provider's answer as a Chat Completions answer."""
 
-    def chunks(self, response: aiohttp.ClientResponse, model: str) -> AsyncIterator[dict[str, Any]]:
+    def chunks(self, response: ProviderResponse, model: str) -> AsyncIterator[dict[str, Any]]:
         """The provider's stream as Chat Completions chunks, usage last in a chunk without choices."""
 
     def error_message(self, answer: dict[str, Any]) -> str | None:

@@ -12,9 +12,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
 from ai_proxy.errors import ProxyError
+from ai_proxy.provider_http import ProviderResponse
 from ai_proxy.providers.base import (
     ChunkWriter,
     NoteUsage,
@@ -47,7 +46,7 @@ class BedrockDialect:
     def native_usage(self, answer: dict[str, Any]) -> tuple[int, int]:
         return usage_of(answer.get("usage") or {})
 
-    def native_stream(self, response: aiohttp.ClientResponse, body: dict[str, Any],
+    def native_stream(self, response: ProviderResponse, body: dict[str, Any],
                       note: NoteUsage) -> AsyncIterator[bytes]:
         raise AssertionError("no client API is Bedrock's own")
 
@@ -70,14 +69,14 @@ class BedrockDialect:
         return completion("bedrock", model, text, calls, FINISH_REASONS.get(answer.get("stopReason", ""), "stop"),
                           *self.native_usage(answer))
 
-    async def chunks(self, response: aiohttp.ClientResponse, model: str) -> AsyncIterator[dict[str, Any]]:
+    async def chunks(self, response: ProviderResponse, model: str) -> AsyncIterator[dict[str, Any]]:
         from botocore.eventstream import EventStreamBuffer  # imported only where Bedrock is used
 
         frames = EventStreamBuffer()
         writer = ChunkWriter("bedrock", model)
         tools: dict[int, int] = {}  # Converse content block index -> tool call index
         counted = (0, 0)
-        async for data in response.content.iter_any():
+        async for data in response.chunks():
             frames.add_data(data)
             for frame in frames:
                 headers = frame.headers

@@ -11,10 +11,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
 from ai_proxy import sse
 from ai_proxy.errors import ProxyError
+from ai_proxy.provider_http import ProviderResponse
 from ai_proxy.providers.base import (
     ChunkWriter,
     NoteUsage,
@@ -48,7 +47,7 @@ class GeminiDialect:
     def native_usage(self, answer: dict[str, Any]) -> tuple[int, int]:
         return usage_of(answer)
 
-    def native_stream(self, response: aiohttp.ClientResponse, body: dict[str, Any],
+    def native_stream(self, response: ProviderResponse, body: dict[str, Any],
                       note: NoteUsage) -> AsyncIterator[bytes]:
         raise AssertionError("no client API is Gemini's own")
 
@@ -78,7 +77,7 @@ class GeminiDialect:
         return completion(str(answer.get("responseId") or "gemini"), model, text, calls,
                           _finish(answer, bool(calls)) or "stop", *usage_of(answer))
 
-    async def chunks(self, response: aiohttp.ClientResponse, model: str) -> AsyncIterator[dict[str, Any]]:
+    async def chunks(self, response: ProviderResponse, model: str) -> AsyncIterator[dict[str, Any]]:
         writer: ChunkWriter | None = None
         calls = 0
         counted = (0, 0)

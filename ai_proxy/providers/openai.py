@@ -9,10 +9,9 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-
 from ai_proxy import sse
 from ai_proxy.chat_usage import tokens
+from ai_proxy.provider_http import ProviderResponse
 from ai_proxy.providers.base import NoteUsage, Outgoing, StreamFailed, json_bytes
 from ai_proxy.routing import Provider
 
@@ -41,8 +40,13 @@ class OpenAIDialect:
                stream: bool) -> Outgoing:
         if stream:
             # Usage is what quotas and cost are counted from: asked for, and dropped on the way back unless asked.
-            options = body.get("stream_options") or {}
-            raw = json_bytes({**body, "model": model, "stream_options": {**options, "include_usage": True}})
+            # Most requests carry no stream_options at all: the member is then put in front, bytes untouched.
+            body_start = raw.lstrip()
+            if model == body["model"] and b'"stream_options"' not in raw and body_start.startswith(b"{"):
+                raw = b'{"stream_options":{"include_usage":true},' + body_start[1:]
+            else:
+                options = body.get("stream_options") or {}
+                raw = json_bytes({**body, "model": model, "stream_options": {**options, "include_usage": True}})
         elif model != body["model"]:
             raw = json_bytes({**body, "model": model})
         return self._outgoing(provider, endpoint, model, raw)
@@ -50,7 +54,7 @@ class OpenAIDialect:
     def native_usage(self, answer: dict[str, Any]) -> tuple[int, int]:
         return tokens(answer.get("usage") or {})
 
-    async def native_stream(self, response: aiohttp.ClientResponse, body: dict[str, Any],
+    async def native_stream(self, response: ProviderResponse, body: dict[str, Any],
                             note: NoteUsage) -> AsyncIterator[bytes]:
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         async for event in sse.events(response):
@@ -71,7 +75,7 @@ class OpenAIDialect:
     def answer(self, answer: dict[str, Any], model: str) -> dict[str, Any]:
         return answer
 
-    async def chunks(self, response: aiohttp.ClientResponse, model: str) -> AsyncIterator[dict[str, Any]]:
+    async def chunks(self, response: ProviderResponse, model: str) -> AsyncIterator[dict[str, Any]]:
         async for chunk in sse.json_data(response):
             if isinstance(chunk.get("error"), dict) and "choices" not in chunk:
                 raise StreamFailed(self.error_message(chunk) or "the provider's stream failed")
