@@ -49,7 +49,7 @@ class HotPaths:
             try:
                 response = await endpoint(request)
             except Exception as exc:  # mapped exactly as the Starlette app maps it
-                handler = next(h for kind, h in EXCEPTION_HANDLERS.items() if isinstance(exc, kind))
+                handler = next(EXCEPTION_HANDLERS[kind] for kind in type(exc).__mro__ if kind in EXCEPTION_HANDLERS)
                 response = await handler(request, exc)
             await response(scope, receive, send_with_status)
         finally:
