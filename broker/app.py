@@ -231,7 +231,7 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiC
         checks["redis"] = _redis_ping(kernel.redis)
     metrics = HttpMetrics(kernel.registry)
     health = HealthChecks(checks, time.time())
-    models = ModelList(kernel.identity, kernel.quotas, ai_catalog.router, int(time.time()))
+    models = ModelList(kernel.identity, kernel.quotas, ai_catalog.router, kernel.audit, int(time.time()))
     chat = ChatCompletions(kernel.identity, kernel.quotas, ai_catalog.router, kernel.audit, mcp.outbound, clock)
     gateway = build_gateway(health, metrics, models, chat, mcp.app, mcp.authorization.resource_metadata())
     services = ConsoleServices(kernel.identity, kernel.quotas, kernel.quota_rules, kernel.quota_rules_changed,

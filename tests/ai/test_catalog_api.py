@@ -17,7 +17,7 @@ import yaml
 from tests.ai.test_chat_completions import KEY, provider  # noqa: F401 - fixtures
 from tests.conftest import REDIS_URL, eventually
 from tests.connections.conftest import first_admin
-from tests.interaction.process import WardenProcess, base_env, served, shared_secrets
+from tests.interaction.process import WardenProcess, base_env, served, shared_secrets, wait_until
 
 ADMIN = "wdn_" + "A" * 43
 KEYS = [{"name": "all", "owner": "ada@example.com", "secret": KEY, "surfaces": ["ai"]},
@@ -64,6 +64,14 @@ def test_a_provider_and_model_added_through_the_api_serve_at_once(warden: Warden
         "Hello from the fake provider."
     listed = httpx.get(warden.gateway + "/v1/models", headers={"authorization": f"Bearer {KEY}"}).json()["data"]
     assert {"team-claude", "house-file"} <= {m["id"] for m in listed}
+    refused = httpx.get(warden.gateway + "/v1/models", headers={"authorization": "Bearer wdn_" + "z" * 43})
+    assert refused.status_code == 401 and refused.json()["error"]["type"] == "authentication_error"  # OpenAI's shape
+
+    def listing_audited() -> bool:  # written off the request path, within moments
+        with sqlite3.connect(Path(warden.env["WARDEN_SERVER_DATA_DIR"]) / "warden.db") as db:
+            return bool(db.execute("SELECT count(*) FROM audit_events WHERE action = 'models.list'").fetchone()[0])
+
+    assert wait_until(listing_audited, 5)
 
 
 def test_the_kill_switch_takes_effect_at_once(warden: WardenProcess) -> None:
