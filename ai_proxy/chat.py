@@ -51,7 +51,7 @@ from broker.kernel.errors import WardenError
 from broker.kernel.identity.models import Principal
 from broker.kernel.identity.service import Identity
 from broker.kernel.quota.engine import QuotaEngine
-from broker.kernel.quota.models import QuotaRequest, Usage
+from broker.kernel.quota.models import Admission, QuotaRequest, Usage
 from broker.kernel.quota.subjects import subjects_for
 from broker.outbound import Outbound, OutboundRefused
 
@@ -117,7 +117,8 @@ class ChatCompletions:
         else estimated from the request's size. Counted as a request by the quota kernel, no tokens charged."""
         call = _Call(None, "", ANTHROPIC_COUNT)
         try:
-            raw, body, headers = await self._admit(request, call)
+            raw, body, admission = await self._admit(request, call)
+            headers = ratelimit_headers(admission)
             assert call.route is not None
             provider = call.provider = call.route.provider
             dialect, model = DIALECTS[provider.type], call.route.model_at(provider)
@@ -146,7 +147,7 @@ class ChatCompletions:
     async def _serve(self, request: Request, surface: Surface) -> Response:
         call = _Call(None, "", surface)
         try:
-            raw, body, headers = await self._admit(request, call)
+            raw, body, admission = await self._admit(request, call)
             stream = bool(body.get("stream")) and surface.streams
             converted: dict[str, Any] = {}
 
@@ -163,6 +164,7 @@ class ChatCompletions:
                 return dialect.convert(provider, converted, model, stream)
 
             response = await self._send(call, outgoing)
+            headers = ratelimit_headers(admission)  # worked out once the request is on its way, not before
             if response.status != 200:
                 return await self._refused_upstream(call, response, headers)
             if stream:
@@ -171,9 +173,9 @@ class ChatCompletions:
         except ProxyError as exc:
             return await self._refuse(call, exc)
 
-    async def _admit(self, request: Request, call: _Call) -> tuple[bytes, dict[str, Any], dict[str, str]]:
+    async def _admit(self, request: Request, call: _Call) -> tuple[bytes, dict[str, Any], Admission]:
         """What every request goes through before a provider is called: the key, the body, the model (known,
-        allowed, routed), the quotas. Returns the raw body, the parsed one and the rate-limit headers."""
+        allowed, routed), the quotas. Returns the raw body, the parsed one and the quota admission."""
         try:
             call.principal = await self._identity.principal_for_key(presented_key(request, allow_x_api_key=True),
                                                                     "ai")
@@ -202,7 +204,7 @@ class ChatCompletions:
             admission = await self._quotas.admit(QuotaRequest("ai", self._subjects(call), estimate))
         except WardenError as exc:
             raise from_warden(exc) from exc
-        return raw, body, ratelimit_headers(admission)
+        return raw, body, admission
 
     async def _refuse(self, call: _Call, error: ProxyError) -> Response:
         refused = error.status in (401, 403, 404, 413, 429) or error.code == "model_disabled"
@@ -238,7 +240,8 @@ class ChatCompletions:
         assert call.route is not None
         failure: ProxyError | ProviderResponse | None = None
         for provider in call.route.peers:
-            breaker = self._breakers.setdefault(provider.name, CircuitBreaker(self._clock))
+            breaker = self._breakers.get(provider.name) or self._breakers.setdefault(provider.name,
+                                                                                   CircuitBreaker(self._clock))
             request = outgoing(provider)
             for attempt in range(ATTEMPTS):
                 if not breaker.allow():

@@ -28,6 +28,7 @@ from broker.outbound import GuardedResolver, Outbound, OutboundRefused
 
 HIGH_WATER = 1 << 20  # bytes buffered from a provider before its connection is paused
 IDLE_PER_ORIGIN = 100  # idle keep-alive connections kept for each provider origin
+KNOWN_URLS = 1000  # parsed provider URLs remembered (a model's URL repeats; Gemini's and Bedrock's name the model)
 
 
 class UpstreamError(Exception):
@@ -239,20 +240,16 @@ class ProviderHttp:
         self._connect_timeout = connect_timeout
         self._ssl = ssl_context or ssl.create_default_context()
         self._pool: dict[Origin, list[_Connection]] = {}
+        self._targets: dict[str, tuple[Origin, str, str]] = {}
         self._slots = asyncio.Semaphore(limit)
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], within: float) -> ProviderResponse:
         """Send ``body`` to ``url``; returns once the provider's status and headers arrived (raises
         ``TimeoutError`` past ``within`` seconds, which also bounds reading the body; ``UpstreamError`` when
         the provider cannot be reached; ``OutboundRefused`` for an internal address)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        parts = urlsplit(url)
-        scheme, host = parts.scheme, parts.hostname or ""
-        port = parts.port or (443 if scheme == "https" else 80)
-        origin = (scheme, host, port)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        request = _request_bytes(target, parts.netloc, headers, body)
+        deadline = asyncio.get_running_loop().time() + within
+        origin, target, netloc = self._targets.get(url) or self._target(url)
+        request = _request_bytes(target, netloc, headers, body)
         await self._slots.acquire()
         try:
             for _ in range(2):  # a second time only when a reused connection turned out closed under us
@@ -274,6 +271,18 @@ class ProviderHttp:
         except BaseException:
             self._slots.release()
             raise
+
+    def _target(self, url: str) -> tuple[Origin, str, str]:
+        """Where a URL goes: its origin, the request target and the Host header (remembered: providers' URLs
+        repeat)."""
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname or ""
+        target = ((scheme, host, parts.port or (443 if scheme == "https" else 80)),
+                  (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), parts.netloc)
+        if len(self._targets) >= KNOWN_URLS:
+            self._targets.clear()
+        self._targets[url] = target
+        return target
 
     def _pooled(self, origin: Origin) -> _Connection | None:
         idle = self._pool.get(origin)
