@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -43,7 +42,7 @@ from ai_proxy.surfaces import (
     Surface,
 )
 from broker.edge.credentials import presented_key
-from broker.kernel.audit.events import AuditEvent
+from broker.kernel.audit.events import AuditEvent, event_id
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.breaker import CircuitBreaker
 from broker.kernel.clock import Clock
@@ -390,7 +389,7 @@ class ChatCompletions:
         principal = call.principal
         assert principal is not None
         await self._audit.record(AuditEvent(
-            id=os.urandom(16).hex(), at=time.time(), trace_id=os.urandom(16).hex(), surface="ai",
+            id=event_id(), at=time.time(), trace_id=event_id(), surface="ai",
             user_id=principal.user.id if principal.user else None, team_id=principal.team_id,
             api_key_id=principal.key.id if principal.key else None,
             target=f"provider:{answered.name if answered else '-'}",

@@ -6,7 +6,6 @@ OpenAI error objects."""
 
 from __future__ import annotations
 
-import os
 import time
 
 from starlette.requests import Request
@@ -16,7 +15,7 @@ from ai_proxy.errors import from_warden, openai_error
 from ai_proxy.ratelimit_headers import ratelimit_headers
 from ai_proxy.routing import ModelRouter
 from broker.edge.credentials import presented_key
-from broker.kernel.audit.events import AuditEvent
+from broker.kernel.audit.events import AuditEvent, event_id
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.errors import WardenError
 from broker.kernel.identity.models import Principal
@@ -57,7 +56,7 @@ class ModelList:
     async def _record(self, principal: Principal, started: float, outcome: str, status: int | None,
                       listed: int) -> None:
         await self._audit.record(AuditEvent(
-            id=os.urandom(16).hex(), at=time.time(), trace_id=os.urandom(16).hex(), surface="ai",
+            id=event_id(), at=time.time(), trace_id=event_id(), surface="ai",
             user_id=principal.user.id if principal.user else None, team_id=principal.team_id,
             api_key_id=principal.key.id if principal.key else None, target="models", action="models.list",
             outcome=outcome, error_code=status, duration_ms=(time.monotonic() - started) * 1000,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -28,6 +29,7 @@ class HotPaths:
         self._metrics = metrics
         self._listener = listener
         self._latency = {path: metrics.latency.labels(listener, path) for path in routes}
+        self._counters: dict[tuple[str, int], Any] = {}  # (path, status) -> its counter, looked up once
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = self._routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" \
@@ -54,5 +56,9 @@ class HotPaths:
             await response(scope, receive, send_with_status)
         finally:
             path = scope["path"]
-            self._metrics.requests.labels(self._listener, "POST", path, str(status)).inc()
+            counter = self._counters.get((path, status))
+            if counter is None:
+                counter = self._counters[(path, status)] = self._metrics.requests.labels(
+                    self._listener, "POST", path, str(status))
+            counter.inc()
             self._latency[path].observe(time.perf_counter() - started)

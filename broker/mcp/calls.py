@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -10,7 +9,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from broker.kernel.audit.events import AuditEvent
+from broker.kernel.audit.events import AuditEvent, event_id
 from broker.kernel.identity.models import Principal
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -22,7 +21,7 @@ def trace_id_of(request: Any) -> str:
         match = _TRACEPARENT.match(request.headers.get("traceparent", "").strip().lower())
         if match and match.group(1) != "0" * 32:
             return match.group(1)
-    return os.urandom(16).hex()
+    return event_id()
 
 
 @dataclass
@@ -51,7 +50,7 @@ class CallTimeline:
                     account: tuple[str, str] | None = None) -> AuditEvent:
         """``account``: the linked account (label, upstream identity) a per-user server's call ran as."""
         return AuditEvent(
-            id=os.urandom(16).hex(), at=self.started_at, trace_id=trace_id, surface="mcp",
+            id=event_id(), at=self.started_at, trace_id=trace_id, surface="mcp",
             user_id=principal.user.id if principal.user else None, team_id=principal.team_id,
             api_key_id=principal.key.id if principal.key else None,
             target=f"mcp_server:{server or '-'}", action=f"tools/call:{tool}", outcome=outcome,

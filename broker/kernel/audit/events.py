@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def event_id() -> str:
+    """A random 128-bit id for an audit event or a trace: unique, not a secret, so the generator seeded from the
+    OS at start serves (os.urandom is a system call, on every request)."""
+    return f"{random.getrandbits(128):032x}"
 
 
 @dataclass(frozen=True, slots=True)
