@@ -42,7 +42,9 @@ class ProviderResponse:
     """A provider's answer: status and headers at once, the body as it arrives. ``release()`` gives the
     connection back for the next request once the body was read to its end; ``close()`` drops it."""
 
-    def __init__(self, connection: _Connection, client: ProviderHttp, origin: Origin, deadline: float) -> None:
+    def __init__(self, connection: _Connection, client: ProviderHttp, origin: Origin, deadline: float,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._connection = connection
         self._client = client
         self._origin = origin
@@ -54,7 +56,7 @@ class ProviderResponse:
         self._complete = False
         self._error: Exception | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._headers_seen: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._headers_seen: asyncio.Future[None] = loop.create_future()
         self._settled = False
 
     # Fed by the connection
@@ -90,8 +92,16 @@ class ProviderResponse:
     # Read by the caller
 
     async def _started(self) -> None:
-        async with asyncio.timeout_at(self._deadline):
-            await self._headers_seen
+        await self._until(self._headers_seen)
+
+    async def _until(self, waiter: asyncio.Future[None]) -> None:
+        """Wait for ``waiter``, at most until the deadline (a plain timer: cheaper than asyncio.timeout, which
+        looks the loop up, a system call here, on every wait)."""
+        timer = self._loop.call_at(self._deadline, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body, in whatever pieces arrive (each as soon as it arrives)."""
@@ -107,9 +117,8 @@ class ProviderResponse:
             elif self._complete:
                 return
             else:
-                self._waiter = asyncio.get_running_loop().create_future()
-                async with asyncio.timeout_at(self._deadline):
-                    await self._waiter
+                self._waiter = self._loop.create_future()
+                await self._until(self._waiter)
 
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.chunks()])
@@ -130,6 +139,11 @@ class ProviderResponse:
         """Done with this answer, read or not: an answer read to its end keeps its connection for reuse, any
         other closes it (the provider stops sending)."""
         self.release()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class _Connection(asyncio.Protocol):
@@ -241,20 +255,26 @@ class ProviderHttp:
         self._ssl = ssl_context or ssl.create_default_context()
         self._pool: dict[Origin, list[_Connection]] = {}
         self._targets: dict[str, tuple[Origin, str, str]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  # the serving loop, learnt on first use
         self._slots = asyncio.Semaphore(limit)
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        self._loop = asyncio.get_running_loop()
+        return self._loop
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], within: float) -> ProviderResponse:
         """Send ``body`` to ``url``; returns once the provider's status and headers arrived (raises
         ``TimeoutError`` past ``within`` seconds, which also bounds reading the body; ``UpstreamError`` when
         the provider cannot be reached; ``OutboundRefused`` for an internal address)."""
-        deadline = asyncio.get_running_loop().time() + within
+        loop = self._loop or self._bind()
+        deadline = loop.time() + within
         origin, target, netloc = self._targets.get(url) or self._target(url)
         request = _request_bytes(target, netloc, headers, body)
         await self._slots.acquire()
         try:
             for _ in range(2):  # a second time only when a reused connection turned out closed under us
                 connection = self._pooled(origin) or await self._connect(origin, deadline)
-                response = ProviderResponse(connection, self, origin, deadline)
+                response = ProviderResponse(connection, self, origin, deadline, loop)
                 connection.send(response, request)
                 try:
                     await response._started()

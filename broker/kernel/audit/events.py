@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 
 def event_id() -> str:
-    """A random 128-bit id for an audit event or a trace: unique, not a secret, so the generator seeded from the
-    OS at start serves (os.urandom is a system call, on every request)."""
-    return f"{random.getrandbits(128):032x}"
+    """A 128-bit id for an audit event or a trace, ordered by time like a UUIDv7: 48 bits of milliseconds, then
+    80 random bits. In time order, new rows land at the end of the id index instead of on a random page each
+    (on SQLite that was about three page writes per event); unique, not a secret, so the generator seeded from
+    the OS at start serves (os.urandom is a system call, on every request)."""
+    return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
 
 
 @dataclass(frozen=True, slots=True)
