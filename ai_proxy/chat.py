@@ -112,8 +112,9 @@ class ChatCompletions:
         return await self._serve(request, OPENAI_EMBEDDINGS)
 
     async def count_tokens(self, request: Request) -> Response:
-        """``POST /v1/messages/count_tokens``: counted by the provider where it can count (Anthropic, Gemini),
-        else estimated from the request's size. Counted as a request by the quota kernel, no tokens charged."""
+        """``POST /v1/messages/count_tokens``: counted by the provider where it can count (Anthropic, Gemini,
+        Bedrock), else estimated from the request's size. Counted as a request by the quota kernel; no tokens
+        are charged."""
         call = _Call(None, "", ANTHROPIC_COUNT)
         try:
             raw, body, admission = await self._admit(request, call)
@@ -121,9 +122,9 @@ class ChatCompletions:
             assert call.route is not None
             provider = call.provider = call.route.provider
             dialect, model = DIALECTS[provider.type], call.route.model_at(provider)
-            hub = ANTHROPIC_COUNT.to_hub(body)
-            outgoing = dialect.native(provider, ANTHROPIC_COUNT.endpoint, body, raw, model, False) \
-                if dialect.format == ANTHROPIC_COUNT.native else dialect.count_request(provider, hub, model)
+            hub = {} if dialect.format == ANTHROPIC_COUNT.native else ANTHROPIC_COUNT.to_hub(body)
+            outgoing = dialect.count_request(provider, hub, model) if hub \
+                else dialect.native(provider, ANTHROPIC_COUNT.endpoint, body, raw, model, False)
             if outgoing is None:
                 counted = len(json_bytes([hub["messages"], hub.get("tools")])) // BYTES_PER_TOKEN
             else:
