@@ -131,7 +131,7 @@ def _arguments(raw: Any) -> Any:
 
 def error_body(error: ProxyError) -> dict[str, Any]:
     kind = ERROR_TYPES.get(error.status, "api_error")
-    return {"type": "error", "error": {"type": kind, "message": error.message}}
+    return {"type": "error", "error": {**error.details, "type": kind, "message": error.message}}
 
 
 def stream_error(error: ProxyError) -> bytes:

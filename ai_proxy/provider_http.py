@@ -39,8 +39,9 @@ Origin = tuple[str, str, int]  # scheme, host, port
 
 
 class ProviderResponse:
-    """A provider's answer: status and headers at once, the body as it arrives. ``release()`` gives the
-    connection back for the next request once the body was read to its end; ``close()`` drops it."""
+    """A provider's answer: status and headers at once, the body as it arrives. ``release()`` (or ``close()``,
+    the same) ends the exchange: the connection goes back for the next request when the body was read to its
+    end, and is closed otherwise (the provider stops sending)."""
 
     def __init__(self, connection: _Connection, client: ProviderHttp, origin: Origin, deadline: float,
                  loop: asyncio.AbstractEventLoop) -> None:
@@ -135,10 +136,7 @@ class ProviderResponse:
             self._connection.close()
         self._client._slots.release()
 
-    def close(self) -> None:
-        """Done with this answer, read or not: an answer read to its end keeps its connection for reuse, any
-        other closes it (the provider stops sending)."""
-        self.release()
+    close = release
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from ai_proxy import anthropic_format, responses_format
-from ai_proxy.errors import ProxyError, openai_error
+from ai_proxy.errors import ProxyError, error_headers, openai_error
 from ai_proxy.sse import encode
 
 Chunks = AsyncIterator[dict[str, Any]]
@@ -65,8 +65,7 @@ async def _chat_stream(chunks: Chunks, body: dict[str, Any]) -> AsyncIterator[by
 
 
 def _anthropic_error(error: ProxyError) -> Response:
-    headers = {"retry-after": str(error.retry_after)} if error.retry_after is not None else None
-    return JSONResponse(anthropic_format.error_body(error), error.status, headers=headers)
+    return JSONResponse(anthropic_format.error_body(error), error.status, headers=error_headers(error))
 
 
 def _same(body: dict[str, Any]) -> dict[str, Any]:
