@@ -15,8 +15,12 @@ from broker.kernel.quota.ports import CounterStore
 from broker.kernel.quota.rulebook import RuleBook
 from tests.conftest import REDIS_URL, FakeClock
 
+# Generous: these tests check what the engine counts, not how fast (the failure tests set their own short
+# timeouts); under a loaded full run, 120 concurrent admissions took longer than 0.5 s and failed closed.
+TIMEOUT = 5.0
 
-def redis_counters(client: Redis, timeout: float = 0.5) -> RedisCounters:
+
+def redis_counters(client: Redis, timeout: float = TIMEOUT) -> RedisCounters:
     return RedisCounters(client, timeout, prefix=f"test:{uuid.uuid4().hex}:")
 
 
@@ -25,7 +29,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[CounterStore]:
     if request.param == "memory":
         yield MemoryCounters()
         return
-    client = quota_redis(REDIS_URL, 0.5)
+    client = quota_redis(REDIS_URL, TIMEOUT)
     try:
         yield redis_counters(client)
     finally:
