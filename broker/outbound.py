@@ -21,6 +21,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from broker.kernel.errors import FieldError, InvalidInput
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 SocketFactory = Callable[[tuple[int, int, int, str, tuple[object, ...]]], socket.socket]
@@ -148,6 +150,15 @@ class Outbound:
             raise
         except OSError:
             pass
+
+    async def check_field(self, url: str | None, field: str) -> None:
+        """``check`` for a URL given in a request body: refused as invalid input naming ``field``."""
+        if url is None:
+            return
+        try:
+            await self.check(url)
+        except OutboundRefused as exc:
+            raise InvalidInput("this URL is not reachable by Warden", [FieldError(field, str(exc))]) from exc
 
     def session(self, limit: int = 100, timeout: float | None = 15.0, auto_decompress: bool = True
                 ) -> aiohttp.ClientSession:

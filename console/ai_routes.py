@@ -8,9 +8,8 @@ from typing import Any
 from ai_proxy.catalog import AiCatalog
 from ai_proxy.catalog_store import AiCatalogStore
 from broker.config import ModelConfig, ProviderConfig
-from broker.kernel.errors import FieldError, InvalidInput
 from broker.kernel.identity.service import require
-from broker.outbound import Outbound, OutboundRefused
+from broker.outbound import Outbound
 from console.endpoints import ApiRoute, Call
 from console.schemas import UpdateAiModel, UpdateAiProvider
 
@@ -57,7 +56,7 @@ class AiCatalogRoutes:
     async def create_provider(self, call: Call) -> dict[str, Any]:
         require(call.actor, "providers:manage")
         body: ProviderConfig = call.body
-        await self._reachable(body.base_url)
+        await self._outbound.check_field(body.base_url, "base_url")
         created = await self._store.create_provider(body)
         await self._catalog.changed()
         return _provider_view(created, "api")
@@ -65,7 +64,7 @@ class AiCatalogRoutes:
     async def update_provider(self, call: Call) -> dict[str, Any]:
         require(call.actor, "providers:manage")
         changes = call.body.model_dump(exclude_unset=True)
-        await self._reachable(changes.get("base_url"))
+        await self._outbound.check_field(changes.get("base_url"), "base_url")
         updated = await self._store.update_provider(call.path("name"), changes)
         await self._catalog.changed()
         return _provider_view(updated, "api")
@@ -101,13 +100,6 @@ class AiCatalogRoutes:
         await self._store.delete_model(call.path("name"))
         await self._catalog.changed()
 
-    async def _reachable(self, url: str | None) -> None:
-        if url is None:
-            return
-        try:
-            await self._outbound.check(url)
-        except OutboundRefused as exc:
-            raise InvalidInput("this URL is not reachable by Warden", [FieldError("base_url", str(exc))]) from exc
 
 
 def _provider_view(provider: ProviderConfig, source: str) -> dict[str, Any]:

@@ -6,11 +6,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from broker.connections.service import Connections
-from broker.kernel.errors import FieldError, InvalidInput
 from broker.kernel.identity.service import require
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.servers import McpServerStore, UpstreamDefinition, auth_settings, tool_options_from
-from broker.outbound import Outbound, OutboundRefused
+from broker.outbound import Outbound
 from console.endpoints import ApiRoute, Call
 from console.schemas import CreateMcpServer, UpdateMcpServer
 
@@ -47,7 +46,7 @@ class McpServerRoutes:
     async def create(self, call: Call) -> dict[str, Any]:
         require(call.actor, "mcp_servers:manage")
         body: CreateMcpServer = call.body
-        await self._reachable(body.url)
+        await self._outbound.check_field(body.url, "url")
         auth, secrets = auth_settings(body.auth.model_dump())
         definition = await self._store.create(UpstreamDefinition(
             body.name, body.transport, body.command, tuple(body.args), dict(body.env), body.url,
@@ -71,7 +70,7 @@ class McpServerRoutes:
             changes["args"] = tuple(changes["args"])
         if "tool_options" in changes:
             changes["tool_options"] = tool_options_from(changes["tool_options"])
-        await self._reachable(changes.get("url"))
+        await self._outbound.check_field(changes.get("url"), "url")
         if changes.get("auth") is not None:
             current, _ = await self._store.get(call.path("name"))
             changes["auth"], secrets = auth_settings(changes["auth"])
@@ -84,13 +83,6 @@ class McpServerRoutes:
         await self._changed()
         return self._view(definition, "api")
 
-    async def _reachable(self, url: str | None) -> None:
-        if url is None:
-            return
-        try:
-            await self._outbound.check(url)
-        except OutboundRefused as exc:
-            raise InvalidInput("this URL is not reachable by Warden", [FieldError("url", str(exc))]) from exc
 
     async def delete(self, call: Call) -> None:
         require(call.actor, "mcp_servers:manage")

@@ -14,10 +14,10 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.edge.errors import EXCEPTION_HANDLERS
-from broker.edge.metrics import HttpMetrics
+from broker.edge.metrics import HttpMetrics, StatusNotingSend
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -38,14 +38,7 @@ class HotPaths:
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        noted = StatusNotingSend(send)
         request = Request(scope, receive)
         try:
             try:
@@ -53,12 +46,12 @@ class HotPaths:
             except Exception as exc:  # mapped exactly as the Starlette app maps it
                 handler = next(EXCEPTION_HANDLERS[kind] for kind in type(exc).__mro__ if kind in EXCEPTION_HANDLERS)
                 response = await handler(request, exc)
-            await response(scope, receive, send_with_status)
+            await response(scope, receive, noted)
         finally:
             path = scope["path"]
-            counter = self._counters.get((path, status))
+            counter = self._counters.get((path, noted.status))
             if counter is None:
-                counter = self._counters[(path, status)] = self._metrics.requests.labels(
-                    self._listener, "POST", path, str(status))
+                counter = self._counters[(path, noted.status)] = self._metrics.requests.labels(
+                    self._listener, "POST", path, str(noted.status))
             counter.inc()
             self._latency[path].observe(time.perf_counter() - started)

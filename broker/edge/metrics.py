@@ -31,6 +31,19 @@ class HttpMetrics:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+class StatusNotingSend:
+    """An ASGI ``send`` that passes every message on and notes the response's status (500 until one starts)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self._send(message)
+
+
 class MetricsMiddleware:
     """Counts every HTTP request; labels by route template so ids never explode cardinality."""
 
@@ -44,19 +57,12 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        noted = StatusNotingSend(send)
         try:
-            await self.app(scope, receive, send_with_status)
+            await self.app(scope, receive, noted)
         finally:
             route = _route_template(scope)
-            self.metrics.requests.labels(self.listener, scope["method"], route, str(status)).inc()
+            self.metrics.requests.labels(self.listener, scope["method"], route, str(noted.status)).inc()
             self.metrics.latency.labels(self.listener, route).observe(time.perf_counter() - started)
 
 
