@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 
 from broker.app import create_app
 from broker.config import WardenConfig
+from broker.edge.one_write import OneWriteHttpProtocol
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class _Listener(uvicorn.Server):
 def _listener(app: ASGIApp, host: str, port: int, config: WardenConfig) -> _Listener:
     server = config.server
     return _Listener(uvicorn.Config(
-        app, host=host, port=port, lifespan="off", log_config=None, access_log=False,
+        app, host=host, port=port, http=OneWriteHttpProtocol, lifespan="off", log_config=None, access_log=False,
         timeout_graceful_shutdown=int(server.shutdown_grace_seconds), server_header=False,
         proxy_headers=bool(server.forwarded_allow_ips), forwarded_allow_ips=list(server.forwarded_allow_ips),
         ssl_certfile=str(server.tls_cert_file) if server.tls_cert_file else None,
