@@ -14,6 +14,8 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+
 from ai_proxy.chat_usage import tokens
 from ai_proxy.errors import ProxyError
 
@@ -139,7 +141,7 @@ def stream_error(error: ProxyError) -> bytes:
 
 
 def _event(kind: str, data: dict[str, Any]) -> bytes:
-    return f"event: {kind}\ndata: ".encode() + json.dumps({"type": kind, **data}, separators=(",", ":")).encode() \
+    return f"event: {kind}\ndata: ".encode() + orjson.dumps({"type": kind, **data}) \
         + b"\n\n"
 
 

@@ -13,7 +13,6 @@ was used so far is still recorded.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -50,7 +50,7 @@ from broker.kernel.errors import WardenError
 from broker.kernel.identity.models import Principal
 from broker.kernel.identity.service import Identity
 from broker.kernel.quota.engine import QuotaEngine
-from broker.kernel.quota.models import Admission, QuotaRequest, Usage
+from broker.kernel.quota.models import Admission, QuotaRequest, Subject, Usage
 from broker.kernel.quota.subjects import subjects_for
 from broker.outbound import Outbound, OutboundRefused
 
@@ -80,6 +80,7 @@ class _Call:
     outcome: str = "ok"
     prompt_estimate: int = 0  # the request's size in tokens, roughly
     events_passed: int = 0  # stream events that reached the client
+    subjects: tuple[str | None, tuple[Subject, ...]] | None = None  # (provider, subjects) once worked out
 
     def note(self, input_tokens: int, output_tokens: int) -> None:
         self.input_tokens, self.output_tokens = input_tokens, output_tokens
@@ -220,11 +221,15 @@ class ChatCompletions:
             raise ProxyError(403, "permission_error", f"this API key may not use the model {names[0]!r}",
                              param="model", code="model_not_allowed")
 
-    def _subjects(self, call: _Call) -> Any:
+    @staticmethod
+    def _subjects(call: _Call) -> tuple[Subject, ...]:
+        """Who and what the call counts against (worked out again only when a fallback peer answered)."""
         assert call.principal is not None
         answered = call.provider or (call.route.provider if call.route else None)
         provider = answered.name if answered else None
-        return subjects_for(call.principal, provider=provider, model=call.model)
+        if call.subjects is None or call.subjects[0] != provider:
+            call.subjects = (provider, subjects_for(call.principal, provider=provider, model=call.model))
+        return call.subjects[1]
 
     def _dialect(self, call: _Call) -> tuple[Dialect, bool]:
         """The answering provider's dialect, and whether it spoke the client's API (nothing to convert)."""
@@ -406,7 +411,7 @@ class ChatCompletions:
 
 def _parse(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
+        body = orjson.loads(raw)
     except ValueError as exc:
         raise ProxyError(400, "invalid_request_error", f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):

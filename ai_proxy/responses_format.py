@@ -15,6 +15,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
+
 from ai_proxy.chat_usage import tokens
 from ai_proxy.errors import ProxyError
 
@@ -114,7 +116,7 @@ def stream_error(error: ProxyError) -> bytes:
 
 def _event(kind: str, data: dict[str, Any], sequence: int) -> bytes:
     body = {"type": kind, "sequence_number": sequence, **data}
-    return f"event: {kind}\ndata: ".encode() + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+    return f"event: {kind}\ndata: ".encode() + orjson.dumps(body) + b"\n\n"
 
 
 async def stream_from_openai(chunks: AsyncIterator[dict[str, Any]], model: str) -> AsyncIterator[bytes]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
+
+import orjson
 
 from ai_proxy.provider_http import ProviderResponse
 
@@ -46,7 +47,7 @@ async def json_data(response: ProviderResponse) -> AsyncIterator[dict[str, Any]]
 
 def json_object(raw: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
+        value = orjson.loads(raw)
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
@@ -55,4 +56,4 @@ def json_object(raw: bytes) -> dict[str, Any]:
 def encode(data: dict[str, Any], kind: str | None = None) -> bytes:
     """One event, compactly serialised (with an ``event:`` line when the API names its events)."""
     head = f"event: {kind}\n".encode() if kind else b""
-    return head + b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+    return head + b"data: " + orjson.dumps(data) + b"\n\n"

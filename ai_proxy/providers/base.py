@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 from ai_proxy.provider_http import ProviderResponse
 from ai_proxy.routing import Provider
 
@@ -62,7 +64,7 @@ class Dialect(Protocol):
 
 
 def json_bytes(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(value)
 
 
 def text_of(content: Any) -> str:

@@ -108,7 +108,7 @@ class KeyHasher:
         self._secret = hashlib.sha256(b"warden/api-key-hash/v1" + server_secret).digest()
 
     def digest(self, value: str) -> str:
-        return hmac.new(self._secret, value.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._secret, value.encode(), "sha256").hex()  # one-shot: no HMAC object built
 
     def matches(self, value: str, expected_hex: str) -> bool:
         return hmac.compare_digest(self.digest(value), expected_hex)

@@ -41,3 +41,14 @@ async def test_replaying_an_event_does_not_duplicate_it(kernel: Kernel) -> None:
             await sink.drained.wait()
     assert len(await AuditQuery(kernel.db).recent("mcp")) == 1
     assert (await AuditQuery(kernel.db).get(item.id)) is not None
+
+
+async def test_events_recorded_and_closed_before_the_writer_starts_are_still_written(kernel: Kernel) -> None:
+    sink = StoreAuditSink(kernel.db)
+    item = event()
+    await sink.record(item)  # the writer has not run yet: the event waits in the queue
+    sink.close()
+    with anyio.fail_after(10):
+        await sink.run()
+    assert sink.drained.is_set()
+    assert (await AuditQuery(kernel.db).get(item.id)) is not None

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import anyio
+import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from broker.kernel.audit.events import AuditEvent
@@ -34,13 +35,17 @@ class StoreAuditSink:
         self._running = False
 
     async def record(self, event: AuditEvent) -> None:
-        await self._sender.send(event)
+        try:
+            # Not ``send``: it yields to the event loop first, one more loop pass on every request's path.
+            self._sender.send_nowait(event)
+        except anyio.WouldBlock:
+            await self._sender.send(event)
 
     def close(self) -> None:
         """No more events; a running ``run`` writes what is queued and returns (idempotent)."""
         self._sender.close()
-        if not self._running:
-            self._receiver.close()
+        if not self._running and not self._receiver.statistics().current_buffer_used:
+            self._receiver.close()  # no writer was started and nothing waits to be written
 
     async def run(self) -> None:
         self._running = True
@@ -88,7 +93,7 @@ class StoreAuditSink:
                 " target, action, outcome, error_code, duration_ms, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 [(e.id, e.at, e.trace_id, e.surface, e.user_id, e.team_id, e.api_key_id, e.target, e.action,
-                  e.outcome, e.error_code, e.duration_ms, json.dumps(e.detail)) for e in batch],
+                  e.outcome, e.error_code, e.duration_ms, orjson.dumps(e.detail).decode()) for e in batch],
             )
 
 
