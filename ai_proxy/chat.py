@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ai_proxy.chat_usage import tokens
 from ai_proxy.errors import ProxyError, from_warden
+from ai_proxy.metrics import AiMetrics
 from ai_proxy.provider_http import ProviderHttp, ProviderResponse, UpstreamError
 from ai_proxy.providers.base import Dialect, Outgoing, StreamFailed, json_bytes
 from ai_proxy.providers.registry import DIALECTS
@@ -44,7 +45,7 @@ from ai_proxy.surfaces import (
 from broker.edge.credentials import presented_key
 from broker.kernel.audit.events import AuditEvent, event_id
 from broker.kernel.audit.ports import AuditSink
-from broker.kernel.breaker import CircuitBreaker
+from broker.kernel.breaker import BreakerState, CircuitBreaker
 from broker.kernel.clock import Clock
 from broker.kernel.errors import WardenError
 from broker.kernel.identity.models import Principal
@@ -88,8 +89,9 @@ class _Call:
 
 class ChatCompletions:
     def __init__(self, identity: Identity, quotas: QuotaEngine, router: ModelRouter, audit: AuditSink,
-                 outbound: Outbound, clock: Clock) -> None:
+                 outbound: Outbound, clock: Clock, metrics: AiMetrics) -> None:
         self._clock = clock
+        self._metrics = metrics
         self._breakers: dict[str, CircuitBreaker] = {}  # per provider, on this instance
         self._identity = identity
         self._quotas = quotas
@@ -99,6 +101,10 @@ class ChatCompletions:
 
     async def close(self) -> None:
         await self._http.close()
+
+    def circuit_states(self) -> dict[str, BreakerState]:
+        """Each provider's breaker on this instance (providers never called yet have none)."""
+        return {name: breaker.state for name, breaker in self._breakers.items()}
 
     async def chat_completions(self, request: Request) -> Response:
         return await self._serve(request, OPENAI_CHAT)
@@ -384,8 +390,11 @@ class ChatCompletions:
         answered = call.provider or (call.route.provider if call.route else None)
         usage = call.route.rates_at(answered).usage(call.input_tokens, call.output_tokens) \
             if call.route is not None and answered is not None else Usage()
-        if call.status == 200 and answered is not None and call.first_byte is not None:
-            self._router.observe(answered.name, call.model, call.first_byte - call.started)
+        ttft = call.first_byte - call.started if call.first_byte is not None else None
+        if call.status == 200 and answered is not None and ttft is not None:
+            self._router.observe(answered.name, call.model, ttft)
+        if answered is not None:
+            self._metrics.record(answered.name, call.model, ttft, call.input_tokens, call.output_tokens, usage.usd)
         if call.route is not None and (call.input_tokens or call.output_tokens):
             try:
                 await self._quotas.charge("ai", self._subjects(call), usage)

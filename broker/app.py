@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 from ai_proxy.catalog import AiCatalog
 from ai_proxy.catalog_store import AiCatalogStore
 from ai_proxy.chat import ChatCompletions
+from ai_proxy.metrics import AiMetrics, CircuitStates
 from ai_proxy.models import ModelList
 from ai_proxy.routing import ModelRouter
 from broker.config import WardenConfig
@@ -229,10 +230,12 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiC
     checks: dict[str, Check] = {"database": kernel.db.ping}
     if kernel.redis is not None:
         checks["redis"] = _redis_ping(kernel.redis)
-    metrics = HttpMetrics(kernel.registry)
+    metrics = HttpMetrics(kernel.registry, config.security.metrics_token)
     health = HealthChecks(checks, time.time())
     models = ModelList(kernel.identity, kernel.quotas, ai_catalog.router, kernel.audit, int(time.time()))
-    chat = ChatCompletions(kernel.identity, kernel.quotas, ai_catalog.router, kernel.audit, mcp.outbound, clock)
+    chat = ChatCompletions(kernel.identity, kernel.quotas, ai_catalog.router, kernel.audit, mcp.outbound, clock,
+                           AiMetrics(kernel.registry))
+    kernel.registry.register(CircuitStates(chat.circuit_states))
     gateway = build_gateway(health, metrics, models, chat, mcp.app, mcp.authorization.resource_metadata())
     services = ConsoleServices(kernel.identity, kernel.quotas, kernel.quota_rules, kernel.quota_rules_changed,
                                mcp.store, mcp.pool, mcp.servers_changed, mcp.access_rules, mcp.access,

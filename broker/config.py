@@ -24,6 +24,7 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV_ALIASES = {
     "WARDEN_SECRET_KEY": ("security", "secret_key"),
     "WARDEN_SERVER_SECRET": ("security", "server_secret"),
+    "WARDEN_METRICS_TOKEN": ("security", "metrics_token"),
 }
 
 
@@ -123,6 +124,7 @@ class OidcConfig(_Section):
 class SecurityConfig(_Section):
     secret_key: str | None = None
     server_secret: str | None = None
+    metrics_token: str | None = Field(None, min_length=16)  # GET /metrics answers only with it (404 unset)
     session_ttl_hours: float = Field(12.0, gt=0, le=24 * 30)
     session_bind_ip: bool = False
     cookie_secure: Literal["auto", "always", "never"] = "auto"
@@ -442,7 +444,7 @@ def _env_value(section: str, key: str, value: str) -> Any:
     if key in ("cors_origins", "forwarded_allow_ips", "alert_thresholds", "allowed_origins", "outbound_allow"):
         return tuple(v.strip() for v in value.split(",") if v.strip())
     if value == "" and key in {"url", "console_host", "secret_key", "server_secret", "tls_cert_file",
-                               "tls_key_file", "gateway_public_url"} and section != "database":
+                               "tls_key_file", "gateway_public_url", "metrics_token"} and section != "database":
         return None
     return value
 
@@ -451,7 +453,7 @@ def _describe(exc: ValidationError) -> str:
     error = exc.errors(include_url=False)[0]
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
     value = error.get("input")
-    shown = "<secret>" if any(w in key for w in ("secret", "api_key", "password")) else repr(value)
+    shown = "<secret>" if any(w in key for w in ("secret", "api_key", "password", "token")) else repr(value)
     if isinstance(value, dict):
         shown = "{...}"
     message = str(error["msg"]).removeprefix("Value error, ")

@@ -16,7 +16,8 @@ from broker.kernel.store.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 413: "payload_too_large"}
+_HTTP_CODES = {401: "authentication_failed", 404: "not_found", 405: "method_not_allowed", 400: "bad_request",
+               413: "payload_too_large"}
 
 
 def error_body(code: str, message: str, fields: list[dict[str, str]] | None = None,

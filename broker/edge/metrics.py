@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
@@ -13,10 +15,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class HttpMetrics:
-    """Request counters and latency histograms, labelled by listener and route template."""
+    """Request counters and latency histograms, labelled by listener and route template.
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    ``GET /metrics`` exists only when a scrape token is configured (404 otherwise, as for any unknown path) and
+    answers only with that token as a bearer token: the metrics name users' models, providers and servers."""
+
+    def __init__(self, registry: CollectorRegistry, scrape_token: str | None = None) -> None:
         self.registry = registry
+        self._scrape_token = scrape_token.encode() if scrape_token else None
         self.requests = Counter(
             "warden_http_requests_total", "HTTP requests served", ["listener", "method", "route", "status"],
             registry=registry,
@@ -28,6 +34,12 @@ class HttpMetrics:
         )
 
     async def endpoint(self, request: Request) -> Response:
+        if self._scrape_token is None:
+            raise HTTPException(404, "Not Found")
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), self._scrape_token):
+            raise HTTPException(401, "/metrics needs the scrape token as 'Authorization: Bearer <token>'",
+                                headers={"WWW-Authenticate": 'Bearer realm="warden-metrics"'})
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -3,6 +3,7 @@ speaks OpenAI's wire format: text, streaming, tool calls; usage charged and audi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import eventually
 from tests.connections.conftest import first_admin
@@ -24,6 +26,7 @@ KEY = "wdn_" + "o" * 43
 LIMITED = "wdn_" + "l" * 43  # may use gpt-4o-mini only
 MCP_ONLY = "wdn_" + "m" * 43
 TIGHT = "wdn_" + "t" * 43  # one request a minute
+METRICS_TOKEN = "scrape-" + "s" * 24
 TOOLS = [{"type": "function", "function": {"name": "weather", "description": "The weather in a city",
                                            "parameters": {"type": "object", "properties": {
                                                "city": {"type": "string"}}, "required": ["city"]}}}]
@@ -64,7 +67,7 @@ def warden(tmp_path_factory: pytest.TempPathFactory, provider: str) -> Iterator[
         ],
         "quotas": {"rules": [{"subject": "user:tight@example.com", "metric": "requests", "window": "1m",
                               "limit": 1, "surface": "ai"}]},
-    }) as process:
+    }, WARDEN_METRICS_TOKEN=METRICS_TOKEN) as process:
         first_admin(process, "ada@example.com")
         yield process
 
@@ -293,3 +296,36 @@ async def test_embeddings_go_through_and_are_charged(client: openai.AsyncOpenAI,
                    for action, detail in rows)
 
     assert await eventually(charged)
+
+
+def scraped(warden: WardenProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(warden.gateway + "/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"}).text
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+async def test_metrics_count_tokens_cost_ttft_quota_refusals_and_circuit_states(
+        client: openai.AsyncOpenAI, warden: WardenProcess) -> None:
+    # Runs after the failover tests of this module (pytest keeps file order): it opens the dead peer's breaker.
+    before = scraped(warden)
+    await client.chat.completions.create(model="house-model", messages=[{"role": "user", "content": "x"}])
+    async with openai.AsyncOpenAI(base_url=warden.gateway + "/v1", api_key=TIGHT, max_retries=0) as sdk:
+        for _ in range(2):  # the rule allows one a minute: at least one of these is refused
+            with contextlib.suppress(openai.RateLimitError):
+                await sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    for _ in range(3):  # two failed attempts each: five failures open the dead peer's breaker
+        await client.chat.completions.create(model="lazarus", messages=[{"role": "user", "content": "x"}])
+    after = scraped(warden)
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    house = {"provider": "fake", "model": "house-model"}
+    assert grew("warden_ai_tokens_total", kind="input", **house) == 21
+    assert grew("warden_ai_tokens_total", kind="output", **house) == 6
+    assert grew("warden_ai_cost_usd_total", **house) == pytest.approx((21 * 1000 + 6 * 2000) / 1e6)
+    assert grew("warden_ai_time_to_first_token_seconds_count", **house) == 1
+    assert grew("quota_rejections_total", surface="ai") >= 1
+    assert after[("warden_ai_provider_circuit_state", (("provider", "dead"),))] == 2  # open
+    assert after[("warden_ai_provider_circuit_state", (("provider", "fake"),))] == 0  # closed

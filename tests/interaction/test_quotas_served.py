@@ -105,7 +105,7 @@ def test_redis_outage_follows_the_fail_mode_and_recovers(tmp_path: Path, private
     port, processes = private_redis
     redis = start_redis(port, processes)
     env = base_env(tmp_path / "data", "", WARDEN_REDIS_URL=f"redis://127.0.0.1:{port}/0",
-                   WARDEN_CONFIG=str(config_file(tmp_path, 1000, fail_mode)))
+                   WARDEN_CONFIG=str(config_file(tmp_path, 1000, fail_mode)), WARDEN_METRICS_TOKEN="scrape-" + "q" * 20)
     del env["WARDEN_DATABASE_URL"]
     auth = {"authorization": f"Bearer {SECRET}"}
     with WardenProcess(env, tmp_path / "warden.log") as warden:
@@ -119,7 +119,8 @@ def test_redis_outage_follows_the_fail_mode_and_recovers(tmp_path: Path, private
         if while_down == 429:
             assert response.json()["error"]["code"] == "rate_limiter_unavailable"
         else:
-            metrics = httpx.get(warden.gateway + "/metrics").text
+            metrics = httpx.get(warden.gateway + "/metrics",
+                                headers={"authorization": "Bearer scrape-" + "q" * 20}).text
             assert "quota_fail_open_total 5.0" in metrics
         start_redis(port, processes)
         assert wait_until(lambda: "x-ratelimit-limit" in httpx.get(warden.gateway + "/v1/models",

@@ -21,14 +21,15 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.
 
 
 def test_serve_answers_on_both_ports_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    env = base_env(tmp_path / "data", "")
+    env = base_env(tmp_path / "data", "", WARDEN_METRICS_TOKEN="scrape-" + "m" * 20)
     del env["WARDEN_DATABASE_URL"]  # the embedded default
     warden = WardenProcess(env, tmp_path / "warden.log").start()
     try:
         ready = httpx.get(warden.gateway + "/health/ready")
         assert ready.status_code == 200 and ready.json()["checks"]["database"]["status"] == "ok"
         assert httpx.get(warden.gateway + "/health/live").json()["status"] == "ok"
-        assert "warden_http_requests_total" in httpx.get(warden.gateway + "/metrics").text
+        assert "warden_http_requests_total" in httpx.get(warden.gateway + "/metrics", headers={
+            "authorization": "Bearer scrape-" + "m" * 20}).text
         login = httpx.get(warden.console + "/login", follow_redirects=False)
         assert login.status_code == 303 and login.headers["location"] == "/setup"
         assert httpx.get(warden.console + "/health/ready").status_code == 404  # health lives on the gateway

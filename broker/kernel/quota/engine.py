@@ -73,6 +73,8 @@ class QuotaEngine:
         self._quiet_until = 0.0
         self.fail_open_total = Counter("quota_fail_open", "Requests let through because the quota store was"
                                        " unavailable", registry=registry)
+        self.rejected_total = Counter("quota_rejections", "Requests refused by a quota rule", ["surface"],
+                                      registry=registry)
         self.unavailable_total = Counter("quota_unavailable", "Quota store operations that failed",
                                          ["operation"], registry=registry)
 
@@ -93,6 +95,7 @@ class QuotaEngine:
         if outcome.failed is not None:
             rule, check = bindings[outcome.failed].rule, checks[outcome.failed]
             wait = retry_after(check.slot, outcome.oldest[outcome.failed], now)
+            self.rejected_total.labels(request.surface).inc()
             raise QuotaExceeded(Refusal(rule.label, rule.limit, outcome.used[outcome.failed],
                                         max(1, math.ceil(wait))))
         return Admission(bindings, checks, outcome.used, now)

@@ -52,3 +52,11 @@ async def test_events_recorded_and_closed_before_the_writer_starts_are_still_wri
         await sink.run()
     assert sink.drained.is_set()
     assert (await AuditQuery(kernel.db).get(item.id)) is not None
+
+
+async def test_a_writer_started_after_an_empty_sink_was_closed_returns_at_once(kernel: Kernel) -> None:
+    sink = StoreAuditSink(kernel.db)
+    sink.close()
+    with anyio.fail_after(5):
+        await sink.run()
+    assert sink.drained.is_set()

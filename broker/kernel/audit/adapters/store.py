@@ -45,9 +45,12 @@ class StoreAuditSink:
         """No more events; a running ``run`` writes what is queued and returns (idempotent)."""
         self._sender.close()
         if not self._running and not self._receiver.statistics().current_buffer_used:
-            self._receiver.close()  # no writer was started and nothing waits to be written
+            self._receiver.close()  # no writer has started and nothing waits to be written: none is needed
+            self.drained.set()
 
     async def run(self) -> None:
+        if self.drained.is_set():
+            return  # closed before it started, with nothing queued
         self._running = True
         async with self._receiver:
             while True:
