@@ -43,6 +43,7 @@ from ai_proxy.surfaces import (
     Surface,
 )
 from broker.edge.credentials import presented_key
+from broker.edge.request_context import RequestContext, context_of
 from broker.kernel.audit.events import AuditEvent, event_id
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.breaker import BreakerState, CircuitBreaker
@@ -70,6 +71,7 @@ class _Call:
     principal: Principal | None  # None until the key is authenticated
     model: str
     surface: Surface
+    context: RequestContext
     route: Route | None = None
     provider: Provider | None = None  # the peer that answered (the route's choice, or a fallback)
     fallbacks: list[str] = field(default_factory=list)  # peers tried before, and why they were passed over
@@ -82,6 +84,7 @@ class _Call:
     prompt_estimate: int = 0  # the request's size in tokens, roughly
     events_passed: int = 0  # stream events that reached the client
     subjects: tuple[str | None, tuple[Subject, ...]] | None = None  # (provider, subjects) once worked out
+    requested_model: str | None = None  # as the client named it (an alias, say)
 
     def note(self, input_tokens: int, output_tokens: int) -> None:
         self.input_tokens, self.output_tokens = input_tokens, output_tokens
@@ -122,7 +125,7 @@ class ChatCompletions:
         """``POST /v1/messages/count_tokens``: counted by the provider where it can count (Anthropic, Gemini,
         Bedrock), else estimated from the request's size. Counted as a request by the quota kernel; no tokens
         are charged."""
-        call = _Call(None, "", ANTHROPIC_COUNT)
+        call = _Call(None, "", ANTHROPIC_COUNT, context_of(request.scope))
         try:
             raw, body, admission = await self._admit(request, call)
             headers = ratelimit_headers(admission)
@@ -135,7 +138,7 @@ class ChatCompletions:
             if outgoing is None:
                 counted = len(json_bytes([hub["messages"], hub.get("tools")])) // BYTES_PER_TOKEN
             else:
-                response = await self._post(provider, outgoing)
+                response = await self._post(provider, outgoing, call.context)
                 if response.status != 200:
                     return await self._refused_upstream(call, response, headers)
                 try:
@@ -152,7 +155,7 @@ class ChatCompletions:
             return await self._refuse(call, exc)
 
     async def _serve(self, request: Request, surface: Surface) -> Response:
-        call = _Call(None, "", surface)
+        call = _Call(None, "", surface, context_of(request.scope))
         try:
             raw, body, admission = await self._admit(request, call)
             stream = bool(body.get("stream")) and surface.streams
@@ -193,7 +196,7 @@ class ChatCompletions:
             raise ProxyError(413, "invalid_request_error", f"the request body is larger than {MAX_BODY_BYTES} bytes")
         body = _parse(raw)
         call.surface.check(body)
-        call.model = body["model"]
+        call.model = call.requested_model = body["model"]
         try:
             call.route = self._router.route(call.model)
         except UnknownModel as exc:
@@ -216,8 +219,7 @@ class ChatCompletions:
     async def _refuse(self, call: _Call, error: ProxyError) -> Response:
         refused = error.status in (401, 403, 404, 413, 429) or error.code == "model_disabled"
         call.status, call.outcome = error.status, "refused" if refused else "error"
-        if call.principal is not None:  # an unauthenticated request is no one's to audit here
-            await self._finish(call)
+        await self._finish(call)  # refusals too, unauthenticated ones included (no user, no key)
         return call.surface.error(error)
 
     @staticmethod
@@ -261,7 +263,7 @@ class ChatCompletions:
                 if attempt:
                     await anyio.sleep(BACKOFF * 2 ** (attempt - 1) + random.uniform(0, BACKOFF))  # noqa: S311
                 try:
-                    response = await self._post(provider, request)
+                    response = await self._post(provider, request, call.context)
                 except ProxyError as exc:
                     breaker.failed()
                     call.fallbacks.append(f"{provider.name}: {exc.code}")
@@ -286,9 +288,10 @@ class ChatCompletions:
         raise failure or ProxyError(503, "api_error", f"every provider of {call.model!r} is failing; retry later",
                                     code="upstream_unavailable", retry_after=30)
 
-    async def _post(self, provider: Provider, request: Outgoing) -> ProviderResponse:
+    async def _post(self, provider: Provider, request: Outgoing, context: RequestContext) -> ProviderResponse:
+        headers = {**request.headers, "traceparent": context.traceparent()}  # the provider's span of the trace
         try:
-            return await self._http.post(request.url, request.body, request.headers, provider.timeout_seconds)
+            return await self._http.post(request.url, request.body, headers, provider.timeout_seconds)
         except OutboundRefused as exc:
             raise ProxyError(502, "api_error", f"provider {provider.name}: {exc}", code="upstream_refused") from exc
         except TimeoutError as exc:
@@ -401,16 +404,19 @@ class ChatCompletions:
             except WardenError as exc:  # charging must not turn a served answer into an error
                 log.warning("usage of %s not charged: %s", call.model, exc)
         now = time.monotonic()
-        principal = call.principal
-        assert principal is not None
+        principal, context = call.principal, call.context
         await self._audit.record(AuditEvent(
-            id=event_id(), at=time.time(), trace_id=event_id(), surface="ai",
-            user_id=principal.user.id if principal.user else None, team_id=principal.team_id,
-            api_key_id=principal.key.id if principal.key else None,
+            id=event_id(), at=time.time(), trace_id=context.trace_id, surface="ai",
+            user_id=principal.user.id if principal and principal.user else None,
+            team_id=principal.team_id if principal else None,
+            api_key_id=principal.key.id if principal and principal.key else None,
             target=f"provider:{answered.name if answered else '-'}",
             action=f"{call.surface.action}:{call.model or '-'}", outcome=call.outcome,
             error_code=call.status if call.status != 200 else None, duration_ms=(now - call.started) * 1000,
-            detail={"model": call.model, "provider": answered.name if answered else None,
+            request_id=context.request_id, client_ip=context.client_ip, user_agent=context.user_agent,
+            detail={"model": call.model, "requested_model": call.requested_model,
+                    "upstream_model": call.route.model_at(answered) if call.route and answered else None,
+                    "provider": answered.name if answered else None,
                     "routing": call.route.reason if call.route else None, "fallbacks": call.fallbacks,
                     "ttft_ms": (call.first_byte - call.started) * 1000 if call.first_byte else None,
                     "input_tokens": call.input_tokens, "output_tokens": call.output_tokens,

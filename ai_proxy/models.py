@@ -15,6 +15,7 @@ from ai_proxy.errors import from_warden, openai_error
 from ai_proxy.ratelimit_headers import ratelimit_headers
 from ai_proxy.routing import ModelRouter
 from broker.edge.credentials import presented_key
+from broker.edge.request_context import context_of
 from broker.kernel.audit.events import AuditEvent, event_id
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.errors import WardenError
@@ -41,8 +42,7 @@ class ModelList:
             principal = await self._identity.principal_for_key(presented_key(request, allow_x_api_key=True), "ai")
             admission = await self._quotas.admit(QuotaRequest("ai", subjects_for(principal)))
         except WardenError as exc:
-            if principal is not None:
-                await self._record(principal, started, "refused", exc.status, 0)
+            await self._record(request, principal, started, "refused", exc.status, 0)
             return openai_error(from_warden(exc))
         allowed = principal.key.allowed_models if principal.key else None
         data = [
@@ -50,14 +50,17 @@ class ModelList:
             for m in self._router.models()
             if allowed is None or m.name in allowed
         ]
-        await self._record(principal, started, "ok", None, len(data))
+        await self._record(request, principal, started, "ok", None, len(data))
         return JSONResponse({"object": "list", "data": data}, headers=ratelimit_headers(admission))
 
-    async def _record(self, principal: Principal, started: float, outcome: str, status: int | None,
-                      listed: int) -> None:
+    async def _record(self, request: Request, principal: Principal | None, started: float, outcome: str,
+                      status: int | None, listed: int) -> None:
+        context = context_of(request.scope)
         await self._audit.record(AuditEvent(
-            id=event_id(), at=time.time(), trace_id=event_id(), surface="ai",
-            user_id=principal.user.id if principal.user else None, team_id=principal.team_id,
-            api_key_id=principal.key.id if principal.key else None, target="models", action="models.list",
-            outcome=outcome, error_code=status, duration_ms=(time.monotonic() - started) * 1000,
-            detail={"listed": listed}))
+            id=event_id(), at=time.time(), trace_id=context.trace_id, surface="ai",
+            user_id=principal.user.id if principal and principal.user else None,
+            team_id=principal.team_id if principal else None,
+            api_key_id=principal.key.id if principal and principal.key else None, target="models",
+            action="models.list", outcome=outcome, error_code=status,
+            duration_ms=(time.monotonic() - started) * 1000, detail={"listed": listed},
+            request_id=context.request_id, client_ip=context.client_ip, user_agent=context.user_agent))

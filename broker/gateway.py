@@ -17,6 +17,7 @@ from broker.edge.errors import EXCEPTION_HANDLERS
 from broker.edge.health import HealthChecks
 from broker.edge.hot_paths import HotPaths
 from broker.edge.metrics import HttpMetrics, MetricsMiddleware
+from broker.edge.request_context import RequestContexts
 
 
 def build_gateway(health: HealthChecks, metrics: HttpMetrics, models: ModelList, chat: ChatCompletions,
@@ -45,4 +46,4 @@ def build_gateway(health: HealthChecks, metrics: HttpMetrics, models: ModelList,
         middleware=[Middleware(MetricsMiddleware, metrics=metrics, listener="gateway")],
         exception_handlers=EXCEPTION_HANDLERS,
     )
-    return HotPaths(app, completions, metrics, "gateway")
+    return RequestContexts(HotPaths(app, completions, metrics, "gateway"))

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.requests import Request
 
+from broker.edge.request_context import RequestContext, context_of, trace_id_from
 from broker.kernel.audit.events import AuditEvent, event_id
 from broker.kernel.identity.models import Principal
 
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
-
-def trace_id_of(request: Any) -> str:
-    """The W3C ``traceparent`` trace id when the client sent one, else a new one."""
-    if isinstance(request, Request):
-        match = _TRACEPARENT.match(request.headers.get("traceparent", "").strip().lower())
-        if match and match.group(1) != "0" * 32:
-            return match.group(1)
-    return event_id()
+def request_context_of(request: Any, meta: Mapping[str, Any] | None) -> RequestContext:
+    """The HTTP request's context, its trace taken from the call's ``_meta.traceparent`` when that is valid
+    (clients that cannot set headers per call put it there)."""
+    context = context_of(request.scope) if isinstance(request, Request) else \
+        RequestContext(event_id(), event_id(), None, None)
+    traced = trace_id_from(meta.get("traceparent")) if meta else None
+    return replace(context, trace_id=traced) if traced else context
 
 
 @dataclass
@@ -45,12 +44,13 @@ class CallTimeline:
     def finish(self, outcome: str, error_code: int | None = None) -> None:
         self.events.append({"t_ms": self.elapsed_ms(), "event": outcome, "error_code": error_code})
 
-    def audit_event(self, principal: Principal, trace_id: str, server: str | None, tool: str,
+    def audit_event(self, principal: Principal, context: RequestContext, server: str | None, tool: str,
                     arguments: dict[str, Any] | None, outcome: str, error_code: int | None,
                     account: tuple[str, str] | None = None) -> AuditEvent:
         """``account``: the linked account (label, upstream identity) a per-user server's call ran as."""
         return AuditEvent(
-            id=event_id(), at=self.started_at, trace_id=trace_id, surface="mcp",
+            id=event_id(), at=self.started_at, trace_id=context.trace_id, surface="mcp",
+            request_id=context.request_id, client_ip=context.client_ip, user_agent=context.user_agent,
             user_id=principal.user.id if principal.user else None, team_id=principal.team_id,
             api_key_id=principal.key.id if principal.key else None,
             target=f"mcp_server:{server or '-'}", action=f"tools/call:{tool}", outcome=outcome,

@@ -56,7 +56,7 @@ from broker.kernel.quota.errors import LimiterUnavailable, QuotaExceeded
 from broker.kernel.quota.models import QuotaRequest
 from broker.kernel.quota.subjects import subjects_for
 from broker.mcp.access import AccessPolicy
-from broker.mcp.calls import CallTimeline, trace_id_of
+from broker.mcp.calls import CallTimeline, request_context_of
 from broker.mcp.catalog import CatalogView, namespaced, page
 from broker.mcp.client_sessions import ClientUpstreams, SessionBudget, can_be_asked
 from broker.mcp.consent import LinkConsent, can_elicit_url
@@ -564,8 +564,8 @@ class McpBroker:
             raise
         finally:
             timeline.finish(outcome, code)
-            event = timeline.audit_event(principal, trace_id_of(ctx.request), server, shown, params.arguments,
-                                         outcome, code, account)
+            event = timeline.audit_event(principal, request_context_of(ctx.request, params.meta), server, shown,
+                                         params.arguments, outcome, code, account)
             with anyio.CancelScope(shield=True):  # a cancelled call is audited too
                 await self._audit.record(event)
 

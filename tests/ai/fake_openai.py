@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.ai.fake_state import INPUT_TOKENS, OUTPUT_TOKENS, TEXT, abandoned, failing_calls, received
+from tests.ai.fake_state import INPUT_TOKENS, OUTPUT_TOKENS, TEXT, abandoned, failing_calls, received, traceparents
 
 KEY = "sk-fake"
 AZURE_KEY = "az-fake"
@@ -51,6 +51,7 @@ def _unauthorized(request: Request) -> Response | None:
 async def completions(request: Request) -> Response:
     if (refused := _unauthorized(request)) is not None:
         return refused
+    traceparents.append(request.headers.get("traceparent", ""))
     return await _answer(await request.json())
 
 

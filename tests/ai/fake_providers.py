@@ -16,11 +16,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.ai import fake_anthropic, fake_bedrock, fake_gemini, fake_openai
-from tests.ai.fake_state import abandoned, failing_calls, received
+from tests.ai.fake_state import abandoned, failing_calls, received, traceparents
 
 
 async def record(request: Request) -> JSONResponse:
-    return JSONResponse({"received": received, "abandoned": abandoned, "failing_calls": len(failing_calls)})
+    return JSONResponse({"received": received, "abandoned": abandoned, "failing_calls": len(failing_calls),
+                         "traceparents": traceparents})
 
 
 app = Starlette(routes=[*fake_openai.routes, *fake_anthropic.routes, *fake_gemini.routes, *fake_bedrock.routes,

@@ -329,3 +329,51 @@ async def test_metrics_count_tokens_cost_ttft_quota_refusals_and_circuit_states(
     assert grew("quota_rejections_total", surface="ai") >= 1
     assert after[("warden_ai_provider_circuit_state", (("provider", "dead"),))] == 2  # open
     assert after[("warden_ai_provider_circuit_state", (("provider", "fake"),))] == 0  # closed
+
+
+async def test_the_trace_and_request_id_are_kept_propagated_and_audited(warden: WardenProcess, provider: str) -> None:
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = {"traceparent": f"00-{trace}-00f067aa0ba902b7-01", "x-request-id": "run-42/turn-1",
+               "user-agent": "agent-under-test/1.0"}
+    async with openai.AsyncOpenAI(base_url=warden.gateway + "/v1", api_key=KEY, max_retries=0,
+                                  default_headers=headers) as sdk:
+        raw = await sdk.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    assert raw.headers["x-request-id"] == "run-42/turn-1"
+    sent = recorded(provider)["traceparents"][-1]
+    assert sent.startswith(f"00-{trace}-") and sent != headers["traceparent"]  # same trace, Warden's own span
+    async with httpx.AsyncClient() as plain:
+        unnamed = await plain.post(warden.gateway + "/v1/chat/completions", headers={
+            "authorization": f"Bearer {KEY}"}, json={"model": "gpt-4o-mini", "messages": [{"role": "user",
+                                                                                            "content": "x"}]})
+    assert len(unnamed.headers["x-request-id"]) >= 16  # one is made up when the client sent none
+
+    async def traced() -> list[dict[str, Any]]:
+        with sqlite3.connect(Path(warden.env["WARDEN_SERVER_DATA_DIR"]) / "warden.db") as db:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute("SELECT * FROM audit_events WHERE trace_id = ?", (trace,))]
+
+    async def one_event() -> bool:
+        return len(await traced()) == 1
+
+    assert await eventually(one_event)
+    event = (await traced())[0]
+    assert (event["request_id"], event["client_ip"], event["user_agent"]) == (
+        "run-42/turn-1", "127.0.0.1", "agent-under-test/1.0")
+    assert json.loads(event["detail"])["requested_model"] == "gpt-4o-mini"
+
+
+async def test_requests_with_an_unknown_key_are_refused_and_audited(warden: WardenProcess) -> None:
+    async with httpx.AsyncClient() as plain:
+        answer = await plain.post(warden.gateway + "/v1/chat/completions",
+                                  headers={"authorization": "Bearer wdn_" + "u" * 43, "x-request-id": "who-is-this"},
+                                  json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+    assert answer.status_code == 401
+
+    async def refused() -> bool:
+        with sqlite3.connect(Path(warden.env["WARDEN_SERVER_DATA_DIR"]) / "warden.db") as db:
+            rows = db.execute("SELECT outcome, error_code, user_id, api_key_id FROM audit_events"
+                              " WHERE request_id = 'who-is-this'").fetchall()
+        return rows == [("refused", 401, None, None)]
+
+    assert await eventually(refused)

@@ -271,6 +271,26 @@ async def test_completion_is_forwarded_for_prompts(warden: WardenProcess) -> Non
     assert result.completion.values == ["python", "perl"]
 
 
+async def test_a_call_s_meta_traceparent_joins_its_trace_and_the_request_id_is_echoed(warden: WardenProcess) -> None:
+    trace = "5bf92f3577b34da6a3ce929d0e0e4737"
+    async with mcp_client(url(warden), SECRET, {"x-request-id": "agent-run-7", "user-agent": "agent/2"}) as session:
+        await session.call_tool("demo__countdown", {"steps": 1},
+                                meta={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"})  # type: ignore[typeddict-unknown-key]
+    async with httpx.AsyncClient(base_url=warden.console, headers={"authorization": f"Bearer {OPS}"}) as ops:
+        async def traced() -> list[dict[str, Any]]:
+            return [c for c in (await ops.get("/api/mcp/calls")).json()["items"] if c["trace_id"] == trace]
+
+        async def found() -> bool:
+            return len(await traced()) == 1
+
+        assert await eventually(found)
+        call = (await traced())[0]
+    assert (call["request_id"], call["client_ip"], call["user_agent"]) == ("agent-run-7", "127.0.0.1", "agent/2")
+    async with httpx.AsyncClient() as plain:
+        answer = await plain.post(url(warden), headers={"x-request-id": "echo-me"}, json={})
+    assert answer.headers["x-request-id"] == "echo-me"
+
+
 async def test_every_call_is_audited_with_its_timeline(warden: WardenProcess) -> None:
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     async with mcp_client(url(warden), SECRET, {"traceparent": traceparent}) as session:

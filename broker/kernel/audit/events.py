@@ -33,3 +33,6 @@ class AuditEvent:
     error_code: int | None
     duration_ms: float
     detail: dict[str, Any] = field(default_factory=dict)
+    request_id: str | None = None  # the client's x-request-id, or the one Warden gave the request
+    client_ip: str | None = None
+    user_agent: str | None = None

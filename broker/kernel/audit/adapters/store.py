@@ -93,10 +93,11 @@ class StoreAuditSink:
         async with self._db.transaction() as tx:
             await tx.execute_many(
                 "INSERT INTO audit_events (id, at, trace_id, surface, user_id, team_id, api_key_id,"
-                " target, action, outcome, error_code, duration_ms, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                " target, action, outcome, error_code, duration_ms, detail, request_id, client_ip, user_agent)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 [(e.id, e.at, e.trace_id, e.surface, e.user_id, e.team_id, e.api_key_id, e.target, e.action,
-                  e.outcome, e.error_code, e.duration_ms, orjson.dumps(e.detail).decode()) for e in batch],
+                  e.outcome, e.error_code, e.duration_ms, orjson.dumps(e.detail).decode(), e.request_id,
+                  e.client_ip, e.user_agent) for e in batch],
             )
 
 

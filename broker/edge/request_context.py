@@ -1,0 +1,92 @@
+"""Who is asking and which trace a request belongs to, worked out once per gateway request.
+
+The trace id comes from the client's W3C ``traceparent`` when it sent a valid one, so an agent's LLM turns
+(``/v1``) and tool calls (``/mcp``) carry the same trace id into the audit trail; otherwise a new one is drawn.
+The ``x-request-id`` the client sent (or a new one) is echoed on the response and recorded with the audit event.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from broker.kernel.audit.events import event_id
+
+SCOPE_KEY = "warden.request"
+_TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+_REQUEST_ID = re.compile(rb"^[\x21-\x7e]{1,128}$")  # visible ASCII, as a header value and a log field
+_USER_AGENT_LIMIT = 512
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    trace_id: str
+    request_id: str
+    client_ip: str | None
+    user_agent: str | None
+
+    def traceparent(self) -> str:
+        """A ``traceparent`` for a request Warden makes on this one's behalf: same trace, a new span."""
+        return f"00-{self.trace_id}-{secrets.token_hex(8)}-01"
+
+
+def context_of(scope: Scope) -> RequestContext:
+    """The request's context (worked out here if no middleware did, e.g. behind another ASGI app in tests)."""
+    context = scope.get(SCOPE_KEY)
+    if context is None:
+        context = scope[SCOPE_KEY] = _read(scope)
+    return context
+
+
+def trace_id_from(traceparent: Any) -> str | None:
+    """The trace id of a valid W3C ``traceparent`` value (str or bytes), else None."""
+    if isinstance(traceparent, str):
+        traceparent = traceparent.encode("latin-1", "replace")
+    if not isinstance(traceparent, bytes):
+        return None
+    match = _TRACEPARENT.match(traceparent.strip().lower())
+    if match is None or match.group(1) == b"0" * 32 or match.group(2) == b"0" * 16:
+        return None
+    return match.group(1).decode()
+
+
+def _read(scope: Scope) -> RequestContext:
+    traceparent = request_id = user_agent = None
+    for name, value in scope.get("headers", ()):
+        if name == b"traceparent":
+            traceparent = value
+        elif name == b"x-request-id":
+            request_id = value
+        elif name == b"user-agent":
+            user_agent = value
+    client = scope.get("client")
+    return RequestContext(
+        trace_id_from(traceparent) or event_id(),
+        request_id.decode() if request_id is not None and _REQUEST_ID.match(request_id) else event_id(),
+        client[0] if client else None,
+        user_agent[:_USER_AGENT_LIMIT].decode("latin-1") if user_agent else None,
+    )
+
+
+class RequestContexts:
+    """ASGI middleware: puts each HTTP request's context in its scope and echoes ``x-request-id``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        context = scope[SCOPE_KEY] = _read(scope)
+
+        async def with_request_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", context.request_id.encode())]
+            await send(message)
+
+        await self._app(scope, receive, with_request_id)
