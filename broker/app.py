@@ -31,6 +31,7 @@ from broker.edge.health import Check, HealthChecks
 from broker.edge.metrics import HttpMetrics
 from broker.gateway import build_gateway
 from broker.kernel.audit.adapters.store import AuditQuery, StoreAuditSink
+from broker.kernel.audit.spool import AuditSpool, SpoolInUse, SpoolMetrics
 from broker.kernel.bus.memory import LocalBroadcast
 from broker.kernel.bus.ports import Broadcast, Message
 from broker.kernel.bus.redis import RedisBroadcast
@@ -169,7 +170,12 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         quota_rules = QuotaRuleStore(db, clock)
         await reconcile_quota_rules(identity, quota_rules, config.quotas.rules)
         webhooks = WebhookSender([WebhookTarget(w.url, w.secret) for w in config.quotas.webhooks])
-        audit = StoreAuditSink(db)
+        try:
+            spool = AuditSpool(config.server.data_dir / "audit-spool", config.audit.spool_max_bytes)
+        except SpoolInUse as exc:
+            raise StartupError(str(exc)) from exc
+        registry.register(SpoolMetrics(spool))
+        audit = StoreAuditSink(db, spool)
         counters: CounterStore = MemoryCounters()
         if counters_redis is not None:
             counters = await _prepared_redis_counters(counters_redis, config)
@@ -188,6 +194,7 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         finally:
             webhooks.close()
             kernel.audit.close()
+            spool.close()
         with anyio.CancelScope(shield=True):
             await identity.keys.flush_last_used()
     finally:

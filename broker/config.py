@@ -323,6 +323,11 @@ class ApiKeyImport(_Section):
     pinned_accounts: dict[str, str] = Field(default_factory=dict)
 
 
+class AuditConfig(_Section):
+    # Unwritten audit events the spool may hold (the database down for a while); then requests wait for room.
+    spool_max_bytes: int = Field(1 << 30, ge=1 << 20, le=1 << 40)
+
+
 class WardenConfig(_Section):
     """The whole validated configuration."""
 
@@ -333,6 +338,7 @@ class WardenConfig(_Section):
     keys: ApiKeysConfig = ApiKeysConfig()
     quotas: QuotasConfig = QuotasConfig()
     mcp: McpConfig = McpConfig()
+    audit: AuditConfig = AuditConfig()
     providers: tuple[ProviderConfig, ...] = ()
     models: tuple[ModelConfig, ...] = ()
     mcp_servers: tuple[McpServerConfig, ...] = ()

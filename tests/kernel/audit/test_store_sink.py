@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import anyio
 
 from broker.app import Kernel
 from broker.kernel.audit.adapters.store import AuditQuery, StoreAuditSink
 from broker.kernel.audit.events import AuditEvent
+from broker.kernel.audit.spool import AuditSpool
+from tests.conftest import eventually
 
 
 def event(target: str = "mcp_server:demo") -> AuditEvent:
@@ -14,12 +17,13 @@ def event(target: str = "mcp_server:demo") -> AuditEvent:
                       "ok", None, 1.5, {"timeline": [{"t_ms": 0, "event": "start"}]})
 
 
-async def test_every_queued_event_is_written_before_the_writer_returns(kernel: Kernel) -> None:
-    sink = StoreAuditSink(kernel.db, queue_size=10)
+async def test_every_queued_event_is_written_before_the_writer_returns(kernel: Kernel, tmp_path: Path) -> None:
+    sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "small-spool", 1 << 20))
     events = [event() for _ in range(500)]
+    events[0].detail["padding"] = "x" * (1 << 20)  # fills the spool at once: record waits instead of dropping
     async with anyio.create_task_group() as group:
         group.start_soon(sink.run)
-        for item in events:  # more than the queue holds: record waits instead of dropping
+        for item in events:
             await sink.record(item)
         sink.close()
         with anyio.fail_after(10):
@@ -29,8 +33,8 @@ async def test_every_queued_event_is_written_before_the_writer_returns(kernel: K
     assert stored[0]["detail"]["timeline"][0]["event"] == "start"
 
 
-async def test_replaying_an_event_does_not_duplicate_it(kernel: Kernel) -> None:
-    sink = StoreAuditSink(kernel.db)
+async def test_replaying_an_event_does_not_duplicate_it(kernel: Kernel, tmp_path: Path) -> None:
+    sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30))
     item = event()
     async with anyio.create_task_group() as group:
         group.start_soon(sink.run)
@@ -43,8 +47,9 @@ async def test_replaying_an_event_does_not_duplicate_it(kernel: Kernel) -> None:
     assert (await AuditQuery(kernel.db).get(item.id)) is not None
 
 
-async def test_events_recorded_and_closed_before_the_writer_starts_are_still_written(kernel: Kernel) -> None:
-    sink = StoreAuditSink(kernel.db)
+async def test_events_recorded_and_closed_before_the_writer_starts_are_still_written(
+        kernel: Kernel, tmp_path: Path) -> None:
+    sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30))
     item = event()
     await sink.record(item)  # the writer has not run yet: the event waits in the queue
     sink.close()
@@ -54,9 +59,35 @@ async def test_events_recorded_and_closed_before_the_writer_starts_are_still_wri
     assert (await AuditQuery(kernel.db).get(item.id)) is not None
 
 
-async def test_a_writer_started_after_an_empty_sink_was_closed_returns_at_once(kernel: Kernel) -> None:
-    sink = StoreAuditSink(kernel.db)
+async def test_a_writer_started_after_an_empty_sink_was_closed_returns_at_once(kernel: Kernel, tmp_path: Path) -> None:
+    sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30))
     sink.close()
     with anyio.fail_after(5):
         await sink.run()
     assert sink.drained.is_set()
+
+
+async def test_events_a_killed_process_left_in_the_spool_are_written_once_at_the_next_start(
+        kernel: Kernel, tmp_path: Path) -> None:
+    spool = AuditSpool(tmp_path / "spool", 1 << 30)
+    first = StoreAuditSink(kernel.db, spool)
+    written, unwritten = event(), [event() for _ in range(3)]
+    async with anyio.create_task_group() as group:
+        group.start_soon(first.run)
+        await first.record(written)
+
+        async def stored() -> bool:
+            return (await AuditQuery(kernel.db).get(written.id)) is not None
+
+        assert await eventually(stored, within=10)
+        group.cancel_scope.cancel()  # the writer dies with the process...
+    for item in unwritten:  # ...and these were recorded (requests answered) but never reached the database
+        spool.append(item)
+    spool.close()
+
+    again = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30))
+    again.close()
+    with anyio.fail_after(10):
+        await again.run()  # replays what the spool holds past its acknowledged position
+    stored_ids = [e["id"] for e in await AuditQuery(kernel.db).recent("mcp", 100)]
+    assert sorted(stored_ids) == sorted([written.id, *(e.id for e in unwritten)])

@@ -1,8 +1,12 @@
-"""Audit events written to the database in batches by one writer task, off the request path (an event is
-stored within about 50 ms of being recorded).
+"""Audit events spooled, then written to the database in batches by one writer task, off the request path (an
+event is stored within about 50 ms of being recorded while the database answers).
 
-``record`` puts the event on a bounded queue; when the writer falls behind, ``record`` waits (back
-pressure) rather than dropping. ``run`` drains what is queued before it returns on shutdown.
+``record`` appends the event to the spool (``broker/kernel/audit/spool.py``) before it returns, so the event
+survives the process being killed; the writer reads the spool from the last acknowledged position, makes the
+batch durable (fsync), inserts it (ids already stored are skipped, so a replay never duplicates) and only then
+acknowledges it. While the database is down the writer retries and the spool grows; when it holds its maximum,
+``record`` waits for room (back pressure), it never drops an event. ``run`` drains the spool before it returns
+on shutdown, and starts by replaying what an earlier process left unacknowledged.
 """
 
 from __future__ import annotations
@@ -13,71 +17,80 @@ from typing import Any
 
 import anyio
 import orjson
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from broker.kernel.audit.events import AuditEvent
+from broker.kernel.audit.spool import AuditSpool, SpoolFull
 from broker.kernel.store.ports import Database, Row
 
 log = logging.getLogger(__name__)
 BATCH = 200
 LINGER = 0.05  # seconds an event may wait for others to share its transaction
+_COLUMNS = ("id", "at", "trace_id", "surface", "user_id", "team_id", "api_key_id", "target", "action", "outcome",
+            "error_code", "duration_ms", "detail", "request_id", "client_ip", "user_agent")
 
 
 class StoreAuditSink:
-    """The embedded default sink."""
+    """The embedded default sink (SQLite or PostgreSQL, whichever is the store)."""
 
-    def __init__(self, db: Database, queue_size: int = 10_000) -> None:
+    def __init__(self, db: Database, spool: AuditSpool) -> None:
         self._db = db
-        sender, receiver = anyio.create_memory_object_stream[AuditEvent](queue_size)
-        self._sender: MemoryObjectSendStream[AuditEvent] = sender
-        self._receiver: MemoryObjectReceiveStream[AuditEvent] = receiver
-        self.drained = anyio.Event()  # set when ``run`` has written everything queued before ``close``
-        self._running = False
+        self._spool = spool
+        self._closed = False
+        self._appended: anyio.Event | None = None  # set when an event arrives while the writer waits for one
+        self.drained = anyio.Event()  # set when ``run`` has written everything recorded before ``close``
 
     async def record(self, event: AuditEvent) -> None:
-        try:
-            # Not ``send``: it yields to the event loop first, one more loop pass on every request's path.
-            self._sender.send_nowait(event)
-        except anyio.WouldBlock:
-            await self._sender.send(event)
+        if self._closed:
+            raise anyio.ClosedResourceError("the audit sink is closed")
+        while True:
+            try:
+                self._spool.append(event)
+                break
+            except SpoolFull as exc:
+                log.warning("audit: %s; requests wait until the database takes events again", exc)
+                await self._spool.wait_for_room()
+        if self._appended is not None:
+            self._appended.set()
 
     def close(self) -> None:
-        """No more events; a running ``run`` writes what is queued and returns (idempotent)."""
-        self._sender.close()
-        if not self._running and not self._receiver.statistics().current_buffer_used:
-            self._receiver.close()  # no writer has started and nothing waits to be written: none is needed
-            self.drained.set()
+        """No more events; a running ``run`` writes what the spool holds and returns (idempotent)."""
+        self._closed = True
+        if self._appended is not None:
+            self._appended.set()
 
     async def run(self) -> None:
-        if self.drained.is_set():
-            return  # closed before it started, with nothing queued
-        self._running = True
-        async with self._receiver:
-            while True:
-                try:
-                    first = await self._receiver.receive()
-                except anyio.EndOfStream:
+        position = self._spool.acked
+        if self._spool.position > position:
+            log.warning("audit: replaying %d spooled bytes an earlier run left unwritten",
+                        self._spool.position - position)
+        full_batch = False
+        while True:
+            if self._spool.position == position:
+                if self._closed:
                     self.drained.set()
                     return
-                batch = [first]
-                if self._receiver.statistics().current_buffer_used < BATCH:
-                    # Let what arrives shortly after share the transaction: a transaction per few events costs
-                    # the database thread and the event loop far more than a short delay before they are stored.
-                    await anyio.sleep(LINGER)
-                while len(batch) < BATCH:
-                    try:
-                        batch.append(self._receiver.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                await self._write(batch)
+                self._appended = anyio.Event()
+                await self._appended.wait()
+                self._appended = None
+                continue
+            if not (full_batch or self._closed):
+                # Let what arrives shortly after share the transaction: a transaction per few events costs
+                # the database thread and the event loop far more than a short delay before they are stored.
+                await anyio.sleep(LINGER)
+            events, after = self._spool.read(position, BATCH)
+            full_batch = len(events) == BATCH
+            await self._write(events)
+            self._spool.ack(after)
+            position = after
 
-    async def _write(self, batch: list[AuditEvent]) -> None:
-        """Retry until written; meanwhile the queue fills and ``record`` makes requests wait."""
+    async def _write(self, batch: list[dict[str, Any]]) -> None:
+        """Retry until written; meanwhile the spool grows and, once full, ``record`` makes requests wait."""
         attempt = 0
         while True:
             attempt += 1
             try:
                 with anyio.CancelScope(shield=True):  # a started transaction finishes even during shutdown
+                    await self._spool.sync()
                     await self._insert(batch)
                 return
             except Exception as exc:
@@ -85,19 +98,17 @@ class StoreAuditSink:
             try:
                 await anyio.sleep(min(0.2 * 2**attempt, 5))
             except anyio.get_cancelled_exc_class():
-                log.critical("audit: shutting down with %d event(s) unwritten (the database is failing)",
-                             len(batch))
+                log.critical("audit: shutting down with %d event(s) unwritten; they stay in the spool and are"
+                             " written when Warden starts again", len(batch))
                 raise
 
-    async def _insert(self, batch: list[AuditEvent]) -> None:
+    async def _insert(self, batch: list[dict[str, Any]]) -> None:
         async with self._db.transaction() as tx:
             await tx.execute_many(
-                "INSERT INTO audit_events (id, at, trace_id, surface, user_id, team_id, api_key_id,"
-                " target, action, outcome, error_code, duration_ms, detail, request_id, client_ip, user_agent)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                [(e.id, e.at, e.trace_id, e.surface, e.user_id, e.team_id, e.api_key_id, e.target, e.action,
-                  e.outcome, e.error_code, e.duration_ms, orjson.dumps(e.detail).decode(), e.request_id,
-                  e.client_ip, e.user_agent) for e in batch],
+                f"INSERT INTO audit_events ({', '.join(_COLUMNS)})"
+                f" VALUES ({', '.join('?' * len(_COLUMNS))}) ON CONFLICT (id) DO NOTHING",
+                [tuple(orjson.dumps(e["detail"]).decode() if c == "detail" else e.get(c) for c in _COLUMNS)
+                 for e in batch],
             )
 
 

@@ -1,0 +1,238 @@
+"""The audit spool: every audit event is appended to a local file before the request it describes is answered,
+and leaves the spool only once a sink has confirmed it.
+
+Appending is one ``write`` to a file opened for appending, so an event survives the process being killed
+(``kill -9``) the moment ``append`` returns; ``sync`` (fsync, in a worker thread) makes it survive the machine
+too, and the writer calls it for each batch before handing the batch on. After a restart the events past the
+acknowledged position are read again and handed on again; sinks ignore an id they already hold.
+
+Layout, in ``<data_dir>/audit-spool``: segment files named after the spool-wide byte position they start at
+(``00000000000000000000.spool``), each a run of records — 4-byte little-endian length, 4-byte CRC-32 of the
+payload, the payload (the event as JSON) — and ``acked``, the position up to which a sink confirmed. A record cut
+short by a crash is found by its length or CRC when the spool is opened and cut off; nothing after it was
+acknowledged to anyone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+import struct
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from broker.kernel.audit.events import AuditEvent
+
+SEGMENT_BYTES = 8 * 1024 * 1024  # a new segment starts past this; acknowledged segments are deleted whole
+_HEADER = struct.Struct("<II")
+_SUFFIX = ".spool"
+
+
+class SpoolFull(Exception):
+    """The spool holds its maximum of unacknowledged bytes (the sink has been failing for a while)."""
+
+
+class SpoolInUse(Exception):
+    """Another process holds this spool (two instances must not share a data directory)."""
+
+
+class AuditSpool:
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self._directory = directory
+        self._max_bytes = max_bytes
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # events hold who did what: owner only
+        self._lock = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel if the process dies
+        except BlockingIOError:
+            os.close(self._lock)
+            raise SpoolInUse(f"another Warden process is using the audit spool in {directory}; give each"
+                             " instance its own server.data_dir") from None
+        acked = self._read_acked()
+        self._delete_below(self._segments(), acked)
+        segments = self._segments()
+        if not segments:
+            segments = [acked]
+            (directory / _name(acked)).touch(mode=0o600)
+        self._segment_start = segments[-1]
+        self._position = self._segment_start + _valid_length(directory / _name(self._segment_start))
+        os.truncate(directory / _name(self._segment_start), self._position - self._segment_start)
+        self._acked = min(max(acked, segments[0]), self._position)
+        self._fd = os.open(directory / _name(self._segment_start), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._room: anyio.Event | None = None  # set when an acknowledgement makes room in a full spool
+        self._retired: list[int] = []  # finished segments' descriptors, closed once ``sync`` made them durable
+
+    # -- writing (on the event loop: one write to the page cache) ---------------------------------------------
+
+    @property
+    def position(self) -> int:
+        """Where the next event will be appended (spool-wide bytes)."""
+        return self._position
+
+    @property
+    def acked(self) -> int:
+        return self._acked
+
+    @property
+    def unacked_bytes(self) -> int:
+        return self._position - self._acked
+
+    def full(self) -> bool:
+        return self.unacked_bytes >= self._max_bytes
+
+    def append(self, event: AuditEvent) -> None:
+        """Append one event, or raise SpoolFull."""
+        if self.full():
+            raise SpoolFull(f"the audit spool holds {self.unacked_bytes} unacknowledged bytes")
+        payload = orjson.dumps(event)  # orjson writes dataclasses itself, without asdict's deep copy
+        record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        if self._position - self._segment_start + len(record) > SEGMENT_BYTES and \
+                self._position > self._segment_start:
+            self._rotate()
+        written = os.write(self._fd, record)
+        if written != len(record):  # a full disk: undo the partial record rather than leave it in the middle
+            os.ftruncate(self._fd, self._position - self._segment_start)
+            raise OSError(f"audit spool: wrote {written} of {len(record)} bytes")
+        self._position += len(record)
+
+    async def wait_for_room(self) -> None:
+        while self.full():
+            if self._room is None:
+                self._room = anyio.Event()
+            await self._room.wait()
+
+    async def sync(self) -> None:
+        """Make what was appended so far durable on disk (fsync in a worker thread, off the event loop)."""
+        retired, self._retired = self._retired, []
+        descriptors = [*retired, self._fd]
+
+        def fsync_all() -> None:
+            for descriptor in descriptors:
+                os.fsync(descriptor)
+
+        try:
+            await anyio.to_thread.run_sync(fsync_all)
+        except BaseException:
+            self._retired = [*retired, *self._retired]  # synced again by the next attempt
+            raise
+        for descriptor in retired:
+            os.close(descriptor)
+
+    def close(self) -> None:
+        for descriptor in (*self._retired, self._fd, self._lock):
+            os.close(descriptor)
+        self._retired = []
+
+    def _rotate(self) -> None:
+        self._retired.append(self._fd)  # made durable by the writer's next ``sync``, not here on the loop
+        self._segment_start = self._position
+        self._fd = os.open(self._directory / _name(self._segment_start),
+                           os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    # -- reading and acknowledging (the writer task) ------------------------------------------------------------
+
+    def read(self, start: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Up to ``limit`` events from ``start`` (a record boundary), and the position after the last one."""
+        events: list[dict[str, Any]] = []
+        position = start
+        segments = self._segments()
+        while len(events) < limit and position < self._position:
+            segment = self._segment_of(segments, position)
+            later = [s for s in segments if s > segment]
+            end = later[0] if later else self._position  # segments are contiguous: one ends where the next starts
+            with (self._directory / _name(segment)).open("rb") as file:
+                file.seek(position - segment)
+                while len(events) < limit and position < end:
+                    header = file.read(_HEADER.size)
+                    length, crc = _HEADER.unpack(header) if len(header) == _HEADER.size else (0, 0)
+                    payload = file.read(length)
+                    if not length or len(payload) < length or zlib.crc32(payload) != crc:
+                        raise ValueError(f"audit spool: no whole record at {position} in {_name(segment)}")
+                    events.append(orjson.loads(payload))
+                    position += _HEADER.size + length
+        return events, position
+
+    def oldest_unacked_at(self) -> float | None:
+        """When the oldest event not yet acknowledged was recorded (None when every event was)."""
+        if self._position == self._acked:
+            return None
+        events, _ = self.read(self._acked, 1)
+        return float(events[0]["at"]) if events else None
+
+    def ack(self, position: int) -> None:
+        """A sink holds everything before ``position``: remember it, delete segments wholly before it."""
+        if position <= self._acked:
+            return
+        self._acked = position
+        temporary = self._directory / "acked.tmp"
+        temporary.write_text(str(position))
+        os.replace(temporary, self._directory / "acked")
+        self._delete_below(self._segments(), position)
+        if self._room is not None and not self.full():
+            self._room.set()
+            self._room = None
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+
+    def _segments(self) -> list[int]:
+        return sorted(int(p.name.removesuffix(_SUFFIX)) for p in self._directory.glob("*" + _SUFFIX))
+
+    @staticmethod
+    def _segment_of(segments: list[int], position: int) -> int:
+        return max((s for s in segments if s <= position), default=segments[0])
+
+    def _delete_below(self, segments: list[int], position: int) -> None:
+        """Delete the segments that end at or before ``position`` (never the last one, still appended to)."""
+        for start, following in itertools.pairwise(segments):
+            if following <= position:
+                (self._directory / _name(start)).unlink(missing_ok=True)
+
+    def _read_acked(self) -> int:
+        try:
+            return int((self._directory / "acked").read_text().strip() or 0)
+        except FileNotFoundError:
+            segments = self._segments()
+            return segments[0] if segments else 0
+
+
+def _name(start: int) -> str:
+    return f"{start:020d}{_SUFFIX}"
+
+
+def _valid_length(path: Path) -> int:
+    """The length of the run of whole, CRC-valid records at the start of a segment."""
+    valid = 0
+    with path.open("rb") as file:
+        while True:
+            header = file.read(_HEADER.size)
+            if len(header) < _HEADER.size:
+                return valid
+            length, crc = _HEADER.unpack(header)
+            payload = file.read(length)
+            if len(payload) < length or zlib.crc32(payload) != crc:
+                return valid
+            valid += _HEADER.size + length
+
+
+class SpoolMetrics(Collector):
+    """``warden_audit_spool_bytes``: recorded events not yet confirmed by the sink (read when scraped)."""
+
+    def __init__(self, spool: AuditSpool) -> None:
+        self._spool = spool
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily("warden_audit_spool_bytes", "Audit events spooled but not yet confirmed by the"
+                                " audit sink, in bytes", value=self._spool.unacked_bytes)
+        oldest = self._spool.oldest_unacked_at()
+        yield GaugeMetricFamily("warden_audit_spool_oldest_age_seconds", "Age of the oldest audit event not yet"
+                                " confirmed by the audit sink (0 when there is none)",
+                                value=max(0.0, time.time() - oldest) if oldest is not None else 0.0)
