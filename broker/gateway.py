@@ -46,4 +46,5 @@ def build_gateway(health: HealthChecks, metrics: HttpMetrics, models: ModelList,
         middleware=[Middleware(MetricsMiddleware, metrics=metrics, listener="gateway")],
         exception_handlers=EXCEPTION_HANDLERS,
     )
-    return RequestContexts(HotPaths(app, completions, metrics, "gateway"))
+    # The hot paths work out the request context (and echo x-request-id) themselves, with one send wrapper.
+    return HotPaths(RequestContexts(app), completions, metrics, "gateway")

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.edge.errors import EXCEPTION_HANDLERS
 from broker.edge.metrics import HttpMetrics, StatusNotingSend
+from broker.edge.request_context import context_of
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -38,7 +39,7 @@ class HotPaths:
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
-        noted = StatusNotingSend(send)
+        noted = StatusNotingSend(send, [(b"x-request-id", context_of(scope).request_id.encode())])
         request = Request(scope, receive)
         try:
             try:

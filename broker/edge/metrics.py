@@ -44,15 +44,19 @@ class HttpMetrics:
 
 
 class StatusNotingSend:
-    """An ASGI ``send`` that passes every message on and notes the response's status (500 until one starts)."""
+    """An ASGI ``send`` that passes every message on and notes the response's status (500 until one starts),
+    adding ``extra_headers`` to the response's (one wrapper where a route needs both)."""
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self._send = send
+        self._extra_headers = extra_headers
         self.status = 500
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.status = message["status"]
+            if self._extra_headers:
+                message["headers"] = [*message.get("headers", ()), *self._extra_headers]
         await self._send(message)
 
 

@@ -7,8 +7,8 @@ The ``x-request-id`` the client sent (or a new one) is echoed on the response an
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +30,9 @@ class RequestContext:
     user_agent: str | None
 
     def traceparent(self) -> str:
-        """A ``traceparent`` for a request Warden makes on this one's behalf: same trace, a new span."""
-        return f"00-{self.trace_id}-{secrets.token_hex(8)}-01"
+        """A ``traceparent`` for a request Warden makes on this one's behalf: same trace, a new span (its id
+        needs to be unique, not secret: drawn without the system call ``secrets`` makes)."""
+        return f"00-{self.trace_id}-{random.getrandbits(64) | 1:016x}-01"
 
 
 def context_of(scope: Scope) -> RequestContext:

@@ -107,7 +107,9 @@ class StoreAuditSink:
             await tx.execute_many(
                 f"INSERT INTO audit_events ({', '.join(_COLUMNS)})"
                 f" VALUES ({', '.join('?' * len(_COLUMNS))}) ON CONFLICT (id) DO NOTHING",
-                [tuple(orjson.dumps(e["detail"]).decode() if c == "detail" else e.get(c) for c in _COLUMNS)
+                [(e["id"], e["at"], e["trace_id"], e["surface"], e["user_id"], e["team_id"], e["api_key_id"],
+                  e["target"], e["action"], e["outcome"], e["error_code"], e["duration_ms"],
+                  orjson.dumps(e["detail"]).decode(), e.get("request_id"), e.get("client_ip"), e.get("user_agent"))
                  for e in batch],
             )
 
