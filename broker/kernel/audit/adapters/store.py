@@ -40,8 +40,7 @@ class StoreAuditSink:
         self.drained = anyio.Event()  # set when ``run`` has written everything recorded before ``close``
 
     async def record(self, event: AuditEvent) -> None:
-        if self._closed:
-            raise anyio.ClosedResourceError("the audit sink is closed")
+        # Even after ``close`` (a stream cancelled at shutdown): the spool keeps it for the next start.
         while True:
             try:
                 self._spool.append(event)
@@ -53,7 +52,8 @@ class StoreAuditSink:
             self._appended.set()
 
     def close(self) -> None:
-        """No more events; a running ``run`` writes what the spool holds and returns (idempotent)."""
+        """A running ``run`` writes what the spool holds and returns (idempotent); events recorded later stay
+        in the spool until the next start."""
         self._closed = True
         if self._appended is not None:
             self._appended.set()
