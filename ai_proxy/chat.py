@@ -189,6 +189,7 @@ class ChatCompletions:
         try:
             call.principal = await self._identity.principal_for_key(presented_key(request, allow_x_api_key=True),
                                                                     "ai")
+            self._audit.admit()
         except WardenError as exc:
             raise from_warden(exc) from exc
         raw = await request.body()
@@ -219,7 +220,8 @@ class ChatCompletions:
     async def _refuse(self, call: _Call, error: ProxyError) -> Response:
         refused = error.status in (401, 403, 404, 413, 429) or error.code == "model_disabled"
         call.status, call.outcome = error.status, "refused" if refused else "error"
-        await self._finish(call)  # refusals too, unauthenticated ones included (no user, no key)
+        if error.code != "audit_unavailable":  # that refusal's event could not be kept: counted instead
+            await self._finish(call)  # refusals too, unauthenticated ones included (no user, no key)
         return call.surface.error(error)
 
     @staticmethod

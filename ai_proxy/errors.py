@@ -56,4 +56,4 @@ def from_warden(exc: WardenError) -> ProxyError:
     if isinstance(exc, InvalidInput):
         field = exc.fields[0].field if exc.fields else None
         return ProxyError(400, "invalid_request_error", exc.message, param=field)
-    return ProxyError(exc.status, "api_error", exc.message, code=exc.code)
+    return ProxyError(exc.status, "api_error", exc.message, code=exc.code, retry_after=exc.retry_after)

@@ -175,7 +175,7 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         except SpoolInUse as exc:
             raise StartupError(str(exc)) from exc
         registry.register(SpoolMetrics(spool))
-        audit = StoreAuditSink(db, spool)
+        audit = StoreAuditSink(db, spool, config.audit.when_full == "refuse", registry)
         counters: CounterStore = MemoryCounters()
         if counters_redis is not None:
             counters = await _prepared_redis_counters(counters_redis, config)

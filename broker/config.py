@@ -326,6 +326,9 @@ class ApiKeyImport(_Section):
 class AuditConfig(_Section):
     # Unwritten audit events the spool may hold (the database down for a while); then requests wait for room.
     spool_max_bytes: int = Field(1 << 30, ge=1 << 20, le=1 << 40)
+    # When the spool is full: "block" (requests wait for room) or "refuse" (new requests get 503
+    # audit_unavailable: audit is mandatory). Either way no event is dropped.
+    when_full: Literal["block", "refuse"] = "block"
 
 
 class WardenConfig(_Section):

@@ -77,6 +77,25 @@ class TooManyAttempts(WardenError):
         self.retry_after: int | None = retry_after
 
 
+JSONRPC_AUDIT_UNAVAILABLE = -32053  # server-defined range (JSON-RPC 2.0 §5.1), after HTTP's 503
+
+
+class AuditUnavailable(WardenError):
+    """Audit is mandatory (``audit.when_full: refuse``) and the audit spool is full: new requests are refused
+    until the audit database takes events again (requests already running are still audited)."""
+
+    status = 503
+    code = "audit_unavailable"
+    retry_after: int | None = 5
+
+    def details(self) -> dict[str, object]:
+        return {"retry_after": self.retry_after}
+
+    def jsonrpc_error(self) -> dict[str, object]:
+        return {"code": JSONRPC_AUDIT_UNAVAILABLE, "message": self.message,
+                "data": {"code": self.code, **self.details()}}
+
+
 class DependencyUnavailable(WardenError):
     status = 503
     code = "dependency_unavailable"

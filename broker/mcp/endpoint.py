@@ -48,7 +48,7 @@ from broker.edge.errors import error_body, warden_error
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.bus.ports import Broadcast, Message
 from broker.kernel.crypto import SecretBox
-from broker.kernel.errors import WardenError
+from broker.kernel.errors import AuditUnavailable, WardenError
 from broker.kernel.identity.models import Principal
 from broker.kernel.identity.service import Identity
 from broker.kernel.quota.engine import QuotaEngine
@@ -514,6 +514,7 @@ class McpBroker:
             options = connection.definition.options_for(tool)
             if options.requires_user_credential:
                 await self._require_credential(principal, connection.name, namespaced(connection.name, tool))
+            self._audit.admit()
             await self._quotas.admit(QuotaRequest("mcp", subjects_for(
                 principal, mcp_server=connection.name, tool=namespaced(connection.name, tool))))
             account = account_of(connection)
@@ -551,9 +552,9 @@ class McpBroker:
                 exc = self._link_required(server, shown)
             outcome, code = ("refused" if isinstance(exc, UnknownTool | CredentialRequired) else "error"), exc.code
             raise exc.to_mcp() from exc
-        except (QuotaExceeded, LimiterUnavailable) as exc:
+        except (QuotaExceeded, LimiterUnavailable, AuditUnavailable) as exc:
             error = exc.jsonrpc_error()
-            outcome, code = "refused", int(str(error["code"]))
+            outcome, code = ("unaudited" if isinstance(exc, AuditUnavailable) else "refused"), int(str(error["code"]))
             raise MCPError(code, str(error["message"]), error["data"]) from exc
         except MCPError as exc:
             if server is not None and await self._needs_link(principal, server):
@@ -564,10 +565,11 @@ class McpBroker:
             raise
         finally:
             timeline.finish(outcome, code)
-            event = timeline.audit_event(principal, request_context_of(ctx.request, params.meta), server, shown,
-                                         params.arguments, outcome, code, account)
-            with anyio.CancelScope(shield=True):  # a cancelled call is audited too
-                await self._audit.record(event)
+            if outcome != "unaudited":  # refused because its event could not be kept: counted by the sink
+                event = timeline.audit_event(principal, request_context_of(ctx.request, params.meta), server,
+                                             shown, params.arguments, outcome, code, account)
+                with anyio.CancelScope(shield=True):  # a cancelled call is audited too
+                    await self._audit.record(event)
 
     def _callable(self, view: CatalogView, name: str, visible: Callable[[str], bool], principal: Principal
                   ) -> tuple[UpstreamConnection, str]:

@@ -17,9 +17,11 @@ from typing import Any
 
 import anyio
 import orjson
+from prometheus_client import CollectorRegistry, Counter
 
 from broker.kernel.audit.events import AuditEvent
 from broker.kernel.audit.spool import AuditSpool, SpoolFull
+from broker.kernel.errors import AuditUnavailable
 from broker.kernel.store.ports import Database, Row
 
 log = logging.getLogger(__name__)
@@ -32,12 +34,23 @@ _COLUMNS = ("id", "at", "trace_id", "surface", "user_id", "team_id", "api_key_id
 class StoreAuditSink:
     """The embedded default sink (SQLite or PostgreSQL, whichever is the store)."""
 
-    def __init__(self, db: Database, spool: AuditSpool) -> None:
+    def __init__(self, db: Database, spool: AuditSpool, refuse_when_full: bool = False,
+                 registry: CollectorRegistry | None = None) -> None:
         self._db = db
         self._spool = spool
+        self._refuse_when_full = refuse_when_full
+        # The one kind of request with no audit event: refused because its event could not have been kept.
+        self.refused_total = Counter("warden_audit_refused_requests", "Requests refused with 503"
+                                     " audit_unavailable because the audit spool was full", registry=registry)
         self._closed = False
         self._appended: anyio.Event | None = None  # set when an event arrives while the writer waits for one
         self.drained = anyio.Event()  # set when ``run`` has written everything recorded before ``close``
+
+    def admit(self) -> None:
+        if self._refuse_when_full and self._spool.full():
+            self.refused_total.inc()
+            raise AuditUnavailable("audit is mandatory and the audit spool is full (the audit database has not"
+                                   " taken events for a while); retry later")
 
     async def record(self, event: AuditEvent) -> None:
         # Even after ``close`` (a stream cancelled at shutdown): the spool keeps it for the next start.
