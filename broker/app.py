@@ -31,6 +31,7 @@ from broker.edge.health import Check, HealthChecks
 from broker.edge.metrics import HttpMetrics
 from broker.gateway import build_gateway
 from broker.kernel.audit.adapters.store import AuditQuery, StoreAuditSink
+from broker.kernel.audit.retention import AuditRetention
 from broker.kernel.audit.spool import AuditSpool, SpoolInUse, SpoolMetrics
 from broker.kernel.bus.memory import LocalBroadcast
 from broker.kernel.bus.ports import Broadcast, Message
@@ -222,6 +223,8 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
             background.start_soon(kernel.quotas.watch_store)
             background.start_soon(kernel.webhooks.run)
             background.start_soon(kernel.audit.run)
+            background.start_soon(AuditRetention(kernel.db, clock, config.audit.retention_days,
+                                                 config.audit.retention_days_by_kind).run)
             try:
                 yield warden
             finally:

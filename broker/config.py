@@ -329,6 +329,16 @@ class AuditConfig(_Section):
     # When the spool is full: "block" (requests wait for room) or "refuse" (new requests get 503
     # audit_unavailable: audit is mandatory). Either way no event is dropped.
     when_full: Literal["block", "refuse"] = "block"
+    # Days audit events are kept (0: forever), by kind (the surface: ai, mcp, quota...) and for the rest.
+    retention_days: int = Field(365, ge=0, le=36500)
+    retention_days_by_kind: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("retention_days_by_kind")
+    @classmethod
+    def _retention_days(cls, value: dict[str, int]) -> dict[str, int]:
+        if any(days < 0 or days > 36500 for days in value.values()):
+            raise ValueError("retention days must be between 0 (forever) and 36500")
+        return value
 
 
 class WardenConfig(_Section):

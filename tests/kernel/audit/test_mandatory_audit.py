@@ -7,6 +7,8 @@ import sqlite3
 import uuid
 from pathlib import Path
 
+import anyio
+
 from broker.app import create_app
 from broker.kernel.audit.adapters.store import StoreAuditSink
 from broker.kernel.audit.events import AuditEvent
@@ -47,15 +49,17 @@ async def test_a_full_spool_refuses_new_ai_requests_until_the_database_catches_u
     async with create_app(config, clock) as warden, asgi_client(warden.gateway, "http://gateway.test") as gateway:
         headers = {"authorization": f"Bearer {KEY}"}
         assert (await gateway.post("/v1/chat/completions", json=CHAT, headers=headers)).status_code == 404
-        lock = sqlite3.connect(tmp_path / "w.db", isolation_level=None, timeout=10)
+        lock = sqlite3.connect(tmp_path / "w.db", isolation_level=None, timeout=10, check_same_thread=False)
         try:
-            lock.execute("BEGIN EXCLUSIVE")  # the audit database stops taking events
+            # The audit database stops taking events (taken off the event loop, which Warden needs meanwhile).
+            await anyio.to_thread.run_sync(lock.execute, "BEGIN EXCLUSIVE")
             await warden.kernel.audit.record(huge_event())
             refused = await gateway.post("/v1/chat/completions", json=CHAT, headers=headers)
             assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
             assert refused.json()["error"]["code"] == "audit_unavailable"
         finally:
-            lock.execute("ROLLBACK")
+            if lock.in_transaction:
+                lock.execute("ROLLBACK")
             lock.close()
 
         async def admitted() -> bool:
