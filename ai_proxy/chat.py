@@ -420,7 +420,7 @@ class ChatCompletions:
                     "upstream_model": call.route.model_at(answered) if call.route and answered else None,
                     "provider": answered.name if answered else None,
                     "routing": call.route.reason if call.route else None, "fallbacks": call.fallbacks,
-                    "ttft_ms": (call.first_byte - call.started) * 1000 if call.first_byte else None,
+                    "ttft_ms": ttft * 1000 if ttft is not None else None,
                     "input_tokens": call.input_tokens, "output_tokens": call.output_tokens,
                     "weighted_tokens": usage.weighted_tokens, "usd": usage.usd, "status": call.status,
                     "usage_estimated": estimated}))

@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from broker.edge.metrics import StatusNotingSend
 from broker.kernel.audit.events import event_id
 
 SCOPE_KEY = "warden.request"
@@ -84,10 +85,4 @@ class RequestContexts:
             await self._app(scope, receive, send)
             return
         context = scope[SCOPE_KEY] = _read(scope)
-
-        async def with_request_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", context.request_id.encode())]
-            await send(message)
-
-        await self._app(scope, receive, with_request_id)
+        await self._app(scope, receive, StatusNotingSend(send, [(b"x-request-id", context.request_id.encode())]))

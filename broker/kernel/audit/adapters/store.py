@@ -29,6 +29,8 @@ BATCH = 200
 LINGER = 0.05  # seconds an event may wait for others to share its transaction
 _COLUMNS = ("id", "at", "trace_id", "surface", "user_id", "team_id", "api_key_id", "target", "action", "outcome",
             "error_code", "duration_ms", "detail", "request_id", "client_ip", "user_agent")
+_INSERT = (f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+           " ON CONFLICT (id) DO NOTHING")
 
 
 class StoreAuditSink:
@@ -118,8 +120,7 @@ class StoreAuditSink:
     async def _insert(self, batch: list[dict[str, Any]]) -> None:
         async with self._db.transaction() as tx:
             await tx.execute_many(
-                f"INSERT INTO audit_events ({', '.join(_COLUMNS)})"
-                f" VALUES ({', '.join('?' * len(_COLUMNS))}) ON CONFLICT (id) DO NOTHING",
+                _INSERT,
                 [(e["id"], e["at"], e["trace_id"], e["surface"], e["user_id"], e["team_id"], e["api_key_id"],
                   e["target"], e["action"], e["outcome"], e["error_code"], e["duration_ms"],
                   orjson.dumps(e["detail"]).decode(), e.get("request_id"), e.get("client_ip"), e.get("user_agent"))
