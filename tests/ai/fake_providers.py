@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 from starlette.applications import Starlette
@@ -17,6 +20,8 @@ from starlette.routing import Route
 
 from tests.ai import fake_anthropic, fake_bedrock, fake_gemini, fake_openai
 from tests.ai.fake_state import abandoned, failing_calls, received, traceparents
+from tests.interaction.process import free_port, helper, stop_process, wait_until
+from tests.mcp.conftest import REPO, _listening
 
 
 async def record(request: Request) -> JSONResponse:
@@ -26,6 +31,19 @@ async def record(request: Request) -> JSONResponse:
 
 app = Starlette(routes=[*fake_openai.routes, *fake_anthropic.routes, *fake_gemini.routes, *fake_bedrock.routes,
                         Route("/record", record, methods=["GET"])])
+
+@contextmanager
+def launched() -> Iterator[str]:
+    """These fakes in a process of their own, for as long as the block runs; yields their base URL."""
+    port = free_port()
+    process = helper(subprocess.Popen([sys.executable, "-m", "tests.ai.fake_providers", str(port)], cwd=REPO,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        assert wait_until(lambda: _listening(port), 20)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(process)
+
 
 if __name__ == "__main__":
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")

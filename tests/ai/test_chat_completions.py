@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +15,10 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.ai.fake_providers import launched
 from tests.conftest import eventually
 from tests.connections.conftest import first_admin
-from tests.interaction.process import WardenProcess, free_port, helper, served, stop_process, wait_until
-from tests.mcp.conftest import REPO, _listening
+from tests.interaction.process import WardenProcess, served
 
 KEY = "wdn_" + "o" * 43
 LIMITED = "wdn_" + "l" * 43  # may use gpt-4o-mini only
@@ -34,14 +32,8 @@ TOOLS = [{"type": "function", "function": {"name": "weather", "description": "Th
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[str]:
-    port = free_port()
-    process = helper(subprocess.Popen([sys.executable, "-m", "tests.ai.fake_providers", str(port)], cwd=REPO,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    try:
-        assert wait_until(lambda: _listening(port), 20)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(process)
+    with launched() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +14,8 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.interaction.process import WardenProcess, base_env, free_port, helper, stop_process, wait_until
-from tests.mcp.conftest import REPO, _listening
+from tests.ai.fake_providers import launched
+from tests.interaction.process import WardenProcess, base_env
 
 KEY = "wdn_" + "z" * 43
 REQUESTS = 10_000
@@ -27,14 +25,8 @@ CONCURRENCY = 32
 
 @pytest.fixture
 def provider() -> Iterator[str]:
-    port = free_port()
-    process = helper(subprocess.Popen([sys.executable, "-m", "tests.ai.fake_providers", str(port)], cwd=REPO,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    try:
-        assert wait_until(lambda: _listening(port), 20)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(process)
+    with launched() as url:
+        yield url
 
 
 async def drive(gateway: str, warden: WardenProcess) -> set[str]:
