@@ -23,7 +23,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import anyio
 import orjson
@@ -151,14 +151,13 @@ class AuditSpool:
             end = later[0] if later else self._position  # segments are contiguous: one ends where the next starts
             with (self._directory / _name(segment)).open("rb") as file:
                 file.seek(position - segment)
+                records = _records(file)
                 while len(events) < limit and position < end:
-                    header = file.read(_HEADER.size)
-                    length, crc = _HEADER.unpack(header) if len(header) == _HEADER.size else (0, 0)
-                    payload = file.read(length)
-                    if not length or len(payload) < length or zlib.crc32(payload) != crc:
+                    payload = next(records, None)
+                    if payload is None:
                         raise ValueError(f"audit spool: no whole record at {position} in {_name(segment)}")
                     events.append(orjson.loads(payload))
-                    position += _HEADER.size + length
+                    position += _HEADER.size + len(payload)
         return events, position
 
     def oldest_unacked_at(self) -> float | None:
@@ -210,17 +209,22 @@ def _name(start: int) -> str:
 
 def _valid_length(path: Path) -> int:
     """The length of the run of whole, CRC-valid records at the start of a segment."""
-    valid = 0
     with path.open("rb") as file:
-        while True:
-            header = file.read(_HEADER.size)
-            if len(header) < _HEADER.size:
-                return valid
-            length, crc = _HEADER.unpack(header)
-            payload = file.read(length)
-            if len(payload) < length or zlib.crc32(payload) != crc:
-                return valid
-            valid += _HEADER.size + length
+        return sum(_HEADER.size + len(payload) for payload in _records(file))
+
+
+def _records(file: BinaryIO) -> Iterator[bytes]:
+    """The payloads of the records from the file's position on, up to the first that is not whole and CRC-valid
+    (an empty one counts as not: zeros a crash left at a file's end are no record)."""
+    while True:
+        header = file.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            return
+        length, crc = _HEADER.unpack(header)
+        payload = file.read(length)
+        if not length or len(payload) < length or zlib.crc32(payload) != crc:
+            return
+        yield payload
 
 
 class SpoolMetrics(Collector):

@@ -37,13 +37,15 @@ def test_events_read_back_in_order_and_reopening_resumes_after_the_acknowledged_
     assert end == reopened.position and reopened.unacked_bytes == end - after
 
 
-def test_a_record_torn_by_a_crash_is_cut_off_and_appending_goes_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tail", [b"\x40\x00\x00\x00\x12\x34",  # a header, no payload
+                                  b"\x00" * 4096])  # the zeros a file system can leave past the last write
+def test_a_record_torn_by_a_crash_is_cut_off_and_appending_goes_on(tmp_path: Path, tail: bytes) -> None:
     spool = AuditSpool(tmp_path, 1 << 20)
     spool.append(event(1))
     whole = spool.position
     spool.close()
     segment = next(tmp_path.glob("*.spool"))
-    segment.write_bytes(segment.read_bytes() + b"\x40\x00\x00\x00\x12\x34")  # a header, no payload
+    segment.write_bytes(segment.read_bytes() + tail)
 
     reopened = AuditSpool(tmp_path, 1 << 20)
     assert reopened.position == whole
