@@ -24,13 +24,23 @@ from ai_proxy.chat import ChatCompletions
 from ai_proxy.metrics import AiMetrics, CircuitStates
 from ai_proxy.models import ModelList
 from ai_proxy.routing import ModelRouter
-from broker.config import WardenConfig
+from broker.config import (
+    AuditChannelConfig,
+    NatsChannelConfig,
+    SyslogChannelConfig,
+    WardenConfig,
+    WebhookChannelConfig,
+)
 from broker.connections.oauth import OAuthClient
 from broker.connections.pending import PendingAuthorizations, RedisPendingAuthorizations, StorePendingAuthorizations
 from broker.edge.health import Check, HealthChecks
 from broker.edge.metrics import HttpMetrics
 from broker.gateway import build_gateway
 from broker.kernel.audit.adapters.store import AuditQuery, StoreAuditSink
+from broker.kernel.audit.channels.nats import NatsChannel
+from broker.kernel.audit.channels.syslog import SyslogChannel
+from broker.kernel.audit.channels.webhook import WebhookChannel
+from broker.kernel.audit.forwarder import AuditChannel, AuditForwarder, ForwardMetrics
 from broker.kernel.audit.retention import AuditRetention
 from broker.kernel.audit.spool import AuditSpool, SpoolInUse, SpoolMetrics
 from broker.kernel.bus.memory import LocalBroadcast
@@ -131,6 +141,7 @@ class Kernel:
     quota_rules: QuotaRuleStore
     webhooks: WebhookSender
     audit: StoreAuditSink
+    forwarders: list[AuditForwarder]
     hasher: KeyHasher
     pending: PendingAuthorizations  # OAuth authorizations and sign-ins in flight (Redis when configured)
 
@@ -172,11 +183,15 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         await reconcile_quota_rules(identity, quota_rules, config.quotas.rules)
         webhooks = WebhookSender([WebhookTarget(w.url, w.secret) for w in config.quotas.webhooks])
         try:
-            spool = AuditSpool(config.server.data_dir / "audit-spool", config.audit.spool_max_bytes)
+            spool = AuditSpool(config.server.data_dir / "audit-spool", config.audit.spool_max_bytes,
+                               [channel.name for channel in config.audit.forward])
         except SpoolInUse as exc:
             raise StartupError(str(exc)) from exc
         registry.register(SpoolMetrics(spool))
         audit = StoreAuditSink(db, spool, config.audit.when_full == "refuse", registry)
+        forward_metrics = ForwardMetrics(registry)
+        forwarders = [AuditForwarder(spool, _audit_channel(channel), channel.max_lag_bytes, forward_metrics)
+                      for channel in config.audit.forward]
         counters: CounterStore = MemoryCounters()
         if counters_redis is not None:
             counters = await _prepared_redis_counters(counters_redis, config)
@@ -185,7 +200,7 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         ), registry, BudgetAlerts(events, audit, webhooks.send))
         box = SecretBox(secrets.key_ring)
         kernel = Kernel(config, db, redis, broadcast, identity, SecretVault(db, box, clock), events, upkeep, box,
-                        registry, quotas, quota_rules, webhooks, audit, hasher,
+                        registry, quotas, quota_rules, webhooks, audit, forwarders, hasher,
                         RedisPendingAuthorizations(redis, config.redis.timeout_seconds) if redis is not None
                         else StorePendingAuthorizations(db, clock))
         await kernel.reload_quota_rules()
@@ -223,6 +238,8 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
             background.start_soon(kernel.quotas.watch_store)
             background.start_soon(kernel.webhooks.run)
             background.start_soon(kernel.audit.run)
+            for forwarder in kernel.forwarders:
+                background.start_soon(forwarder.run)
             background.start_soon(AuditRetention(kernel.db, clock, config.audit.retention_days,
                                                  config.audit.retention_days_by_kind).run)
             try:
@@ -268,6 +285,17 @@ def _single_sign_on(config: WardenConfig, kernel: Kernel, outbound: Outbound, cl
                             oidc.create_users, oidc.groups_claim, dict(oidc.group_roles), dict(oidc.group_teams))
     return OidcSignIn(settings, OAuthClient(outbound, clock), kernel.pending, kernel.box, clock, kernel.identity,
                       kernel.db)
+
+
+def _audit_channel(config: AuditChannelConfig) -> AuditChannel:
+    match config:
+        case SyslogChannelConfig():
+            return SyslogChannel(config.name, config.url, config.facility, config.app_name, config.sd_id,
+                                 config.ca_file)
+        case WebhookChannelConfig():
+            return WebhookChannel(config.name, config.url, config.secret, config.timeout_seconds)
+        case NatsChannelConfig():
+            return NatsChannel(config.name, config.url, config.subject, config.stream)
 
 
 async def _prepared_redis_counters(client: Redis, config: WardenConfig) -> RedisCounters:

@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -323,6 +323,40 @@ class ApiKeyImport(_Section):
     pinned_accounts: dict[str, str] = Field(default_factory=dict)
 
 
+class _AuditChannelConfig(_Section):
+    # Names the channel in logs and metrics and its position file in the spool.
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    # How far (bytes of spooled events) the channel may fall behind before its oldest events are given up.
+    max_lag_bytes: int = Field(256 << 20, ge=16 << 20, le=1 << 40)
+
+
+class SyslogChannelConfig(_AuditChannelConfig):
+    kind: Literal["syslog"]
+    url: str = Field(pattern=r"^(udp|tcp|tls)://[^/:]+(:\d+)?/?$")  # the port defaults to 514, 6514 for tls
+    facility: int = Field(13, ge=0, le=23)  # 13: log audit
+    app_name: str = "warden"
+    sd_id: str = Field("warden@32473", pattern=r"^[!#-<>-\\^-~]{1,32}$")  # your own name@<IANA enterprise number>
+    ca_file: Path | None = None  # tls: the CA bundle the receiver's certificate is checked against
+
+
+class WebhookChannelConfig(_AuditChannelConfig):
+    kind: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://")
+    secret: str | None = Field(None, min_length=16)
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+
+
+class NatsChannelConfig(_AuditChannelConfig):
+    kind: Literal["nats"]
+    url: str = Field("nats://127.0.0.1:4222", pattern=r"^(nats|tls)://")
+    subject: str = Field("warden.audit", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    stream: str | None = Field("WARDEN_AUDIT", pattern=r"^[A-Za-z0-9_-]+$")  # created when missing; None: not
+
+
+AuditChannelConfig = Annotated[SyslogChannelConfig | WebhookChannelConfig | NatsChannelConfig,
+                               Field(discriminator="kind")]
+
+
 class AuditConfig(_Section):
     # Unwritten audit events the spool may hold (the database down for a while); then requests wait for room.
     spool_max_bytes: int = Field(1 << 30, ge=1 << 20, le=1 << 40)
@@ -332,6 +366,16 @@ class AuditConfig(_Section):
     # Days audit events are kept (0: forever), by kind (the surface: ai, mcp, quota...) and for the rest.
     retention_days: int = Field(365, ge=0, le=36500)
     retention_days_by_kind: dict[str, int] = Field(default_factory=dict)
+    # Where audit events are forwarded as well (SIEMs, pipelines), each channel on its own.
+    forward: tuple[AuditChannelConfig, ...] = ()
+
+    @field_validator("forward")
+    @classmethod
+    def _unique_channels(cls, value: tuple[AuditChannelConfig, ...]) -> tuple[AuditChannelConfig, ...]:
+        names = [channel.name for channel in value]
+        if duplicated := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(f"audit channel names must be unique; repeated: {', '.join(duplicated)}")
+        return value
 
     @field_validator("retention_days_by_kind")
     @classmethod

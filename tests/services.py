@@ -1,8 +1,10 @@
-"""Make sure what the suite needs is here: the machine's PostgreSQL and Redis, and a headless Chromium.
+"""Make sure what the suite needs is here: the machine's PostgreSQL and Redis, a headless Chromium and a NATS
+server binary.
 
 Run by ``make test`` before pytest. The services normally run already; when one is down it is started
-with the machine's own commands. Chromium comes from Debian's packages (Playwright cannot download its
-own browser here). The script fails loudly if something is still missing.
+with the machine's own commands. Chromium (Playwright cannot download its own browser here) and nats-server
+(the tests start their own, with JetStream) come from Debian's packages. The script fails loudly if something is
+still missing.
 """
 
 from __future__ import annotations
@@ -52,24 +54,27 @@ def ensure(name: str, address: tuple[str, int], start: object) -> bool:
 
 
 CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
+NATS_SERVER = "/usr/sbin/nats-server"
 
 
-def ensure_chromium() -> bool:
-    if os.path.exists(CHROMIUM):
+def ensure_package(path: str, package: str, why: str) -> bool:
+    if os.path.exists(path):
         return True
-    print("installing Debian's chromium-headless-shell for the console browser tests", flush=True)
+    print(f"installing Debian's {package} {why}", flush=True)
     subprocess.run(["apt-get", "update", "-qq"], check=False)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium-headless-shell"],
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
                    check=False, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    if not os.path.exists(CHROMIUM):
-        print(f"{CHROMIUM} is still missing", file=sys.stderr)
+    if not os.path.exists(path):
+        print(f"{path} is still missing", file=sys.stderr)
         return False
     return True
 
 
 def main() -> int:
     ok = ensure("PostgreSQL", POSTGRES, start_postgres) & ensure("Redis", REDIS, start_redis)
-    return 0 if ok & ensure_chromium() else 1
+    ok &= ensure_package(CHROMIUM, "chromium-headless-shell", "for the console browser tests")
+    ok &= ensure_package(NATS_SERVER, "nats-server", "for the audit forwarding tests")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

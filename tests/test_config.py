@@ -63,6 +63,9 @@ api_keys:
     ("models: [{name: m, routes: [{provider: nowhere}]}]\n", {}, "nowhere"),
     ("mcp_servers: [{name: s, transport: stdio}]\n", {}, "mcp_servers.0"),
     ("", {"WARDEN_REDIS_URL": "http://redis"}, "redis.url"),
+    ("audit: {forward: [{kind: syslog, name: siem, url: 'http://siem'}]}\n", {}, "audit.forward.0.syslog.url"),
+    ("audit: {forward: [{kind: kafka, name: k}]}\n", {}, "audit.forward.0"),
+    ("audit: {forward: [{kind: nats, name: a}, {kind: nats, name: a}]}\n", {}, "repeated: a"),
 ])
 def test_bad_value_is_one_line_naming_the_key(tmp_path: Path, text: str, env: dict[str, str], key: str) -> None:
     with pytest.raises(ConfigError) as caught:

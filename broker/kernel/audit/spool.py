@@ -8,9 +8,15 @@ acknowledged position are read again and handed on again; sinks ignore an id the
 
 Layout, in ``<data_dir>/audit-spool``: segment files named after the spool-wide byte position they start at
 (``00000000000000000000.spool``), each a run of records — 4-byte little-endian length, 4-byte CRC-32 of the
-payload, the payload (the event as JSON) — and ``acked``, the position up to which a sink confirmed. A record cut
+payload, the payload (the event as JSON) — and ``acked``, the position up to which the sink confirmed. A record cut
 short by a crash is found by its length or CRC when the spool is opened and cut off; nothing after it was
 acknowledged to anyone.
+
+Forwarding channels (syslog, webhooks, NATS) read the same spool, each from its own position, kept in
+``forwarded.<channel>``: the spool is every channel's queue, so a channel that is down keeps its events, in
+order, without holding up the sink or the others. Only the sink, the system of record, makes the spool full; a
+channel that falls more than its own bound behind loses its oldest segments (counted, logged), so it never holds
+the disk either.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -46,7 +52,7 @@ class SpoolInUse(Exception):
 
 
 class AuditSpool:
-    def __init__(self, directory: Path, max_bytes: int) -> None:
+    def __init__(self, directory: Path, max_bytes: int, channels: Iterable[str] = ()) -> None:
         self._directory = directory
         self._max_bytes = max_bytes
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # events hold who did what: owner only
@@ -57,8 +63,7 @@ class AuditSpool:
             os.close(self._lock)
             raise SpoolInUse(f"another Warden process is using the audit spool in {directory}; give each"
                              " instance its own server.data_dir") from None
-        acked = self._read_acked()
-        self._delete_below(self._segments(), acked)
+        acked = self._read_position("acked")
         segments = self._segments()
         if not segments:
             segments = [acked]
@@ -67,9 +72,18 @@ class AuditSpool:
         self._position = self._segment_start + _valid_length(directory / _name(self._segment_start))
         os.truncate(directory / _name(self._segment_start), self._position - self._segment_start)
         self._acked = min(max(acked, segments[0]), self._position)
+        # A channel seen for the first time starts with what is recorded from now on; one no longer
+        # configured lets go of its segments.
+        self._forwarded = {name: min(max(self._read_position(_forwarded_file(name), self._position), segments[0]),
+                                     self._position) for name in channels}
+        for stale in directory.glob(_forwarded_file("*")):
+            if stale.name not in {_forwarded_file(name) for name in self._forwarded}:
+                stale.unlink()
+        self._delete_below(segments, self._kept_from())
         self._fd = os.open(directory / _name(self._segment_start), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         self._room: anyio.Event | None = None  # set when an acknowledgement makes room in a full spool
         self._retired: list[int] = []  # finished segments' descriptors, closed once ``sync`` made them durable
+        self._grown: anyio.Event | None = None  # set by the next append, for channels waiting for events
 
     # -- writing (on the event loop: one write to the page cache) ---------------------------------------------
 
@@ -103,6 +117,16 @@ class AuditSpool:
             os.ftruncate(self._fd, self._position - self._segment_start)
             raise OSError(f"audit spool: wrote {written} of {len(record)} bytes")
         self._position += len(record)
+        if self._grown is not None:
+            self._grown.set()
+            self._grown = None
+
+    async def wait_beyond(self, position: int) -> None:
+        """Return once something was appended past ``position``."""
+        while self._position <= position:
+            if self._grown is None:
+                self._grown = anyio.Event()
+            await self._grown.wait()
 
     async def wait_for_room(self) -> None:
         while self.full():
@@ -172,13 +196,42 @@ class AuditSpool:
         if position <= self._acked:
             return
         self._acked = position
-        temporary = self._directory / "acked.tmp"
-        temporary.write_text(str(position))
-        os.replace(temporary, self._directory / "acked")
-        self._delete_below(self._segments(), position)
+        self._write_position("acked", position)
+        self._delete_below(self._segments(), self._kept_from())
         if self._room is not None and not self.full():
             self._room.set()
             self._room = None
+
+    # -- forwarding channels (each its own task) -----------------------------------------------------------
+
+    def forwarded(self, channel: str) -> int:
+        """The position up to which ``channel`` delivered."""
+        return self._forwarded[channel]
+
+    def forwarded_lag(self) -> dict[str, int]:
+        """Bytes recorded but not yet delivered, by channel."""
+        return {name: self._position - position for name, position in self._forwarded.items()}
+
+    def mark_forwarded(self, channel: str, position: int) -> None:
+        if position <= self._forwarded[channel]:
+            return
+        self._forwarded[channel] = position
+        self._write_position(_forwarded_file(channel), position)
+        self._delete_below(self._segments(), self._kept_from())
+
+    def skip_lagging(self, channel: str, max_lag: int) -> int:
+        """When ``channel`` is more than ``max_lag`` bytes behind, give up its oldest segments until it is not
+        (or only the segment being written is left); return how many events it thereby lost."""
+        start = self._forwarded[channel]
+        if self._position - start <= max_lag:
+            return 0
+        segments = self._segments()
+        target = next((s for s in segments if s > start and self._position - s <= max_lag), segments[-1])
+        if target <= start:
+            return 0
+        lost = self._count_records(start, target)
+        self.mark_forwarded(channel, target)
+        return lost
 
     # -- helpers ------------------------------------------------------------------------------------------------
 
@@ -195,12 +248,42 @@ class AuditSpool:
             if following <= position:
                 (self._directory / _name(start)).unlink(missing_ok=True)
 
-    def _read_acked(self) -> int:
+    def _kept_from(self) -> int:
+        """Where the oldest position anyone still needs is: segments wholly before it can go."""
+        return min([self._acked, *self._forwarded.values()])
+
+    def _count_records(self, start: int, end: int) -> int:
+        count = 0
+        segments = self._segments()
+        position = start
+        while position < end:
+            segment = self._segment_of(segments, position)
+            with (self._directory / _name(segment)).open("rb") as file:
+                file.seek(position - segment)
+                while position < end and (header := file.read(_HEADER.size)):
+                    length, _ = _HEADER.unpack(header)
+                    file.seek(length, os.SEEK_CUR)
+                    position += _HEADER.size + length
+                    count += 1
+        return count
+
+    def _read_position(self, file: str, default: int | None = None) -> int:
         try:
-            return int((self._directory / "acked").read_text().strip() or 0)
+            return int((self._directory / file).read_text().strip() or 0)
         except FileNotFoundError:
+            if default is not None:
+                return default
             segments = self._segments()
             return segments[0] if segments else 0
+
+    def _write_position(self, file: str, position: int) -> None:
+        temporary = self._directory / f"{file}.tmp"
+        temporary.write_text(str(position))
+        os.replace(temporary, self._directory / file)
+
+
+def _forwarded_file(channel: str) -> str:
+    return f"forwarded.{channel}"
 
 
 def _name(start: int) -> str:
@@ -240,3 +323,8 @@ class SpoolMetrics(Collector):
         yield GaugeMetricFamily("warden_audit_spool_oldest_age_seconds", "Age of the oldest audit event not yet"
                                 " confirmed by the audit sink (0 when there is none)",
                                 value=max(0.0, time.time() - oldest) if oldest is not None else 0.0)
+        lag = GaugeMetricFamily("warden_audit_forward_lag_bytes", "Audit events recorded but not yet delivered"
+                                " by a forwarding channel, in bytes", labels=["channel"])
+        for channel, behind in self._spool.forwarded_lag().items():
+            lag.add_metric([channel], behind)
+        yield lag
