@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.interaction.process import WardenProcess, free_port, helper, stop_process, wait_until
-from tests.mcp.conftest import _listening
+from tests.mcp.conftest import served_plain_upstream
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -40,14 +40,8 @@ def first_admin(warden: WardenProcess, email: str) -> None:
 def plain_upstream() -> Iterator[str]:
     """tests.mcp.plain_upstream over Streamable HTTP (JSON answers): its ``credentials`` tool reports what
     the caller sent to authenticate."""
-    port = free_port()
-    process = helper(subprocess.Popen([sys.executable, "-m", "tests.mcp.plain_upstream", str(port), "json"], cwd=REPO,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    try:
-        assert wait_until(lambda: _listening(port), 20)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop_process(process)
+    with served_plain_upstream() as url:
+        yield url
 
 
 def _answers(url: str) -> bool:

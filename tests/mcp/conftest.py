@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,19 @@ def _served_demo() -> Iterator[str]:
     port = free_port()
     process = helper(subprocess.Popen([PYTHON, "-m", "tests.mcp.demo_upstream", "streamable-http", str(port)],
                                       cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        assert wait_until(lambda: _listening(port), 20)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        stop_process(process)
+
+
+@contextmanager
+def served_plain_upstream(mode: str = "json") -> Iterator[str]:
+    """tests.mcp.plain_upstream over Streamable HTTP (``json`` answers or ``sse``) in its own process."""
+    port = free_port()
+    process = helper(subprocess.Popen([PYTHON, "-m", "tests.mcp.plain_upstream", str(port), mode], cwd=REPO,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
         assert wait_until(lambda: _listening(port), 20)
         yield f"http://127.0.0.1:{port}/mcp"

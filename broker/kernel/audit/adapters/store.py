@@ -107,6 +107,8 @@ class StoreAuditSink:
                 with anyio.CancelScope(shield=True):  # a started transaction finishes even during shutdown
                     await self._spool.sync()
                     await self._insert(batch)
+                if attempt > 1:
+                    log.warning("audit writes work again after %d failed attempt(s)", attempt - 1)
                 return
             except Exception as exc:
                 log.error("audit write of %d event(s) failed (attempt %d): %s", len(batch), attempt, exc)
