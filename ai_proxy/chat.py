@@ -44,7 +44,8 @@ from ai_proxy.surfaces import (
 )
 from broker.edge.credentials import presented_key
 from broker.edge.request_context import RequestContext, context_of
-from broker.kernel.audit.events import AuditEvent, event_id
+from broker.kernel.audit.capture import BodyCapture
+from broker.kernel.audit.events import AuditEvent, event_id, with_bodies
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.breaker import BreakerState, CircuitBreaker
 from broker.kernel.clock import Clock
@@ -85,6 +86,9 @@ class _Call:
     events_passed: int = 0  # stream events that reached the client
     subjects: tuple[str | None, tuple[Subject, ...]] | None = None  # (provider, subjects) once worked out
     requested_model: str | None = None  # as the client named it (an alias, say)
+    request_body: bytes | None = None  # kept when bodies are captured
+    response_body: bytes | None = None
+    response_events: list[bytes] | None = None  # a stream's events, when its body is captured
 
     def note(self, input_tokens: int, output_tokens: int) -> None:
         self.input_tokens, self.output_tokens = input_tokens, output_tokens
@@ -92,8 +96,9 @@ class _Call:
 
 class ChatCompletions:
     def __init__(self, identity: Identity, quotas: QuotaEngine, router: ModelRouter, audit: AuditSink,
-                 outbound: Outbound, clock: Clock, metrics: AiMetrics) -> None:
+                 outbound: Outbound, clock: Clock, metrics: AiMetrics, capture: BodyCapture) -> None:
         self._clock = clock
+        self._capture = capture
         self._metrics = metrics
         self._breakers: dict[str, CircuitBreaker] = {}  # per provider, on this instance
         self._identity = identity
@@ -195,6 +200,8 @@ class ChatCompletions:
         raw = await request.body()
         if len(raw) > MAX_BODY_BYTES:
             raise ProxyError(413, "invalid_request_error", f"the request body is larger than {MAX_BODY_BYTES} bytes")
+        if self._capture.wants("request"):
+            call.request_body = raw
         body = _parse(raw)
         call.surface.check(body)
         call.model = call.requested_model = body["model"]
@@ -320,6 +327,8 @@ class ChatCompletions:
             converted = dialect.answer(answer, body["model"])
             call.note(*tokens(converted.get("usage") or {}))
             content = json_bytes(call.surface.answer(converted, body))
+        if self._capture.wants("response"):
+            call.response_body = content
         await self._finish(call)
         return Response(content, 200, headers=headers, media_type="application/json")
 
@@ -336,11 +345,14 @@ class ChatCompletions:
         async def events() -> AsyncIterator[bytes]:
             source = dialect.native_stream(response, body, call.note) if native \
                 else call.surface.stream(counted(dialect.chunks(response, body["model"])), body)
+            kept = call.response_events = [] if self._capture.wants("response") else None
             try:
                 async for event in source:
                     if call.first_byte is None:
                         call.first_byte = time.monotonic()
                     call.events_passed += 1
+                    if kept is not None:
+                        kept.append(event)
                     yield event
             except (UpstreamError, TimeoutError, StreamFailed) as exc:
                 call.outcome, call.status = "error", 502
@@ -370,6 +382,8 @@ class ChatCompletions:
         finally:
             response.release()
         call.status, call.outcome = (502 if response.status >= 500 else response.status), "error"
+        if self._capture.wants("response"):
+            call.response_body = content
         await self._finish(call)
         dialect, native = self._dialect(call)
         answer = json_object(content)
@@ -407,7 +421,11 @@ class ChatCompletions:
                 log.warning("usage of %s not charged: %s", call.model, exc)
         now = time.monotonic()
         principal, context = call.principal, call.context
-        await self._audit.record(AuditEvent(
+        if call.response_events is not None:
+            call.response_body = b"".join(call.response_events)
+        bodies = await self._capture.bodies(request=call.request_body, response=call.response_body) \
+            if call.request_body is not None or call.response_body is not None else None
+        await self._audit.record(with_bodies(AuditEvent(
             id=event_id(), at=time.time(), trace_id=context.trace_id, surface="ai",
             user_id=principal.user.id if principal and principal.user else None,
             team_id=principal.team_id if principal else None,
@@ -423,7 +441,7 @@ class ChatCompletions:
                     "ttft_ms": ttft * 1000 if ttft is not None else None,
                     "input_tokens": call.input_tokens, "output_tokens": call.output_tokens,
                     "weighted_tokens": usage.weighted_tokens, "usd": usage.usd, "status": call.status,
-                    "usage_estimated": estimated}))
+                    "usage_estimated": estimated}), bodies))
 
 
 def _parse(raw: bytes) -> dict[str, Any]:

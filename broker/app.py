@@ -37,6 +37,8 @@ from broker.edge.health import Check, HealthChecks
 from broker.edge.metrics import HttpMetrics
 from broker.gateway import build_gateway
 from broker.kernel.audit.adapters.store import AuditQuery, StoreAuditSink
+from broker.kernel.audit.body_store import BodyStore, LocalBodyStore, S3BodyStore
+from broker.kernel.audit.capture import BodyCapture, CaptureSettings
 from broker.kernel.audit.channels.nats import NatsChannel
 from broker.kernel.audit.channels.syslog import SyslogChannel
 from broker.kernel.audit.channels.webhook import WebhookChannel
@@ -66,6 +68,7 @@ from broker.kernel.quota.errors import CounterStoreDown
 from broker.kernel.quota.ports import CounterStore
 from broker.kernel.quota.rulebook import RuleBook
 from broker.kernel.quota.rules import QuotaRuleStore
+from broker.kernel.settings import SettingsStore
 from broker.kernel.store.migrations import migrate
 from broker.kernel.store.ports import Database
 from broker.kernel.vault import SecretVault
@@ -142,6 +145,9 @@ class Kernel:
     webhooks: WebhookSender
     audit: StoreAuditSink
     forwarders: list[AuditForwarder]
+    capture: BodyCapture
+    capture_settings: CaptureSettings
+    bodies: BodyStore  # where captured bodies over body_max_bytes are offloaded
     hasher: KeyHasher
     pending: PendingAuthorizations  # OAuth authorizations and sign-ins in flight (Redis when configured)
 
@@ -188,7 +194,11 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         except SpoolInUse as exc:
             raise StartupError(str(exc)) from exc
         registry.register(SpoolMetrics(spool))
-        audit = StoreAuditSink(db, spool, config.audit.when_full == "refuse", registry)
+        bodies = _body_store(config)
+        audit = StoreAuditSink(db, spool, bodies, config.audit.when_full == "refuse", registry)
+        capture = BodyCapture(config.audit.capture)
+        capture_settings = CaptureSettings(SettingsStore(db, clock), broadcast, capture)
+        await capture_settings.load()
         forward_metrics = ForwardMetrics(registry)
         forwarders = [AuditForwarder(spool, _audit_channel(channel), channel.max_lag_bytes, forward_metrics)
                       for channel in config.audit.forward]
@@ -200,7 +210,8 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         ), registry, BudgetAlerts(events, audit, webhooks.send))
         box = SecretBox(secrets.key_ring)
         kernel = Kernel(config, db, redis, broadcast, identity, SecretVault(db, box, clock), events, upkeep, box,
-                        registry, quotas, quota_rules, webhooks, audit, forwarders, hasher,
+                        registry, quotas, quota_rules, webhooks, audit, forwarders, capture, capture_settings, bodies,
+                        hasher,
                         RedisPendingAuthorizations(redis, config.redis.timeout_seconds) if redis is not None
                         else StorePendingAuthorizations(db, clock))
         await kernel.reload_quota_rules()
@@ -211,6 +222,8 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
             webhooks.close()
             kernel.audit.close()
             spool.close()
+            with anyio.CancelScope(shield=True):
+                await bodies.aclose()
         with anyio.CancelScope(shield=True):
             await identity.keys.flush_last_used()
     finally:
@@ -227,7 +240,7 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
     clock = clock or SystemClock()
     async with open_kernel(config, clock) as kernel, open_mcp(
         kernel.db, kernel.redis, kernel.box, kernel.hasher, kernel.identity, kernel.quotas, kernel.audit,
-        kernel.broadcast, clock, config, warden_version(), kernel.pending,
+        kernel.broadcast, clock, config, warden_version(), kernel.pending, kernel.capture,
     ) as mcp:
         ai_catalog = AiCatalog(AiCatalogStore(kernel.db, clock, kernel.box), ModelRouter(), kernel.broadcast)
         await ai_catalog.start(config.providers, config.models)
@@ -240,8 +253,9 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
             background.start_soon(kernel.audit.run)
             for forwarder in kernel.forwarders:
                 background.start_soon(forwarder.run)
-            background.start_soon(AuditRetention(kernel.db, clock, config.audit.retention_days,
-                                                 config.audit.retention_days_by_kind).run)
+            background.start_soon(AuditRetention(
+                kernel.db, clock, config.audit.retention_days, config.audit.retention_days_by_kind, kernel.bodies,
+                lambda: kernel.capture.settings.body_retention_days).run)
             try:
                 yield warden
             finally:
@@ -261,14 +275,15 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiC
     health = HealthChecks(checks, time.time())
     models = ModelList(kernel.identity, kernel.quotas, ai_catalog.router, kernel.audit, int(time.time()))
     chat = ChatCompletions(kernel.identity, kernel.quotas, ai_catalog.router, kernel.audit, mcp.outbound, clock,
-                           AiMetrics(kernel.registry))
+                           AiMetrics(kernel.registry), kernel.capture)
     kernel.registry.register(CircuitStates(chat.circuit_states))
     gateway = build_gateway(health, metrics, models, chat, mcp.app, mcp.authorization.resource_metadata())
     services = ConsoleServices(kernel.identity, kernel.quotas, kernel.quota_rules, kernel.quota_rules_changed,
                                mcp.store, mcp.pool, mcp.servers_changed, mcp.access_rules, mcp.access,
                                mcp.access_changed, AuditQuery(kernel.db), mcp.connections, mcp.virtual_store,
                                mcp.virtuals_changed, mcp.connections, mcp.outbound, mcp.authorization,
-                               _single_sign_on(config, kernel, mcp.outbound, clock), ai_catalog)
+                               _single_sign_on(config, kernel, mcp.outbound, clock), ai_catalog, kernel.bodies,
+                               kernel.capture_settings)
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
         warden_version(), config.security.oidc.label if config.security.oidc else None,
@@ -285,6 +300,14 @@ def _single_sign_on(config: WardenConfig, kernel: Kernel, outbound: Outbound, cl
                             oidc.create_users, oidc.groups_claim, dict(oidc.group_roles), dict(oidc.group_teams))
     return OidcSignIn(settings, OAuthClient(outbound, clock), kernel.pending, kernel.box, clock, kernel.identity,
                       kernel.db)
+
+
+def _body_store(config: WardenConfig) -> BodyStore:
+    offload = config.audit.offload
+    if offload.s3_bucket and offload.s3_access_key_id and offload.s3_secret_access_key:
+        return S3BodyStore(offload.s3_endpoint, offload.s3_bucket, offload.s3_region, offload.s3_access_key_id,
+                           offload.s3_secret_access_key, offload.s3_prefix)
+    return LocalBodyStore(offload.directory or config.server.data_dir / "audit-bodies")
 
 
 def _audit_channel(config: AuditChannelConfig) -> AuditChannel:

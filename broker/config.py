@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from broker.kernel.audit.capture_settings import AuditCaptureConfig
+
 Surface = Literal["ai", "mcp", "management"]
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -357,6 +359,25 @@ AuditChannelConfig = Annotated[SyslogChannelConfig | WebhookChannelConfig | Nats
                                Field(discriminator="kind")]
 
 
+class BodyOffloadConfig(_Section):
+    """Where bodies over body_max_bytes go: an S3-compatible bucket when ``s3_bucket`` is set, else
+    ``directory`` (default ``<data_dir>/audit-bodies``)."""
+
+    directory: Path | None = None
+    s3_endpoint: str | None = Field(None, pattern=r"^https?://")  # None: AWS's regional endpoint
+    s3_bucket: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_prefix: str = Field("warden-audit/", pattern=r"^[A-Za-z0-9!_.*'()/-]*$")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> BodyOffloadConfig:
+        if self.s3_bucket and not (self.s3_access_key_id and self.s3_secret_access_key):
+            raise ValueError("s3_bucket needs s3_access_key_id and s3_secret_access_key")
+        return self
+
+
 class AuditConfig(_Section):
     # Unwritten audit events the spool may hold (the database down for a while); then requests wait for room.
     spool_max_bytes: int = Field(1 << 30, ge=1 << 20, le=1 << 40)
@@ -366,6 +387,8 @@ class AuditConfig(_Section):
     # Days audit events are kept (0: forever), by kind (the surface: ai, mcp, quota...) and for the rest.
     retention_days: int = Field(365, ge=0, le=36500)
     retention_days_by_kind: dict[str, int] = Field(default_factory=dict)
+    capture: AuditCaptureConfig = AuditCaptureConfig()
+    offload: BodyOffloadConfig = BodyOffloadConfig()
     # Where audit events are forwarded as well (SIEMs, pipelines), each channel on its own.
     forward: tuple[AuditChannelConfig, ...] = ()
 

@@ -20,6 +20,8 @@ from broker.connections.service import Connections
 from broker.edge.errors import EXCEPTION_HANDLERS
 from broker.edge.metrics import HttpMetrics, MetricsMiddleware
 from broker.kernel.audit.adapters.store import AuditQuery
+from broker.kernel.audit.body_store import BodyStore
+from broker.kernel.audit.capture import CaptureSettings
 from broker.kernel.clock import Clock
 from broker.kernel.identity.service import Identity
 from broker.kernel.quota.engine import QuotaEngine
@@ -32,6 +34,7 @@ from broker.mcp.virtual import VirtualServerStore
 from broker.outbound import Outbound
 from broker.sso import OidcSignIn
 from console.ai_routes import AiCatalogRoutes
+from console.audit_routes import AuditRoutes
 from console.connection_routes import ConnectionRoutes
 from console.endpoints import CSRF_HEADER, ApiRoute, Authenticator, to_starlette
 from console.key_routes import KeyRoutes
@@ -87,6 +90,8 @@ class ConsoleServices:
     mcp_oauth: McpAuthorizationServer
     sso: OidcSignIn | None
     ai_catalog: AiCatalog
+    audit_bodies: BodyStore
+    capture_settings: CaptureSettings
 
 
 def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSettings) -> list[ApiRoute]:
@@ -105,6 +110,7 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
                          services.mcp_credentials, services.mcp_access_changed).routes(),
         *McpVirtualRoutes(services.mcp_virtual_servers, services.mcp_pool, services.mcp_virtuals_changed).routes(),
         *McpCallRoutes(services.audit).routes(),
+        *AuditRoutes(services.audit, services.audit_bodies, services.capture_settings).routes(),
         *_connection_routes(services, settings).routes(),
         *OAuthServerRoutes(services.mcp_oauth, services.identity).routes(),
     ]

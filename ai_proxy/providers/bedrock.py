@@ -130,14 +130,10 @@ def _outgoing(provider: Provider, model: str, method: str, value: dict[str, Any]
 def _signed(provider: Provider, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
     if not provider.aws_access_key_id:
         return {**headers, "authorization": f"Bearer {provider.api_key}"} if provider.api_key else headers
-    from botocore.auth import SigV4Auth  # imported only where Bedrock is used
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
+    from broker.sigv4 import sigv4_headers  # botocore is imported only where it is used
 
-    signed = AWSRequest("POST", url, data=body, headers=headers)
-    SigV4Auth(Credentials(provider.aws_access_key_id, provider.api_key or ""), "bedrock",
-              provider.region or "us-east-1").add_auth(signed)
-    return dict(signed.headers.items())
+    return sigv4_headers("POST", url, headers, body, provider.aws_access_key_id, provider.api_key or "", "bedrock",
+                         provider.region or "us-east-1")
 
 
 def request(hub: dict[str, Any]) -> dict[str, Any]:

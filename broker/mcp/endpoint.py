@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import mcp_types as types
+import orjson
 from anyio.abc import TaskGroup
 from mcp import ClientSession
 from mcp.client._input_required import run_input_required_driver
@@ -45,6 +46,8 @@ from starlette.types import Receive, Scope, Send
 from broker.authserver.server import ACCESS_PREFIX, McpAuthorizationServer
 from broker.edge.credentials import presented_key
 from broker.edge.errors import error_body, warden_error
+from broker.kernel.audit.capture import BodyCapture
+from broker.kernel.audit.events import AuditEvent, with_bodies
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.bus.ports import Broadcast, Message
 from broker.kernel.crypto import SecretBox
@@ -107,6 +110,7 @@ class BrokerExtras:
     sessions_per_server: int = 50
     user_upstreams: UserUpstreams | None = None  # sessions of per-user servers, each with a user's account
     consent: LinkConsent | None = None  # asks callers in band to link a missing account
+    capture: BodyCapture | None = None  # captures tool arguments and results into audit events
 
 
 class McpBroker:
@@ -129,6 +133,7 @@ class McpBroker:
         self._connections_url = extras.connections_url
         self._user_upstreams = extras.user_upstreams
         self._consent = extras.consent
+        self._capture = extras.capture
         self._budget = SessionBudget(extras.sessions_per_server)
         self._bridge = InputBridge(extras.box, self._budget) if extras.box is not None else None
         # Every stateful client session, with its own upstream sessions; dropped when the session ends.
@@ -487,6 +492,7 @@ class McpBroker:
         account: tuple[str, str] | None = None
         shown = params.name  # the upstream's namespaced name once resolved, whatever the endpoint showed
         outcome, code = "error", None
+        result: types.CallToolResult | None = None  # kept for body capture
 
         async def report(progress: float, total: float | None, message: str | None) -> None:
             timeline.progress(progress, total, message)
@@ -523,7 +529,8 @@ class McpBroker:
             if key and (cached := await self._cache.get(key)) is not None:
                 timeline.mark("cache_hit")
                 outcome = "ok"
-                return types.CallToolResult.model_validate_json(cached)
+                result = types.CallToolResult.model_validate_json(cached)
+                return result
             plain = _only_a_result_returns(ctx, connection, params)
 
             async def run(session: ClientSession, responses: types.InputResponses | None, state: str | None
@@ -569,7 +576,17 @@ class McpBroker:
                 event = timeline.audit_event(principal, request_context_of(ctx.request, params.meta), server,
                                              shown, params.arguments, outcome, code, account)
                 with anyio.CancelScope(shield=True):  # a cancelled call is audited too
-                    await self._audit.record(event)
+                    await self._audit.record(await self._with_bodies(event, params.arguments, result))
+
+    async def _with_bodies(self, event: AuditEvent, arguments: dict[str, Any] | None,
+                           result: types.CallToolResult | None) -> AuditEvent:
+        capture = self._capture
+        if capture is None or not (capture.wants("arguments") or capture.wants("result")):
+            return event
+        return with_bodies(event, await capture.bodies(
+            arguments=orjson.dumps(arguments or {}) if capture.wants("arguments") else None,
+            result=result.model_dump_json(by_alias=True, exclude_none=True)
+            if result is not None and capture.wants("result") else None))
 
     def _callable(self, view: CatalogView, name: str, visible: Callable[[str], bool], principal: Principal
                   ) -> tuple[UpstreamConnection, str]:

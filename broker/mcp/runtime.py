@@ -16,6 +16,7 @@ from broker.connections.locks import CredentialLocks, RedisLock, SharedLock, Sto
 from broker.connections.oauth import OAuthClient
 from broker.connections.pending import PendingAuthorizations
 from broker.connections.service import ClientRegistrations, Connections, ConnectionsSettings
+from broker.kernel.audit.capture import BodyCapture
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.bus.ports import Broadcast, Message
 from broker.kernel.clock import Clock
@@ -112,7 +113,8 @@ class McpRuntime:
 @asynccontextmanager
 async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, hasher: KeyHasher, identity: Identity,
                    quotas: QuotaEngine, audit: AuditSink, broadcast: Broadcast, clock: Clock, config: WardenConfig,
-                   version: str, pending: PendingAuthorizations) -> AsyncIterator[McpRuntime]:
+                   version: str, pending: PendingAuthorizations, capture: BodyCapture | None = None
+                   ) -> AsyncIterator[McpRuntime]:
     """Reconcile declared servers, connect to every upstream, serve ``/mcp``; stop it all on exit."""
     store = McpServerStore(db, clock, box)
     try:
@@ -160,7 +162,7 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, hasher: Ke
     broker = McpBroker(pool, access, quotas, audit, version, BrokerExtras(
         cache=cache, credentials=connections, virtuals=virtuals, box=box, directory=directory, broadcast=broadcast,
         connections_url=connections.settings.connections_url, sessions_per_server=config.mcp.sessions_per_server,
-        user_upstreams=user_upstreams, consent=LinkConsent(box, user_upstreams)))
+        user_upstreams=user_upstreams, consent=LinkConsent(box, user_upstreams), capture=capture))
     notify.append(broker)
     manager = SharedSessionManager(broker.server, directory, events, broadcast, key_of_request,
                                    only_a_response=broker.only_a_response)

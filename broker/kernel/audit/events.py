@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from broker.kernel.audit.capture import CapturedBody
 
 
 def event_id() -> str:
@@ -36,3 +38,14 @@ class AuditEvent:
     request_id: str | None = None  # the client's x-request-id, or the one Warden gave the request
     client_ip: str | None = None
     user_agent: str | None = None
+    # Captured bodies by part (AI: request, response; MCP: arguments, result), redacted; sizes and redaction
+    # counts are also in ``detail["bodies"]``, which outlives the bodies themselves.
+    bodies: dict[str, CapturedBody] | None = None
+
+
+def with_bodies(event: AuditEvent, bodies: dict[str, CapturedBody] | None) -> AuditEvent:
+    """The event carrying ``bodies``, their sizes and redaction counts also noted in its detail."""
+    if not bodies:
+        return event
+    return replace(event, bodies=bodies,
+                   detail={**event.detail, "bodies": {part: body.summary() for part, body in bodies.items()}})

@@ -67,7 +67,7 @@ class AuditForwarder:
                               " behind (they are in the audit store)", name, lost, self._max_lag)
                     continue
                 events, after = self._spool.read(position, BATCH)
-                if await self._deliver(events):
+                if await self._deliver([_without_bodies(event) for event in events]):
                     self._spool.mark_forwarded(name, after)
         finally:
             with anyio.CancelScope(shield=True):
@@ -95,3 +95,9 @@ class AuditForwarder:
             await anyio.sleep(random.uniform(0, min(self._max_backoff, 0.25 * 2**attempt)))  # noqa: S311
             if self._spool.forwarded_lag()[name] > self._max_lag:
                 return False
+
+
+def _without_bodies(event: dict[str, Any]) -> dict[str, Any]:
+    """Channels get the event without its captured bodies (their sizes and redaction counts stay in the detail):
+    bodies stay behind the store's ``audit:read_bodies`` permission."""
+    return {k: v for k, v in event.items() if k != "bodies"} if event.get("bodies") else event

@@ -11,6 +11,7 @@ import anyio
 
 from broker.app import create_app
 from broker.kernel.audit.adapters.store import StoreAuditSink
+from broker.kernel.audit.body_store import LocalBodyStore
 from broker.kernel.audit.events import AuditEvent
 from broker.kernel.audit.spool import AuditSpool
 from broker.kernel.errors import AuditUnavailable
@@ -26,8 +27,8 @@ def huge_event() -> AuditEvent:
 
 
 async def test_only_the_refuse_policy_refuses_and_only_while_the_spool_is_full(tmp_path: Path) -> None:
-    block = StoreAuditSink(None, AuditSpool(tmp_path / "block", 1 << 20))  # type: ignore[arg-type]
-    refuse = StoreAuditSink(None, AuditSpool(tmp_path / "refuse", 1 << 20), True)  # type: ignore[arg-type]
+    block = StoreAuditSink(None, AuditSpool(tmp_path / "block", 1 << 20), LocalBodyStore(tmp_path))  # type: ignore[arg-type]
+    refuse = StoreAuditSink(None, AuditSpool(tmp_path / "refuse", 1 << 20), LocalBodyStore(tmp_path), True)  # type: ignore[arg-type]
     refuse.admit()
     for sink in (block, refuse):
         await sink.record(huge_event())  # no writer runs: the spool stays full

@@ -22,6 +22,26 @@ async def add(kernel: Kernel, surface: str, days_ago: float, clock: FakeClock) -
     return event_id
 
 
+def retention_of(kernel: Kernel, clock: FakeClock, default_days: int, days_by_kind: dict[str, int],
+                 body_days: int = 0) -> AuditRetention:
+    return AuditRetention(kernel.db, clock, default_days, days_by_kind, kernel.bodies, lambda: body_days)
+
+
+async def add_body(kernel: Kernel, event_id: str, days_ago: float, clock: FakeClock, offloaded: bool) -> str | None:
+    key = f"old/{event_id}.request" if offloaded else None
+    if key:
+        await kernel.bodies.put(key, b"body")
+    await kernel.db.execute(
+        "INSERT INTO audit_bodies (event_id, part, at, bytes, redactions, content, offload_key)"
+        " VALUES (?, 'request', ?, 4, '{}', ?, ?)", event_id, clock.now() - days_ago * DAY,
+        None if offloaded else "body", key)
+    return key
+
+
+async def bodies_of(kernel: Kernel) -> set[str]:
+    return {str(r["event_id"]) for r in await kernel.db.fetch("SELECT event_id FROM audit_bodies")}
+
+
 async def remaining(kernel: Kernel) -> set[str]:
     return {str(r["id"]) for r in await kernel.db.fetch("SELECT id FROM audit_events")}
 
@@ -31,7 +51,7 @@ async def test_each_kind_keeps_its_own_period_and_the_rest_the_default(kernel: K
             await add(kernel, "quota", 364, clock), await add(kernel, "console", 1000, clock)}
     gone = {await add(kernel, "ai", 31, clock), await add(kernel, "mcp", 91, clock),
             await add(kernel, "quota", 366, clock)}
-    retention = AuditRetention(kernel.db, clock, 365, {"ai": 30, "mcp": 90, "console": 0})
+    retention = retention_of(kernel, clock, 365, {"ai": 30, "mcp": 90, "console": 0})
     assert await retention.purge() == len(gone)
     assert await remaining(kernel) == kept
     assert await retention.purge() == 0
@@ -40,8 +60,32 @@ async def test_each_kind_keeps_its_own_period_and_the_rest_the_default(kernel: K
 async def test_forever_keeps_everything_and_large_purges_go_in_chunks(
         kernel: Kernel, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
     old = {await add(kernel, "ai", 400, clock) for _ in range(7)}
-    assert await AuditRetention(kernel.db, clock, 0, {}).purge() == 0
+    assert await retention_of(kernel, clock, 0, {}).purge() == 0
     monkeypatch.setattr(retention_module, "CHUNK", 3)
-    assert await AuditRetention(kernel.db, clock, 365, {}).purge() == 7
+    assert await retention_of(kernel, clock, 365, {}).purge() == 7
     assert not await remaining(kernel) & old
     assert await AuditQuery(kernel.db).recent("ai") == []
+
+
+async def test_bodies_go_after_their_own_shorter_period_and_with_their_event(kernel: Kernel,
+                                                                           clock: FakeClock) -> None:
+    fresh, stale, expired = [await add(kernel, "ai", days, clock) for days in (5, 40, 400)]
+    keys = {}
+    for event_id, days in ((fresh, 5), (stale, 40), (expired, 400)):
+        await add_body(kernel, event_id, days, clock, offloaded=False)
+    keys["stale"] = await add_body(kernel, stale + "x", 40, clock, offloaded=True)
+    keys["fresh"] = await add_body(kernel, fresh + "x", 5, clock, offloaded=True)
+    assert await retention_of(kernel, clock, 365, {}, body_days=30).purge() == 1  # the 400-day-old event
+    assert await remaining(kernel) == {fresh, stale}  # metadata outlives the bodies
+    assert await bodies_of(kernel) == {fresh, fresh + "x"}
+    offloaded = kernel.config.server.data_dir / "audit-bodies"
+    assert not (offloaded / str(keys["stale"])).exists() and (offloaded / str(keys["fresh"])).exists()
+
+
+async def test_an_event_purged_takes_its_bodies_even_when_bodies_live_as_long_as_events(
+        kernel: Kernel, clock: FakeClock) -> None:
+    old = await add(kernel, "mcp", 100, clock)
+    key = await add_body(kernel, old, 100, clock, offloaded=True)
+    assert await retention_of(kernel, clock, 90, {}, body_days=0).purge() == 1
+    assert await bodies_of(kernel) == set()
+    assert not (kernel.config.server.data_dir / "audit-bodies" / str(key)).exists()

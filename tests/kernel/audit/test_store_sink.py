@@ -7,6 +7,7 @@ import anyio
 
 from broker.app import Kernel
 from broker.kernel.audit.adapters.store import AuditQuery, StoreAuditSink
+from broker.kernel.audit.body_store import LocalBodyStore
 from broker.kernel.audit.events import AuditEvent
 from broker.kernel.audit.spool import AuditSpool
 from tests.conftest import eventually
@@ -18,7 +19,7 @@ def event(target: str = "mcp_server:demo") -> AuditEvent:
 
 
 async def test_every_queued_event_is_written_before_the_writer_returns(kernel: Kernel, tmp_path: Path) -> None:
-    sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "small-spool", 1 << 20))
+    sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "small-spool", 1 << 20), LocalBodyStore(tmp_path / 'bodies'))
     events = [event() for _ in range(500)]
     events[0].detail["padding"] = "x" * (1 << 20)  # fills the spool at once: record waits instead of dropping
     async with anyio.create_task_group() as group:
@@ -34,7 +35,7 @@ async def test_every_queued_event_is_written_before_the_writer_returns(kernel: K
 
 
 async def test_replaying_an_event_does_not_duplicate_it(kernel: Kernel, tmp_path: Path) -> None:
-    sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30))
+    sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30), LocalBodyStore(tmp_path / 'bodies'))
     item = event()
     async with anyio.create_task_group() as group:
         group.start_soon(sink.run)
@@ -49,7 +50,7 @@ async def test_replaying_an_event_does_not_duplicate_it(kernel: Kernel, tmp_path
 
 async def test_events_recorded_and_closed_before_the_writer_starts_are_still_written(
         kernel: Kernel, tmp_path: Path) -> None:
-    sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30))
+    sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30), LocalBodyStore(tmp_path / 'bodies'))
     item = event()
     await sink.record(item)  # the writer has not run yet: the event waits in the queue
     sink.close()
@@ -60,7 +61,7 @@ async def test_events_recorded_and_closed_before_the_writer_starts_are_still_wri
 
 
 async def test_a_writer_started_after_an_empty_sink_was_closed_returns_at_once(kernel: Kernel, tmp_path: Path) -> None:
-    sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30))
+    sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30), LocalBodyStore(tmp_path / 'bodies'))
     sink.close()
     with anyio.fail_after(5):
         await sink.run()
@@ -70,7 +71,7 @@ async def test_a_writer_started_after_an_empty_sink_was_closed_returns_at_once(k
 async def test_events_a_killed_process_left_in_the_spool_are_written_once_at_the_next_start(
         kernel: Kernel, tmp_path: Path) -> None:
     spool = AuditSpool(tmp_path / "spool", 1 << 30)
-    first = StoreAuditSink(kernel.db, spool)
+    first = StoreAuditSink(kernel.db, spool, LocalBodyStore(tmp_path / 'bodies'))
     written, unwritten = event(), [event() for _ in range(3)]
     async with anyio.create_task_group() as group:
         group.start_soon(first.run)
@@ -85,7 +86,7 @@ async def test_events_a_killed_process_left_in_the_spool_are_written_once_at_the
         spool.append(item)
     spool.close()
 
-    again = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30))
+    again = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30), LocalBodyStore(tmp_path / 'bodies'))
     again.close()
     with anyio.fail_after(10):
         await again.run()  # replays what the spool holds past its acknowledged position

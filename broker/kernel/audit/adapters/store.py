@@ -19,6 +19,7 @@ import anyio
 import orjson
 from prometheus_client import CollectorRegistry, Counter
 
+from broker.kernel.audit.body_store import BodyStore, offload_key
 from broker.kernel.audit.events import AuditEvent
 from broker.kernel.audit.spool import AuditSpool, SpoolFull
 from broker.kernel.errors import AuditUnavailable
@@ -31,15 +32,18 @@ _COLUMNS = ("id", "at", "trace_id", "surface", "user_id", "team_id", "api_key_id
             "error_code", "duration_ms", "detail", "request_id", "client_ip", "user_agent")
 _INSERT = (f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
            " ON CONFLICT (id) DO NOTHING")
+_INSERT_BODY = ("INSERT INTO audit_bodies (event_id, part, at, bytes, redactions, content, offload_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, part) DO NOTHING")
 
 
 class StoreAuditSink:
     """The embedded default sink (SQLite or PostgreSQL, whichever is the store)."""
 
-    def __init__(self, db: Database, spool: AuditSpool, refuse_when_full: bool = False,
+    def __init__(self, db: Database, spool: AuditSpool, bodies: BodyStore, refuse_when_full: bool = False,
                  registry: CollectorRegistry | None = None) -> None:
         self._db = db
         self._spool = spool
+        self._bodies = bodies
         self._refuse_when_full = refuse_when_full
         # The one kind of request with no audit event: refused because its event could not have been kept.
         self.refused_total = Counter("warden_audit_refused_requests", "Requests refused with 503"
@@ -106,7 +110,8 @@ class StoreAuditSink:
             try:
                 with anyio.CancelScope(shield=True):  # a started transaction finishes even during shutdown
                     await self._spool.sync()
-                    await self._insert(batch)
+                    rows = await self._body_rows(batch)  # offloaded first: a row never points at nothing
+                    await self._insert(batch, rows)
                 if attempt > 1:
                     log.warning("audit writes work again after %d failed attempt(s)", attempt - 1)
                 return
@@ -119,8 +124,22 @@ class StoreAuditSink:
                              " written when Warden starts again", len(batch))
                 raise
 
-    async def _insert(self, batch: list[dict[str, Any]]) -> None:
+    async def _body_rows(self, batch: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        rows = []
+        for event in batch:
+            for part, body in (event.get("bodies") or {}).items():
+                key = None
+                if body["offload"]:
+                    key = offload_key(event["id"], event["at"], part)
+                    await self._bodies.put(key, body["text"].encode())
+                rows.append((event["id"], part, event["at"], body["bytes"], orjson.dumps(body["redactions"]).decode(),
+                             None if key else body["text"], key))
+        return rows
+
+    async def _insert(self, batch: list[dict[str, Any]], bodies: list[tuple[Any, ...]]) -> None:
         async with self._db.transaction() as tx:
+            if bodies:
+                await tx.execute_many(_INSERT_BODY, bodies)
             await tx.execute_many(
                 _INSERT,
                 [(e["id"], e["at"], e["trace_id"], e["surface"], e["user_id"], e["team_id"], e["api_key_id"],
@@ -149,6 +168,17 @@ class AuditQuery:
     async def get(self, event_id: str) -> dict[str, Any] | None:
         row = await self._db.fetchrow("SELECT * FROM audit_events WHERE id = ?", event_id)
         return _event(row) if row else None
+
+    async def bodies(self, event_id: str, store: BodyStore) -> dict[str, dict[str, Any]]:
+        """The event's captured bodies by part, offloaded ones fetched from ``store``."""
+        rows = await self._db.fetch("SELECT * FROM audit_bodies WHERE event_id = ? ORDER BY part", event_id)
+        bodies = {}
+        for row in rows:
+            text = row["content"] if row["offload_key"] is None else \
+                (await store.get(row["offload_key"])).decode("utf-8", "replace")
+            bodies[row["part"]] = {"text": text, "bytes": row["bytes"], "redactions": json.loads(row["redactions"]),
+                                   "offloaded": row["offload_key"] is not None}
+        return bodies
 
 
 def _event(row: Row) -> dict[str, Any]:
