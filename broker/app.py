@@ -37,6 +37,7 @@ from broker.edge.health import Check, HealthChecks
 from broker.edge.metrics import HttpMetrics
 from broker.gateway import build_gateway
 from broker.kernel.audit.adapters.store import AuditQuery, StoreAuditSink
+from broker.kernel.audit.adapters.store_search import StoreAuditSearch
 from broker.kernel.audit.body_store import BodyStore, LocalBodyStore, S3BodyStore
 from broker.kernel.audit.capture import BodyCapture, CaptureSettings
 from broker.kernel.audit.channels.nats import NatsChannel
@@ -282,7 +283,8 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiC
                                mcp.store, mcp.pool, mcp.servers_changed, mcp.access_rules, mcp.access,
                                mcp.access_changed, AuditQuery(kernel.db), mcp.connections, mcp.virtual_store,
                                mcp.virtuals_changed, mcp.connections, mcp.outbound, mcp.authorization,
-                               _single_sign_on(config, kernel, mcp.outbound, clock), ai_catalog, kernel.bodies,
+                               _single_sign_on(config, kernel, mcp.outbound, clock), ai_catalog,
+                               StoreAuditSearch(kernel.db), kernel.bodies,
                                kernel.capture_settings)
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,

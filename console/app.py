@@ -20,6 +20,7 @@ from broker.connections.service import Connections
 from broker.edge.errors import EXCEPTION_HANDLERS
 from broker.edge.metrics import HttpMetrics, MetricsMiddleware
 from broker.kernel.audit.adapters.store import AuditQuery
+from broker.kernel.audit.adapters.store_search import StoreAuditSearch
 from broker.kernel.audit.body_store import BodyStore
 from broker.kernel.audit.capture import CaptureSettings
 from broker.kernel.clock import Clock
@@ -90,6 +91,7 @@ class ConsoleServices:
     mcp_oauth: McpAuthorizationServer
     sso: OidcSignIn | None
     ai_catalog: AiCatalog
+    audit_search: StoreAuditSearch
     audit_bodies: BodyStore
     capture_settings: CaptureSettings
 
@@ -110,7 +112,8 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
                          services.mcp_credentials, services.mcp_access_changed).routes(),
         *McpVirtualRoutes(services.mcp_virtual_servers, services.mcp_pool, services.mcp_virtuals_changed).routes(),
         *McpCallRoutes(services.audit).routes(),
-        *AuditRoutes(services.audit, services.audit_bodies, services.capture_settings).routes(),
+        *AuditRoutes(services.audit, services.audit_search, services.audit_bodies,
+                     services.capture_settings).routes(),
         *_connection_routes(services, settings).routes(),
         *OAuthServerRoutes(services.mcp_oauth, services.identity).routes(),
     ]

@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 BATCH = 200
 LINGER = 0.05  # seconds an event may wait for others to share its transaction
 _COLUMNS = ("id", "at", "trace_id", "surface", "user_id", "team_id", "api_key_id", "target", "action", "outcome",
-            "error_code", "duration_ms", "detail", "request_id", "client_ip", "user_agent")
+            "error_code", "duration_ms", "detail", "request_id", "client_ip", "user_agent",
+            "model", "provider", "input_tokens", "output_tokens", "weighted_tokens", "usd")
+_AI_NUMBERS = ("model", "provider", "input_tokens", "output_tokens", "weighted_tokens", "usd")
 _INSERT = (f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
            " ON CONFLICT (id) DO NOTHING")
 _INSERT_BODY = ("INSERT INTO audit_bodies (event_id, part, at, bytes, redactions, content, offload_key)"
@@ -144,9 +146,16 @@ class StoreAuditSink:
                 _INSERT,
                 [(e["id"], e["at"], e["trace_id"], e["surface"], e["user_id"], e["team_id"], e["api_key_id"],
                   e["target"], e["action"], e["outcome"], e["error_code"], e["duration_ms"],
-                  orjson.dumps(e["detail"]).decode(), e.get("request_id"), e.get("client_ip"), e.get("user_agent"))
-                 for e in batch],
+                  orjson.dumps(e["detail"]).decode(), e.get("request_id"), e.get("client_ip"), e.get("user_agent"),
+                  *_numbers(e)) for e in batch],
             )
+
+
+def _numbers(event: dict[str, Any]) -> tuple[Any, ...]:
+    """An AI event's model, provider, tokens and cost, for the aggregates (other kinds have none)."""
+    if event["surface"] != "ai":
+        return (None,) * len(_AI_NUMBERS)
+    return tuple(event["detail"].get(name) for name in _AI_NUMBERS)
 
 
 class AuditQuery:
@@ -163,11 +172,11 @@ class AuditQuery:
             rows = await self._db.fetch(
                 "SELECT * FROM audit_events WHERE surface = ? AND target = ? ORDER BY at DESC LIMIT ?",
                 surface, target, limit)
-        return [_event(r) for r in rows]
+        return [event_from_row(r) for r in rows]
 
     async def get(self, event_id: str) -> dict[str, Any] | None:
         row = await self._db.fetchrow("SELECT * FROM audit_events WHERE id = ?", event_id)
-        return _event(row) if row else None
+        return event_from_row(row) if row else None
 
     async def bodies(self, event_id: str, store: BodyStore) -> dict[str, dict[str, Any]]:
         """The event's captured bodies by part, offloaded ones fetched from ``store``."""
@@ -181,5 +190,5 @@ class AuditQuery:
         return bodies
 
 
-def _event(row: Row) -> dict[str, Any]:
+def event_from_row(row: Row) -> dict[str, Any]:
     return {**row, "detail": json.loads(row["detail"])}

@@ -1,0 +1,166 @@
+"""Searching the audit log through the console API, on SQLite and PostgreSQL: filters, LIKE patterns that match
+only what they say, full-text search over captured bodies (FTS5 / tsvector) that never reads a caller's words as
+query syntax, one trace across both surfaces with its cost, usage and cost aggregates, pages, and permissions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from broker.app import Warden
+from broker.kernel.audit.capture import CapturedBody
+from broker.kernel.audit.events import AuditEvent, with_bodies
+from tests.conftest import STRONG_PASSWORD, asgi_client, eventually
+from tests.console.conftest import sign_in
+
+DAY1 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+DAY2 = DAY1 + 86_400
+
+
+def ai(event_id: str, at: float, user: str, team: str, model: str, provider: str, usd: float, trace: str = "t" * 32,
+       outcome: str = "ok", code: int | None = None) -> AuditEvent:
+    return AuditEvent(event_id, at, trace, "ai", user, team, f"key-{user}", f"provider:{provider}",
+                      f"chat.completions:{model}", outcome, code, 120.0,
+                      {"model": model, "provider": provider, "input_tokens": 100, "output_tokens": 50,
+                       "weighted_tokens": 150.0, "usd": usd})
+
+
+def mcp(event_id: str, at: float, user: str, server: str, tool: str, trace: str = "t" * 32) -> AuditEvent:
+    return AuditEvent(event_id, at, trace, "mcp", user, None, f"key-{user}", f"mcp_server:{server}",
+                      f"tools/call:{server}__{tool}", "ok", None, 30.0, {"tool": f"{server}__{tool}"})
+
+
+def body(text: str) -> dict[str, CapturedBody]:
+    return {"request": CapturedBody(text, len(text), {}, False)}
+
+
+@pytest.fixture
+async def audit_log(warden: Warden) -> AsyncIterator[httpx.AsyncClient]:
+    trace = "a" * 32
+    events = [
+        with_bodies(ai("e1", DAY1, "u1", "t1", "gpt-4o", "openai", 0.5, trace), body("hello, the secret plan alpha")),
+        mcp("e2", DAY1 + 1, "u1", "github", "create_issue", trace),
+        with_bodies(ai("e3", DAY2, "u2", "t2", "claude-x", "anthropic", 1.25, outcome="refused", code=403),
+                    body('a quote " and NEAR( and * stars')),
+        mcp("e4", DAY2 + 1, "u2", "odd", "a%b_c"),
+        mcp("e5", DAY2 + 2, "u2", "odd", "axxbyc"),
+        ai("e6", DAY2 + 3, "u1", "t1", "gpt-4o", "openai", 0.25),
+    ]
+    for event in events:
+        await warden.kernel.audit.record(event)
+
+    async def stored() -> bool:
+        return len(await warden.kernel.db.fetch("SELECT id FROM audit_events")) == len(events)
+
+    assert await eventually(stored)
+    async with asgi_client(warden.console, "http://console.test") as console:
+        assert (await console.post("/api/setup", json={"email": "admin@example.com",
+                                                       "password": STRONG_PASSWORD})).status_code == 201
+        await sign_in(console, "admin@example.com")
+        yield console
+
+
+async def ids(console: httpx.AsyncClient, **query: Any) -> list[str]:
+    answer = await console.get("/api/audit/events", params=query)
+    assert answer.status_code == 200, answer.text
+    return [e["id"] for e in answer.json()["items"]]
+
+
+async def test_filters(audit_log: httpx.AsyncClient) -> None:
+    assert await ids(audit_log) == ["e6", "e5", "e4", "e3", "e2", "e1"]
+    assert await ids(audit_log, surface="ai") == ["e6", "e3", "e1"]
+    assert await ids(audit_log, user_id="u1", surface="mcp") == ["e2"]
+    assert await ids(audit_log, team_id="t1") == ["e6", "e1"]
+    assert await ids(audit_log, api_key_id="key-u2") == ["e5", "e4", "e3"]
+    assert await ids(audit_log, model="gpt-4o") == ["e6", "e1"]
+    assert await ids(audit_log, provider="anthropic") == ["e3"]
+    assert await ids(audit_log, server="github") == ["e2"]
+    assert await ids(audit_log, tool="github__create_issue") == ["e2"]
+    assert await ids(audit_log, outcome="refused") == ["e3"] == await ids(audit_log, status=403)
+    assert await ids(audit_log, status=200, surface="ai") == ["e6", "e1"]
+    assert await ids(audit_log, since=DAY2, until=DAY2 + 2) == ["e4", "e3"]
+    assert await ids(audit_log, since="2027-01-16T08:00:00Z", until="2027-01-16T08:00:01+00:00") == ["e3"]
+    assert await ids(audit_log, trace_id="a" * 32) == ["e2", "e1"]
+
+
+async def test_tool_patterns_match_only_what_they_say(audit_log: httpx.AsyncClient) -> None:
+    assert await ids(audit_log, tool="odd__a%b_c") == ["e4"]  # exact: % and _ are themselves
+    assert await ids(audit_log, tool="odd__a%b*") == ["e4"]  # not "axxbyc", as LIKE's own % and _ would match
+    assert await ids(audit_log, tool="odd__*") == ["e5", "e4"]
+    assert await ids(audit_log, tool="*") == ["e5", "e4", "e2"]
+
+
+async def test_full_text_search_over_bodies_takes_words_never_query_syntax(audit_log: httpx.AsyncClient) -> None:
+    assert await ids(audit_log, q="alpha") == ["e1"]
+    assert await ids(audit_log, q="PLAN secret") == ["e1"]  # every word, any order, any case
+    assert await ids(audit_log, q="plan missing") == []
+    assert await ids(audit_log, q='quote " NEAR( *') == ["e3"]  # FTS5 syntax characters are just punctuation
+    assert await ids(audit_log, q='alpha" OR "stars') == []  # not an OR: all of alpha, OR, stars
+    assert await ids(audit_log, q="alpha", user_id="u2") == []
+
+
+async def test_pages_follow_the_cursor_to_the_end(audit_log: httpx.AsyncClient) -> None:
+    seen, cursor = [], None
+    while True:
+        page = (await audit_log.get("/api/audit/events", params={"limit": 4, **({"cursor": cursor} if cursor
+                                                                              else {})})).json()
+        seen += [e["id"] for e in page["items"]]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert seen == ["e6", "e5", "e4", "e3", "e2", "e1"]
+
+
+async def test_one_trace_across_both_surfaces_with_its_cost(audit_log: httpx.AsyncClient) -> None:
+    trace = (await audit_log.get(f"/api/audit/traces/{'a' * 32}")).json()
+    assert [e["id"] for e in trace["events"]] == ["e1", "e2"]  # the LLM turn, then the tool call it asked for
+    assert (trace["llm_calls"], trace["tool_calls"], trace["usd"], trace["input_tokens"]) == (1, 1, 0.5, 100)
+    assert trace["duration_ms"] == pytest.approx(1030.0)
+    assert (await audit_log.get(f"/api/audit/traces/{'b' * 32}")).status_code == 404
+
+
+async def test_usage_and_cost_aggregates(audit_log: httpx.AsyncClient) -> None:
+    async def usage(**query: Any) -> list[dict[str, Any]]:
+        answer = await audit_log.get("/api/audit/usage", params=query)
+        assert answer.status_code == 200, answer.text
+        return list(answer.json()["items"])
+
+    by_model = await usage(group_by="model", surface="ai")
+    assert by_model[0] == {"model": "claude-x", "requests": 1, "errors": 1, "input_tokens": 100,
+                           "output_tokens": 50, "weighted_tokens": 150.0, "usd": 1.25}
+    assert by_model[1]["model"] == "gpt-4o" and by_model[1]["usd"] == 0.75 and by_model[1]["requests"] == 2
+    per_day = await usage(group_by="team", period="day", surface="ai")
+    assert [(r["period"], r["team"], r["usd"]) for r in per_day] == [
+        ("2027-01-15", "t1", 0.5), ("2027-01-16", "t2", 1.25), ("2027-01-16", "t1", 0.25)]
+    assert {r["tool"]: r["requests"] for r in await usage(group_by="tool", surface="mcp")} == {
+        "github__create_issue": 1, "odd__a%b_c": 1, "odd__axxbyc": 1}
+    monthly = await usage(group_by="user", period="month")
+    assert {(r["period"], r["user"], r["requests"]) for r in monthly} == {("2027-01", "u1", 3), ("2027-01", "u2", 3)}
+
+
+async def test_bad_queries_are_refused_naming_the_parameter(audit_log: httpx.AsyncClient) -> None:
+    for path, query, field in [("/api/audit/events", {"since": "yesterday"}, "query.since"),
+                               ("/api/audit/events", {"limit": "0"}, "query.limit"),
+                               ("/api/audit/events", {"cursor": "x"}, "query.cursor"),
+                               ("/api/audit/events", {"q": "  ,; "}, "query.q"),
+                               ("/api/audit/events", {"status": "ok"}, "query.status"),
+                               ("/api/audit/usage", {"group_by": "colour"}, "query.group_by"),
+                               ("/api/audit/usage", {"period": "week"}, "query.period")]:
+        answer = await audit_log.get(path, params=query)
+        assert answer.status_code == 422 and field in answer.text, (query, answer.text)
+
+
+async def test_a_viewer_reads_the_log_but_searches_bodies_only_with_read_bodies(
+        warden: Warden, audit_log: httpx.AsyncClient) -> None:
+    assert (await audit_log.post("/api/users", json={"email": "view@example.com", "password": STRONG_PASSWORD,
+                                                     "roles": ["viewer"]})).status_code == 201
+    async with asgi_client(warden.console, "http://console.test") as viewer:
+        await sign_in(viewer, "view@example.com")
+        assert (await viewer.get("/api/audit/events")).status_code == 200
+        assert (await viewer.get("/api/audit/usage")).status_code == 200
+        assert (await viewer.get("/api/audit/events", params={"q": "alpha"})).status_code == 403
+        await sign_in(viewer, "view@example.com")
+    async with asgi_client(warden.console, "http://console.test") as anonymous:
+        assert (await anonymous.get("/api/audit/events")).status_code == 401
