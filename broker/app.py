@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 import anyio
+import clickhouse_connect
+from clickhouse_connect.driver.asyncclient import AsyncClient
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from starlette.applications import Starlette
@@ -36,6 +38,7 @@ from broker.connections.pending import PendingAuthorizations, RedisPendingAuthor
 from broker.edge.health import Check, HealthChecks
 from broker.edge.metrics import HttpMetrics
 from broker.gateway import build_gateway
+from broker.kernel.audit.adapters.clickhouse import ClickHouseAudit, ClickHouseChannel, ClickHouseRetention
 from broker.kernel.audit.adapters.store import AuditQuery, StoreAuditSink
 from broker.kernel.audit.adapters.store_search import StoreAuditSearch
 from broker.kernel.audit.body_store import BodyStore, LocalBodyStore, S3BodyStore
@@ -44,6 +47,7 @@ from broker.kernel.audit.channels.nats import NatsChannel
 from broker.kernel.audit.channels.syslog import SyslogChannel
 from broker.kernel.audit.channels.webhook import WebhookChannel
 from broker.kernel.audit.forwarder import AuditChannel, AuditForwarder, ForwardMetrics
+from broker.kernel.audit.ports import AuditSearch
 from broker.kernel.audit.retention import AuditRetention
 from broker.kernel.audit.spool import AuditSpool, SpoolInUse, SpoolMetrics
 from broker.kernel.bus.memory import LocalBroadcast
@@ -149,6 +153,7 @@ class Kernel:
     capture: BodyCapture
     capture_settings: CaptureSettings
     bodies: BodyStore  # where captured bodies over body_max_bytes are offloaded
+    search: AuditSearch
     hasher: KeyHasher
     pending: PendingAuthorizations  # OAuth authorizations and sign-ins in flight (Redis when configured)
 
@@ -191,7 +196,8 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         webhooks = WebhookSender([WebhookTarget(w.url, w.secret) for w in config.quotas.webhooks])
         try:
             spool = AuditSpool(config.server.data_dir / "audit-spool", config.audit.spool_max_bytes,
-                               [channel.name for channel in config.audit.forward])
+                               [channel.name for channel in config.audit.forward]
+                               + (["clickhouse"] if config.audit.clickhouse else []))
         except SpoolInUse as exc:
             raise StartupError(str(exc)) from exc
         registry.register(SpoolMetrics(spool))
@@ -203,6 +209,13 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         forward_metrics = ForwardMetrics(registry)
         forwarders = [AuditForwarder(spool, _audit_channel(channel), channel.max_lag_bytes, forward_metrics)
                       for channel in config.audit.forward]
+        search: AuditSearch = StoreAuditSearch(db)
+        clickhouse = _clickhouse(config, capture.settings.body_retention_days)
+        if clickhouse is not None and config.audit.clickhouse is not None:
+            search = clickhouse  # the analytics engine answers searches when there is one
+            forwarders.append(AuditForwarder(spool, ClickHouseChannel(clickhouse),
+                                             config.audit.clickhouse.max_lag_bytes, forward_metrics,
+                                             timeout=config.audit.clickhouse.timeout_seconds * 3))
         counters: CounterStore = MemoryCounters()
         if counters_redis is not None:
             counters = await _prepared_redis_counters(counters_redis, config)
@@ -212,7 +225,7 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         box = SecretBox(secrets.key_ring)
         kernel = Kernel(config, db, redis, broadcast, identity, SecretVault(db, box, clock), events, upkeep, box,
                         registry, quotas, quota_rules, webhooks, audit, forwarders, capture, capture_settings, bodies,
-                        hasher,
+                        search, hasher,
                         RedisPendingAuthorizations(redis, config.redis.timeout_seconds) if redis is not None
                         else StorePendingAuthorizations(db, clock))
         await kernel.reload_quota_rules()
@@ -225,6 +238,8 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
             spool.close()
             with anyio.CancelScope(shield=True):
                 await bodies.aclose()
+                if clickhouse is not None:
+                    await clickhouse.close()
         with anyio.CancelScope(shield=True):
             await identity.keys.flush_last_used()
     finally:
@@ -284,7 +299,7 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiC
                                mcp.access_changed, AuditQuery(kernel.db), mcp.connections, mcp.virtual_store,
                                mcp.virtuals_changed, mcp.connections, mcp.outbound, mcp.authorization,
                                _single_sign_on(config, kernel, mcp.outbound, clock), ai_catalog,
-                               StoreAuditSearch(kernel.db), kernel.bodies,
+                               kernel.search, kernel.bodies,
                                kernel.capture_settings)
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
@@ -302,6 +317,20 @@ def _single_sign_on(config: WardenConfig, kernel: Kernel, outbound: Outbound, cl
                             oidc.create_users, oidc.groups_claim, dict(oidc.group_roles), dict(oidc.group_teams))
     return OidcSignIn(settings, OAuthClient(outbound, clock), kernel.pending, kernel.box, clock, kernel.identity,
                       kernel.db)
+
+
+def _clickhouse(config: WardenConfig, body_days: int) -> ClickHouseAudit | None:
+    settings = config.audit.clickhouse
+    if settings is None:
+        return None
+
+    async def connect() -> AsyncClient:
+        return await clickhouse_connect.get_async_client(
+            dsn=settings.url, username=settings.username, password=settings.password or "", compress="lz4",
+            connect_timeout=settings.timeout_seconds, send_receive_timeout=settings.timeout_seconds)
+
+    return ClickHouseAudit(connect, settings.database, ClickHouseRetention(
+        config.audit.retention_days, config.audit.retention_days_by_kind, body_days), timeout=settings.timeout_seconds)
 
 
 def _body_store(config: WardenConfig) -> BodyStore:

@@ -378,6 +378,18 @@ class BodyOffloadConfig(_Section):
         return self
 
 
+class ClickHouseConfig(_Section):
+    """ClickHouse for audit analytics at scale: events are written there as well (by a spool channel named
+    ``clickhouse``) and the search and usage API reads from it."""
+
+    url: str = Field(pattern=r"^https?://")  # the HTTP interface, e.g. http://clickhouse:8123
+    database: str = Field("warden", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    username: str = "default"
+    password: str | None = None
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+    max_lag_bytes: int = Field(1 << 30, ge=16 << 20, le=1 << 40)
+
+
 class AuditConfig(_Section):
     # Unwritten audit events the spool may hold (the database down for a while); then requests wait for room.
     spool_max_bytes: int = Field(1 << 30, ge=1 << 20, le=1 << 40)
@@ -389,6 +401,7 @@ class AuditConfig(_Section):
     retention_days_by_kind: dict[str, int] = Field(default_factory=dict)
     capture: AuditCaptureConfig = AuditCaptureConfig()
     offload: BodyOffloadConfig = BodyOffloadConfig()
+    clickhouse: ClickHouseConfig | None = None
     # Where audit events are forwarded as well (SIEMs, pipelines), each channel on its own.
     forward: tuple[AuditChannelConfig, ...] = ()
 
@@ -398,11 +411,15 @@ class AuditConfig(_Section):
         names = [channel.name for channel in value]
         if duplicated := sorted({name for name in names if names.count(name) > 1}):
             raise ValueError(f"audit channel names must be unique; repeated: {', '.join(duplicated)}")
+        if "clickhouse" in names:
+            raise ValueError("the audit channel name 'clickhouse' is the ClickHouse sink's")
         return value
 
     @field_validator("retention_days_by_kind")
     @classmethod
     def _retention_days(cls, value: dict[str, int]) -> dict[str, int]:
+        if bad := [kind for kind in value if not re.match(r"^[a-z0-9_-]{1,40}$", kind)]:
+            raise ValueError(f"kinds are surfaces such as ai or mcp (lower-case letters, digits, _ and -): {bad[0]!r}")
         if any(days < 0 or days > 36500 for days in value.values()):
             raise ValueError("retention days must be between 0 (forever) and 36500")
         return value

@@ -20,9 +20,9 @@ from broker.connections.service import Connections
 from broker.edge.errors import EXCEPTION_HANDLERS
 from broker.edge.metrics import HttpMetrics, MetricsMiddleware
 from broker.kernel.audit.adapters.store import AuditQuery
-from broker.kernel.audit.adapters.store_search import StoreAuditSearch
 from broker.kernel.audit.body_store import BodyStore
 from broker.kernel.audit.capture import CaptureSettings
+from broker.kernel.audit.ports import AuditSearch
 from broker.kernel.clock import Clock
 from broker.kernel.identity.service import Identity
 from broker.kernel.quota.engine import QuotaEngine
@@ -91,7 +91,7 @@ class ConsoleServices:
     mcp_oauth: McpAuthorizationServer
     sso: OidcSignIn | None
     ai_catalog: AiCatalog
-    audit_search: StoreAuditSearch
+    audit_search: AuditSearch
     audit_bodies: BodyStore
     capture_settings: CaptureSettings
 

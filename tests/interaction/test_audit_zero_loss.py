@@ -1,7 +1,7 @@
 """Nothing lost: Warden killed with SIGKILL in the middle of a load of AI and MCP requests, then started again,
 holds an audit event for every request it answered, each exactly once, and none for a request never sent. And
-with the database (PostgreSQL) and a webhook channel both down for 30 s amid a load, every event reaches both
-once they are back."""
+with the database (PostgreSQL), ClickHouse and a webhook channel all down for 30 s amid a load, every event
+reaches each of them once they are back."""
 
 from __future__ import annotations
 
@@ -24,9 +24,11 @@ from tests.ai.fake_providers import launched
 from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.interaction.process import WardenProcess, base_env
 from tests.interaction.tcp_proxy import tcp_proxy
+from tests.kernel.audit.clickhouse_server import ClickHouseEndpoint, clickhouse
 from tests.mcp.conftest import served_plain_upstream
 from tests.webhook_receiver import Receiver
 
+__all__ = ["clickhouse"]  # the fixture
 KEY = "wdn_" + "z" * 43
 REQUESTS = 10_000
 KILL_AFTER = 5_000  # answered requests before the SIGKILL
@@ -150,16 +152,23 @@ def forwarded(receiver: Receiver) -> list[str]:
             or (e["surface"] == "mcp" and e["action"] == "tools/call:plain__echo")]
 
 
+def in_clickhouse(clickhouse: ClickHouseEndpoint, database: str) -> list[str]:
+    sql = AUDITED.replace("%%", "%").replace("audit_events", f"{database}.audit_events FINAL")
+    return clickhouse.query(sql).split()
+
+
 @pytest.mark.postgres
-def test_the_database_and_a_webhook_down_for_30_s_amid_a_load_lose_nothing(
-        tmp_path: Path, upstreams: tuple[str, str], receiver: Receiver) -> None:
+def test_the_database_clickhouse_and_a_webhook_down_for_30_s_amid_a_load_lose_nothing(
+        tmp_path: Path, upstreams: tuple[str, str], receiver: Receiver, clickhouse: ClickHouseEndpoint) -> None:
     name = asyncio.run(create_postgres_database())
+    analytics = "zero_loss_" + name
     try:
         with tcp_proxy(("127.0.0.1", 5432)) as proxy:
             env = warden_env(tmp_path, upstreams, f"postgresql://127.0.0.1:{proxy.port}/{name}",
                              # keys are answered from memory while the database is away
                              keys={"cache_ttl_seconds": 600},
-                             audit={"forward": [{"kind": "webhook", "name": "siem", "url": receiver.url}]})
+                             audit={"forward": [{"kind": "webhook", "name": "siem", "url": receiver.url}],
+                                    "clickhouse": {"url": clickhouse.url, "database": analytics}})
             answered: set[str] = set()
             marks: dict[str, set[str]] = {}
             with WardenProcess(env, tmp_path / "warden.log") as warden:
@@ -170,10 +179,12 @@ def test_the_database_and_a_webhook_down_for_30_s_amid_a_load_lose_nothing(
                     elapsed = time.monotonic() - started
                     if phase["name"] == "before" and elapsed >= 2:
                         proxy.cut()
+                        clickhouse.down()
                         receiver.failures = 1 << 30  # every post gets 503
                         phase["name"], marks["cut"] = "down", set(answered)
                     elif phase["name"] == "down" and elapsed >= 2 + OUTAGE_SECONDS:
                         proxy.restore()
+                        clickhouse.up()
                         receiver.failures = 0
                         phase["name"], marks["restored"] = "after", set(answered)
 
@@ -182,15 +193,19 @@ def test_the_database_and_a_webhook_down_for_30_s_amid_a_load_lose_nothing(
                 assert phase["name"] == "after"
                 deadline = time.monotonic() + 90
                 while time.monotonic() < deadline and not (
-                        answered <= set(audited_in_postgres(name)) and answered <= set(forwarded(receiver))):
+                        answered <= set(audited_in_postgres(name)) and answered <= set(forwarded(receiver))
+                        and answered <= set(in_clickhouse(clickhouse, analytics))):
                     time.sleep(0.5)
             stored, posted = audited_in_postgres(name), forwarded(receiver)
+            analysed = in_clickhouse(clickhouse, analytics)
     finally:
         asyncio.run(drop_postgres_database(name))
     log = (tmp_path / "warden.log").read_text()
-    assert "audit write of" in log and "audit forwarding to siem failed" in log  # both really were down
+    assert "audit write of" in log and "audit forwarding to siem failed" in log  # all really were down
+    assert "audit forwarding to clickhouse failed" in log
     # requests were answered (and audited into the spool) while both were down
     assert len(marks["restored"] - marks["cut"]) > 100
     assert answered <= set(stored), f"{len(answered - set(stored))} answered requests are not in the database"
     assert len(stored) == len(set(stored)), "the database holds an event twice"
     assert set(posted) == set(stored), "the webhook did not receive what the database holds"
+    assert sorted(analysed) == sorted(stored), "ClickHouse does not hold what the database holds, each once"

@@ -24,6 +24,7 @@ BATCH = 100
 
 class AuditChannel(Protocol):
     name: str
+    wants_bodies: bool  # only a store-like channel (ClickHouse) gets captured bodies; the others sizes and counts
 
     async def deliver(self, events: Sequence[dict[str, Any]]) -> None:
         """Deliver the events in order, or raise; a retry delivers the same events again (receivers may see an
@@ -67,7 +68,9 @@ class AuditForwarder:
                               " behind (they are in the audit store)", name, lost, self._max_lag)
                     continue
                 events, after = self._spool.read(position, BATCH)
-                if await self._deliver([_without_bodies(event) for event in events]):
+                if not self._channel.wants_bodies:
+                    events = [_without_bodies(event) for event in events]
+                if await self._deliver(events):
                     self._spool.mark_forwarded(name, after)
         finally:
             with anyio.CancelScope(shield=True):
@@ -98,6 +101,6 @@ class AuditForwarder:
 
 
 def _without_bodies(event: dict[str, Any]) -> dict[str, Any]:
-    """Channels get the event without its captured bodies (their sizes and redaction counts stay in the detail):
-    bodies stay behind the store's ``audit:read_bodies`` permission."""
+    """Forwarded events go without their captured bodies (their sizes and redaction counts stay in the detail):
+    bodies stay behind the ``audit:read_bodies`` permission."""
     return {k: v for k, v in event.items() if k != "bodies"} if event.get("bodies") else event

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from broker.kernel.audit.events import AuditEvent
+
+if TYPE_CHECKING:
+    from broker.kernel.audit.adapters.store_search import AuditFilter
 
 
 class AuditSink(Protocol):
@@ -18,3 +21,14 @@ class AuditSink(Protocol):
     async def record(self, event: AuditEvent) -> None:
         """Hand over one event."""
         ...
+
+
+class AuditSearch(Protocol):
+    """Reading the audit log back: the store's own tables, or ClickHouse when it is configured."""
+
+    async def events(self, where: AuditFilter, limit: int, before: tuple[float, str] | None = None
+                     ) -> list[dict[str, Any]]: ...
+
+    async def trace(self, trace_id: str) -> dict[str, Any]: ...
+
+    async def usage(self, group_by: str, period: str | None, where: AuditFilter) -> list[dict[str, Any]]: ...

@@ -72,6 +72,7 @@ class AuditSpool:
         self._position = self._segment_start + _valid_length(directory / _name(self._segment_start))
         os.truncate(directory / _name(self._segment_start), self._position - self._segment_start)
         self._acked = min(max(acked, segments[0]), self._position)
+        self.left_over = self._position - self._acked  # what an earlier process recorded but the sink never took
         # A channel seen for the first time starts with what is recorded from now on; one no longer
         # configured lets go of its segments.
         self._forwarded = {name: min(max(self._read_position(_forwarded_file(name), self._position), segments[0]),

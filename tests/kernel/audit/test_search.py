@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from broker.app import Warden
+from broker.kernel.audit.adapters.store_search import AuditFilter
 from broker.kernel.audit.capture import CapturedBody
 from broker.kernel.audit.events import AuditEvent, with_bodies
 from tests.conftest import STRONG_PASSWORD, asgi_client, eventually
@@ -52,8 +53,8 @@ async def audit_log(warden: Warden) -> AsyncIterator[httpx.AsyncClient]:
     for event in events:
         await warden.kernel.audit.record(event)
 
-    async def stored() -> bool:
-        return len(await warden.kernel.db.fetch("SELECT id FROM audit_events")) == len(events)
+    async def stored() -> bool:  # as the search sees them (the store, or ClickHouse)
+        return len(await warden.kernel.search.events(AuditFilter(), 100)) == len(events)
 
     assert await eventually(stored)
     async with asgi_client(warden.console, "http://console.test") as console:

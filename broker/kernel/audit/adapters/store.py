@@ -81,9 +81,8 @@ class StoreAuditSink:
 
     async def run(self) -> None:
         position = self._spool.acked
-        if self._spool.position > position:
-            log.warning("audit: replaying %d spooled bytes an earlier run left unwritten",
-                        self._spool.position - position)
+        if self._spool.left_over:
+            log.warning("audit: replaying %d spooled bytes an earlier run left unwritten", self._spool.left_over)
         full_batch = False
         while True:
             if self._spool.position == position:

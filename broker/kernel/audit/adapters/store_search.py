@@ -8,6 +8,7 @@ Every value a caller supplies travels as a query parameter; a tool pattern's ``*
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,16 +73,7 @@ class StoreAuditSearch:
         """One trace across both surfaces, in time order, with what it cost in all."""
         rows = await self._db.fetch("SELECT * FROM audit_events WHERE trace_id = ? ORDER BY at, id LIMIT 10000",
                                     trace_id)
-        events = [event_from_row(row) for row in rows]
-        ends = [e["at"] + e["duration_ms"] / 1000 for e in events]
-        return {"trace_id": trace_id, "events": events, "count": len(events),
-                "usd": sum(e["usd"] or 0.0 for e in events),
-                "input_tokens": sum(e["input_tokens"] or 0 for e in events),
-                "output_tokens": sum(e["output_tokens"] or 0 for e in events),
-                "tool_calls": sum(1 for e in events if e["surface"] == "mcp"),
-                "llm_calls": sum(1 for e in events if e["surface"] == "ai"),
-                "started_at": events[0]["at"] if events else None,
-                "duration_ms": (max(ends) - events[0]["at"]) * 1000 if events else 0.0}
+        return trace_summary(trace_id, [event_from_row(row) for row in rows])
 
     async def usage(self, group_by: str, period: str | None, where: AuditFilter) -> list[dict[str, Any]]:
         """Requests, errors, tokens and cost per group (and per UTC period), costliest first within a period."""
@@ -96,10 +88,7 @@ class StoreAuditSearch:
             " COALESCE(SUM(weighted_tokens), 0) AS weighted_tokens, COALESCE(SUM(usd), 0) AS usd"
             f" FROM audit_events WHERE {condition} GROUP BY {column}{f', {bucket}' if period else ''}"
             " ORDER BY period, usd DESC, requests DESC LIMIT 10000", *args)
-        return [{group_by: _group_name(group_by, row["grp"]), **({"period": row["period"]} if period else {}),
-                 "requests": int(row["requests"]), "errors": int(row["errors"]),
-                 "input_tokens": int(row["input_tokens"]), "output_tokens": int(row["output_tokens"]),
-                 "weighted_tokens": float(row["weighted_tokens"]), "usd": float(row["usd"])} for row in rows]
+        return [usage_row(group_by, period, row) for row in rows]
 
     def _where(self, f: AuditFilter) -> tuple[list[str], list[Any]]:
         clauses: list[str] = []
@@ -137,6 +126,26 @@ class StoreAuditSearch:
                 add("id IN (SELECT event_id FROM audit_bodies WHERE search @@ plainto_tsquery('simple', ?))",
                     " ".join(words))
         return clauses, args
+
+
+def trace_summary(trace_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A trace's events (in time order) with what the trace cost in all."""
+    ends = [e["at"] + e["duration_ms"] / 1000 for e in events]
+    return {"trace_id": trace_id, "events": events, "count": len(events),
+            "usd": sum(e["usd"] or 0.0 for e in events),
+            "input_tokens": sum(e["input_tokens"] or 0 for e in events),
+            "output_tokens": sum(e["output_tokens"] or 0 for e in events),
+            "tool_calls": sum(1 for e in events if e["surface"] == "mcp"),
+            "llm_calls": sum(1 for e in events if e["surface"] == "ai"),
+            "started_at": events[0]["at"] if events else None,
+            "duration_ms": (max(ends) - events[0]["at"]) * 1000 if events else 0.0}
+
+
+def usage_row(group_by: str, period: str | None, row: Mapping[str, Any]) -> dict[str, Any]:
+    return {group_by: _group_name(group_by, row["grp"]), **({"period": row["period"]} if period else {}),
+            "requests": int(row["requests"]), "errors": int(row["errors"]),
+            "input_tokens": int(row["input_tokens"]), "output_tokens": int(row["output_tokens"]),
+            "weighted_tokens": float(row["weighted_tokens"]), "usd": float(row["usd"])}
 
 
 def _group_name(group_by: str, value: Any) -> Any:

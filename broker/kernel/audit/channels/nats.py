@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class NatsChannel:
+    wants_bodies = False
+
     def __init__(self, name: str, url: str, subject: str = "warden.audit", stream: str | None = "WARDEN_AUDIT",
                  timeout: float = 5.0) -> None:
         self.name = name

@@ -38,6 +38,8 @@ def parse_url(url: str) -> tuple[str, str, int]:
 
 
 class SyslogChannel:
+    wants_bodies = False
+
     def __init__(self, name: str, url: str, facility: int = 13, app_name: str = "warden",
                  sd_id: str = "warden@32473", ca_file: Path | None = None) -> None:
         self.name = name

@@ -21,6 +21,8 @@ class WebhookRefused(Exception):
 
 
 class WebhookChannel:
+    wants_bodies = False
+
     def __init__(self, name: str, url: str, secret: str | None = None, timeout: float = 10.0) -> None:
         self.name = name
         self._url = url
