@@ -84,6 +84,7 @@ from broker.secrets_file import load_server_secrets
 from broker.sso import OidcSettings, OidcSignIn
 from broker.storage import StartupError, open_database, open_redis, redact_url
 from broker.webhooks import WebhookSender, WebhookTarget
+from console.admin_trail import AdminTrail
 from console.app import ConsoleServices, ConsoleSettings, build_console
 
 log = logging.getLogger(__name__)
@@ -299,7 +300,7 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiC
                                mcp.access_changed, AuditQuery(kernel.db), mcp.connections, mcp.virtual_store,
                                mcp.virtuals_changed, mcp.connections, mcp.outbound, mcp.authorization,
                                _single_sign_on(config, kernel, mcp.outbound, clock), ai_catalog,
-                               kernel.search, kernel.bodies,
+                               kernel.search, kernel.bodies, AdminTrail(kernel.audit),
                                kernel.capture_settings)
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,

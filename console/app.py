@@ -34,6 +34,7 @@ from broker.mcp.servers import McpServerStore
 from broker.mcp.virtual import VirtualServerStore
 from broker.outbound import Outbound
 from broker.sso import OidcSignIn
+from console.admin_trail import AdminTrail
 from console.ai_routes import AiCatalogRoutes
 from console.audit_routes import AuditRoutes
 from console.connection_routes import ConnectionRoutes
@@ -93,6 +94,7 @@ class ConsoleServices:
     ai_catalog: AiCatalog
     audit_search: AuditSearch
     audit_bodies: BodyStore
+    admin_trail: AdminTrail
     capture_settings: CaptureSettings
 
 
@@ -138,6 +140,8 @@ def build_console(services: ConsoleServices, clock: Clock, metrics: HttpMetrics,
     table = api_routes(services, clock, settings)
     document = openapi_document(table, settings.version)
     auth = Authenticator(identity)
+    # A change to a resource the API can also read (at the same path) is recorded with it before and after.
+    readers = {route.path: route.handler for route in table if route.method == "GET"}
     pages = Pages(identity)
     oauth_server = OAuthServerRoutes(services.mcp_oauth, identity)
 
@@ -146,7 +150,9 @@ def build_console(services: ConsoleServices, clock: Clock, metrics: HttpMetrics,
 
     routes: list[BaseRoute] = [
         Route("/api/openapi.json", openapi, methods=["GET"]),
-        *(to_starlette(route, auth) for route in table),
+        *(to_starlette(route, auth, services.admin_trail,
+                       readers.get(route.path) if route.method in ("PUT", "PATCH", "DELETE") else None)
+          for route in table),
         Route("/", pages.home, methods=["GET"]),
         Route("/setup", pages.setup, methods=["GET"]),
         Route("/login", pages.login, methods=["GET"]),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +19,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from broker.edge.credentials import client_ip, presented_key
-from broker.kernel.errors import AuthenticationFailed, FieldError, InvalidInput, PermissionDenied
+from broker.kernel.errors import AuthenticationFailed, FieldError, InvalidInput, PermissionDenied, WardenError
 from broker.kernel.identity.models import Principal
 from broker.kernel.identity.service import Identity
+from console.admin_trail import AdminTrail
 
 SESSION_COOKIE = "warden_session"
 CSRF_COOKIE = "warden_csrf"
@@ -90,7 +92,12 @@ class Authenticator:
         return principal
 
 
-def to_starlette(route: ApiRoute, auth: Authenticator) -> Route:
+def to_starlette(route: ApiRoute, auth: Authenticator, trail: AdminTrail | None = None,
+                 reader: Handler | None = None) -> Route:
+    """``trail``: where changes (every method but GET) are recorded; ``reader``: the GET handler of the same
+    path, read before and after a change so the trail shows both."""
+    operation = f"{route.method} {route.path}"
+
     async def endpoint(request: Request) -> Response:
         principal = None if route.public else await auth.principal(request)
         body = await _parse_body(request, route.body) if route.body else None
@@ -101,7 +108,50 @@ def to_starlette(route: ApiRoute, auth: Authenticator) -> Route:
             return Response(status_code=204)
         return JSONResponse(result, route.status)
 
-    return Route(route.path, endpoint, methods=[route.method], name=f"{route.method} {route.path}")
+    async def recorded(request: Request) -> Response:
+        assert trail is not None
+        started, principal, before = time.monotonic(), None, None
+        try:
+            principal = None if route.public else await auth.principal(request)
+            body = await _parse_body(request, route.body) if route.body else None
+            call = Call(request, principal, body)
+            if reader is not None:
+                before = await _read(reader, call)
+            result = await route.handler(call)
+        except WardenError as exc:
+            await trail.record(request, operation, principal, exc.status, started, await _sent(request), before,
+                               None)
+            raise
+        after = None if isinstance(result, Response) or route.method == "DELETE" else result
+        if reader is not None and route.method != "DELETE":
+            after = await _read(reader, call) or after  # the resource as it now reads, where it can be read
+        status = result.status_code if isinstance(result, Response) else route.status if result is not None else 204
+        await trail.record(request, operation, principal, status, started, await _sent(request), before, after)
+        if isinstance(result, Response):
+            return result
+        if result is None:
+            return Response(status_code=204)
+        return JSONResponse(result, route.status)
+
+    handler = recorded if trail is not None and route.method != "GET" else endpoint
+    return Route(route.path, handler, methods=[route.method], name=operation)
+
+
+async def _read(reader: Handler, call: Call) -> Any:
+    """The resource as its GET handler shows it, or None when it cannot (gone, or not the caller's to read)."""
+    try:
+        result = await reader(call)
+    except WardenError:
+        return None
+    return None if isinstance(result, Response) else result
+
+
+async def _sent(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return {"unparsed_bytes": len(raw)}
 
 
 async def _parse_body(request: Request, model: type[BaseModel]) -> BaseModel:

@@ -70,6 +70,7 @@ class SessionRoutes:
     async def login(self, call: Call) -> Response:
         body: LoginBody = call.body
         session = await self._identity.sessions.login(body.email, body.password, client_ip(call.request))
+        call.request.state.signed_in = session.user.id  # who this (public) call turned out to be, for the trail
         response = JSONResponse({"user": user_view(session.user), "csrf_token": session.csrf_token,
                                  "expires_at": session.expires_at})
         set_session_cookies(response, session, self._clock, self._cookies.is_secure(call.request))

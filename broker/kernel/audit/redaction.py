@@ -92,14 +92,19 @@ _BUILTIN = (
 )
 
 
+CREDENTIALS = frozenset({"private_key", "bearer", "jwt", "api_key", "secret_assignment"})
+
+
 class Redactor:
-    def __init__(self, patterns: Iterable[RedactionPattern] = ()) -> None:
+    def __init__(self, patterns: Iterable[RedactionPattern] = (), kinds: frozenset[str] | None = None) -> None:
+        """``kinds``: the built-in detectors to run (all when None; CREDENTIALS for secrets only)."""
         self._custom = [(p.name, compile_pattern(p.pattern)) for p in patterns]
+        self._builtin = [d for d in _BUILTIN if kinds is None or d.kind in kinds]
 
     def redact(self, text: str) -> tuple[str, dict[str, int]]:
         """The text with every finding replaced, and how many of each kind were found."""
         counts: dict[str, int] = {}
-        for detector in _BUILTIN:
+        for detector in self._builtin:
             text = detector.pattern.sub(lambda m, d=detector: self._replace(m, d, counts), text)  # type: ignore[misc]
         for name, pattern in self._custom:
             text, found = pattern.subn(f"[REDACTED:{name}]", text)
