@@ -300,7 +300,7 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiC
                                mcp.access_changed, AuditQuery(kernel.db), mcp.connections, mcp.virtual_store,
                                mcp.virtuals_changed, mcp.connections, mcp.outbound, mcp.authorization,
                                _single_sign_on(config, kernel, mcp.outbound, clock), ai_catalog,
-                               kernel.search, kernel.bodies, AdminTrail(kernel.audit),
+                               kernel.search, kernel.bodies, AdminTrail(kernel.audit), kernel.pending,
                                kernel.capture_settings)
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,

@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from ai_proxy.catalog import AiCatalog
 from broker.authserver.server import McpAuthorizationServer
+from broker.connections.pending import PendingAuthorizations
 from broker.connections.service import Connections
 from broker.edge.errors import EXCEPTION_HANDLERS
 from broker.edge.metrics import HttpMetrics, MetricsMiddleware
@@ -40,6 +41,7 @@ from console.audit_routes import AuditRoutes
 from console.connection_routes import ConnectionRoutes
 from console.endpoints import CSRF_HEADER, ApiRoute, Authenticator, to_starlette
 from console.key_routes import KeyRoutes
+from console.live_feed import LiveFeed
 from console.mcp_access_routes import McpAccessRoutes
 from console.mcp_calls_routes import McpCallRoutes
 from console.mcp_routes import McpServerRoutes
@@ -95,6 +97,7 @@ class ConsoleServices:
     audit_search: AuditSearch
     audit_bodies: BodyStore
     admin_trail: AdminTrail
+    pending: PendingAuthorizations  # short-lived single-use grants shared by the instances (live feed tickets)
     capture_settings: CaptureSettings
 
 
@@ -116,6 +119,7 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
         *McpCallRoutes(services.audit).routes(),
         *AuditRoutes(services.audit, services.audit_search, services.audit_bodies,
                      services.capture_settings).routes(),
+        *LiveFeed(services.audit_search, services.pending).routes(),
         *_connection_routes(services, settings).routes(),
         *OAuthServerRoutes(services.mcp_oauth, services.identity).routes(),
     ]

@@ -138,6 +138,9 @@ async def test_usage_and_cost_aggregates(audit_log: httpx.AsyncClient) -> None:
         ("2027-01-15", "t1", 0.5), ("2027-01-16", "t2", 1.25), ("2027-01-16", "t1", 0.25)]
     assert {r["tool"]: r["requests"] for r in await usage(group_by="tool", surface="mcp")} == {
         "github__create_issue": 1, "odd__a%b_c": 1, "odd__axxbyc": 1}
+    by_minute = await usage(group_by="surface", period="minute", until=DAY1 + 60)
+    assert {(r["period"], r["surface"], r["requests"]) for r in by_minute} == {
+        ("2027-01-15T08:00Z", "ai", 1), ("2027-01-15T08:00Z", "mcp", 1)}
     monthly = await usage(group_by="user", period="month")
     assert {(r["period"], r["user"], r["requests"]) for r in monthly} == {("2027-01", "u1", 3), ("2027-01", "u2", 3)}
 

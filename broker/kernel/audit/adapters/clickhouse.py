@@ -36,7 +36,8 @@ _INSERTED = ("id", "at", "trace_id", "surface", "user_id", "team_id", "api_key_i
 _SELECTED = ", ".join(
     "toUnixTimestamp64Milli(at) AS at_ms" if column == "at" else column
     for column in _INSERTED if column not in ("request_body", "response_body"))
-_BUCKETS = {"hour": "formatDateTime(at, '%Y-%m-%dT%H:00Z', 'UTC')", "day": "formatDateTime(at, '%Y-%m-%d', 'UTC')",
+_BUCKETS = {"minute": "formatDateTime(at, '%Y-%m-%dT%H:%iZ', 'UTC')",
+            "hour": "formatDateTime(at, '%Y-%m-%dT%H:00Z', 'UTC')", "day": "formatDateTime(at, '%Y-%m-%d', 'UTC')",
             "month": "formatDateTime(at, '%Y-%m', 'UTC')"}
 _AI_NUMBERS = ("model", "provider", "input_tokens", "output_tokens", "weighted_tokens", "usd")
 

@@ -17,11 +17,13 @@ from broker.kernel.store.ports import Database
 
 GROUPS = {"user": "user_id", "team": "team_id", "key": "api_key_id", "model": "model", "provider": "provider",
           "surface": "surface", "server": "target", "tool": "action"}
-PERIODS = ("hour", "day", "month")
+PERIODS = ("minute", "hour", "day", "month")
 _BUCKETS = {
-    "sqlite": {"hour": "strftime('%Y-%m-%dT%H:00Z', at, 'unixepoch')", "day": "strftime('%Y-%m-%d', at, 'unixepoch')",
+    "sqlite": {"minute": "strftime('%Y-%m-%dT%H:%MZ', at, 'unixepoch')",
+               "hour": "strftime('%Y-%m-%dT%H:00Z', at, 'unixepoch')", "day": "strftime('%Y-%m-%d', at, 'unixepoch')",
                "month": "strftime('%Y-%m', at, 'unixepoch')"},
-    "postgres": {"hour": "to_char(to_timestamp(at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24\":00Z\"')",
+    "postgres": {"minute": "to_char(to_timestamp(at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI\"Z\"')",
+                 "hour": "to_char(to_timestamp(at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24\":00Z\"')",
                  "day": "to_char(to_timestamp(at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
                  "month": "to_char(to_timestamp(at) AT TIME ZONE 'UTC', 'YYYY-MM')"},
 }

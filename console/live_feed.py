@@ -1,0 +1,107 @@
+"""``/api/audit/live``: a server-sent event stream of audit events as they are stored (every instance's: it reads
+the shared store, or ClickHouse) and of per-minute stats, for the console's dashboard.
+
+Browsers cannot set headers on an EventSource, so the stream is opened with a ticket in the URL: asked for with
+the console session (``POST /api/audit/live/tickets``), valid for 30 seconds, for one stream only, kept hashed in
+the shared store of pending authorizations (any instance may serve the stream). A long-lived credential never
+goes in a URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import anyio
+from sse_starlette import EventSourceResponse
+
+from broker.connections.pending import PendingAuthorizations
+from broker.kernel.audit.adapters.store_search import AuditFilter
+from broker.kernel.audit.ports import AuditSearch
+from broker.kernel.errors import AuthenticationFailed, DependencyUnavailable
+from broker.kernel.identity.service import require
+from console.endpoints import ApiRoute, Call
+
+TICKET_SECONDS = 30
+BATCH = 500  # events sent per poll at most (the stats count every event regardless)
+
+
+class LiveFeed:
+    def __init__(self, search: AuditSearch, tickets: PendingAuthorizations, poll_seconds: float = 1.0,
+                 stats_seconds: float = 5.0) -> None:
+        self._search = search
+        self._tickets = tickets
+        self._poll = poll_seconds
+        self._stats_every = stats_seconds
+
+    def routes(self) -> list[ApiRoute]:
+        return [
+            ApiRoute("POST", "/api/audit/live/tickets", self.ticket,
+                     f"A ticket for one live feed stream, valid {TICKET_SECONDS} s (audit:read, or in ?team_id's"
+                     " team: the stream then shows that team's events)", "audit", status=201),
+            ApiRoute("GET", "/api/audit/live", self.stream,
+                     "The live feed (text/event-stream): `audit` events as they are stored (the last minute's"
+                     " first), `stats` every few seconds (per-minute requests, errors, tokens and cost over the last"
+                     " hour; the last minute's latency p50/p95); ?ticket= from POST /api/audit/live/tickets",
+                     "audit", public=True),
+        ]
+
+    async def ticket(self, call: Call) -> dict[str, Any]:
+        team_id = call.request.query_params.get("team_id") or None
+        require(call.actor, "audit:read", team_id)
+        ticket = secrets.token_urlsafe(32)
+        await self._tickets.put(_key(ticket), json.dumps({"team_id": team_id}), TICKET_SECONDS)
+        return {"ticket": ticket, "expires_in": TICKET_SECONDS,
+                "url": f"/api/audit/live?ticket={ticket}"}
+
+    async def stream(self, call: Call) -> EventSourceResponse:
+        ticket = call.request.query_params.get("ticket", "")
+        grant = await self._tickets.take(_key(ticket)) if ticket else None
+        if grant is None:
+            raise AuthenticationFailed("a live feed ticket serves one stream, for 30 seconds: ask for a new one")
+        where = AuditFilter(team_id=json.loads(grant)["team_id"])
+        return EventSourceResponse(self._events(where), ping=15, headers={"cache-control": "no-store"})
+
+    async def _events(self, where: AuditFilter) -> AsyncIterator[dict[str, str]]:
+        since = time.time() - 60
+        sent_at_since: set[str] = set()  # events at exactly ``since`` already sent (it is read again)
+        next_stats = 0.0
+        while True:
+            try:
+                batch = await self._search.events(replace(where, since=since), BATCH)
+                for event in reversed(batch):
+                    if event["id"] not in sent_at_since:
+                        yield {"event": "audit", "id": event["id"], "data": json.dumps(event)}
+                if batch:
+                    newest = batch[0]["at"]
+                    at_newest = {e["id"] for e in batch if e["at"] == newest}
+                    sent_at_since = at_newest | sent_at_since if newest == since else at_newest
+                    since = newest
+                if time.monotonic() >= next_stats:
+                    yield {"event": "stats", "data": json.dumps(await self._stats(where))}
+                    next_stats = time.monotonic() + self._stats_every
+            except DependencyUnavailable as exc:
+                yield {"event": "problem", "data": json.dumps({"message": exc.message})}
+            await anyio.sleep(self._poll)
+
+    async def _stats(self, where: AuditFilter) -> dict[str, Any]:
+        now = time.time()
+        minutes = await self._search.usage("surface", "minute", replace(where, since=now - 3600))
+        last = await self._search.events(replace(where, since=now - 60), 5000)
+        durations = sorted(e["duration_ms"] for e in last)
+        return {"at": now, "minutes": minutes, "last_minute": {
+            "requests": len(last), "errors": sum(1 for e in last if e["outcome"] != "ok"),
+            "p50_ms": _quantile(durations, 0.5), "p95_ms": _quantile(durations, 0.95)}}
+
+
+def _quantile(ordered: list[float], q: float) -> float | None:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
+
+
+def _key(ticket: str) -> str:
+    return "live:" + hashlib.sha256(ticket.encode()).hexdigest()
