@@ -4,6 +4,7 @@ Warden API key with the ``mcp`` surface, with every tool call admitted by the qu
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -47,7 +48,7 @@ from broker.authserver.server import ACCESS_PREFIX, McpAuthorizationServer
 from broker.edge.credentials import presented_key
 from broker.edge.errors import error_body, warden_error
 from broker.kernel.audit.capture import BodyCapture
-from broker.kernel.audit.events import AuditEvent, with_bodies
+from broker.kernel.audit.events import AuditEvent, event_id, with_bodies
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.bus.ports import Broadcast, Message
 from broker.kernel.crypto import SecretBox
@@ -726,12 +727,16 @@ def _principal(ctx: ServerRequestContext[Any]) -> Principal:
     return principal
 
 
+REFUSED_BODY_BYTES = 64 << 10  # of a refused request's body, read to name what it asked for
+
+
 class AuthenticatedMcpApp:
     """ASGI app for ``/mcp``: authenticate the key for the ``mcp`` surface, then hand over to the SDK."""
 
     def __init__(self, manager: StreamableHTTPSessionManager, identity: Identity, pool: UpstreamPool,
-                 virtuals: VirtualServers, authorization: McpAuthorizationServer,
+                 virtuals: VirtualServers, authorization: McpAuthorizationServer, audit: AuditSink,
                  allowed_origins: tuple[str, ...] = ()) -> None:
+        self._audit = audit
         self._virtuals = virtuals
         self._authorization = authorization
         resource = urlsplit(authorization.settings.resource)
@@ -750,6 +755,7 @@ class AuthenticatedMcpApp:
             # MCP Streamable HTTP (2025-06-18+, Security Warning): validate Origin against DNS rebinding.
             # Agents and SDKs send none; a browser page may only talk to /mcp from an allowed origin.
             body = error_body("origin_not_allowed", f"requests from origin {origin!r} are not allowed")
+            await self._refused(request, 403, "origin_not_allowed")
             await JSONResponse(body, 403)(scope, receive, send)
             return
         try:
@@ -760,6 +766,7 @@ class AuthenticatedMcpApp:
             response = await warden_error(request, exc)
             if response.status_code == 401:
                 response.headers["www-authenticate"] = self._challenge
+            await self._refused(request, response.status_code, exc.code)
             await response(scope, receive, send)
             return
         server = scope.get("path_params", {}).get("server")
@@ -773,3 +780,25 @@ class AuthenticatedMcpApp:
             await self._inner(scope, receive, send)
         finally:
             _CALLER.reset(caller)
+
+    async def _refused(self, request: Request, status: int, code: str) -> None:
+        """Refused before any session or call existed (no key, a bad one, a foreign origin): audited too, with the
+        JSON-RPC method it asked for when its body says."""
+        method = "-"
+        if request.method == "POST" and int(request.headers.get("content-length") or 0) <= REFUSED_BODY_BYTES:
+            try:
+                message = orjson.loads(await request.body())
+                params = message.get("params") or {}
+                method = str(message.get("method", "-"))
+                if method == "tools/call" and isinstance(params.get("name"), str):
+                    method = f"tools/call:{params['name']}"
+            except (orjson.JSONDecodeError, AttributeError, TypeError):
+                pass
+        context = request_context_of(request, None)
+        server = request.scope.get("path_params", {}).get("server")
+        with anyio.CancelScope(shield=True):
+            await self._audit.record(AuditEvent(
+                id=event_id(), at=time.time(), trace_id=context.trace_id, surface="mcp", user_id=None, team_id=None,
+                api_key_id=None, target=f"mcp_server:{server or '-'}", action=method, outcome="refused",
+                error_code=status, duration_ms=0.0, detail={"status": status, "code": code},
+                request_id=context.request_id, client_ip=context.client_ip, user_agent=context.user_agent))

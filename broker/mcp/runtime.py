@@ -169,7 +169,7 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, hasher: Ke
     access_rules = AccessRuleStore(db, clock)
     await reconcile_mcp_access_rules(identity, access_rules, config.mcp.access_rules)
     runtime = McpRuntime(store, pool, broker, access, access_rules,
-                         AuthenticatedMcpApp(manager, identity, pool, virtuals, authorization,
+                         AuthenticatedMcpApp(manager, identity, pool, virtuals, authorization, audit,
                                              config.mcp.allowed_origins),
                          broadcast, virtual_store, virtuals, connections, user_upstreams, outbound, authorization)
     await runtime._reload_access()

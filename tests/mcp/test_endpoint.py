@@ -428,3 +428,26 @@ async def test_a_request_id_reused_while_in_flight_is_refused_not_left_hanging(w
         again = await http.post(url(warden), json=call, headers=headers)  # free again once answered
     assert sorted(statuses) == [200, 409]
     assert again.status_code == 200 and '"done"' in again.text
+
+
+async def test_requests_refused_before_any_call_are_audited_too(warden: WardenProcess) -> None:
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "demo__countdown"}}
+    async with httpx.AsyncClient() as client:
+        for request_id, headers in (("no-key", {}), ("bad-key", {"authorization": "Bearer wdn_" + "q" * 43}),
+                                    ("foreign", {"authorization": f"Bearer {SECRET}", "origin": "http://evil.example"})):
+            sent = {**HEADERS, **headers, "x-request-id": request_id}
+            answer = await client.post(url(warden), json=call, headers=sent)
+            assert answer.status_code in (401, 403)
+    async with httpx.AsyncClient(base_url=warden.console, headers={"authorization": f"Bearer {OPS}"}) as ops:
+        async def refused() -> dict[str, dict[str, Any]]:
+            items = (await ops.get("/api/audit/events", params={"surface": "mcp", "outcome": "refused"})).json()
+            return {e["request_id"]: e for e in items["items"]}
+
+        async def all_three() -> bool:
+            return {"no-key", "bad-key", "foreign"} <= (await refused()).keys()
+
+        assert await eventually(all_three)
+        events = await refused()
+    assert events["no-key"]["error_code"] == 401 and events["no-key"]["action"] == "tools/call:demo__countdown"
+    assert events["bad-key"]["user_id"] is None and events["foreign"]["error_code"] == 403
+    assert events["foreign"]["detail"]["code"] == "origin_not_allowed"
