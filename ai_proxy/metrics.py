@@ -3,15 +3,7 @@ each provider's circuit state (read when scraped, so no request pays for it)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
-
-from broker.kernel.breaker import BreakerState
-
-_STATE_VALUES: dict[BreakerState, float] = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 
 
 class AiMetrics:
@@ -43,18 +35,3 @@ class AiMetrics:
             outputs.inc(output_tokens)
         if usd:
             cost.inc(usd)
-
-
-class CircuitStates(Collector):
-    """``warden_ai_provider_circuit_state``: 0 closed, 1 half-open (a trial call allowed), 2 open."""
-
-    def __init__(self, states: Callable[[], Mapping[str, BreakerState]]) -> None:
-        self._states = states
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("warden_ai_provider_circuit_state",
-                                   "Circuit breaker per provider on this instance: 0 closed, 1 half-open, 2 open",
-                                   labels=["provider"])
-        for provider, state in sorted(self._states().items()):
-            family.add_metric([provider], _STATE_VALUES[state])
-        yield family

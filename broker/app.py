@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from typing import get_args
 
 import anyio
 import clickhouse_connect
@@ -23,7 +24,7 @@ from starlette.types import ASGIApp
 from ai_proxy.catalog import AiCatalog
 from ai_proxy.catalog_store import AiCatalogStore
 from ai_proxy.chat import ChatCompletions
-from ai_proxy.metrics import AiMetrics, CircuitStates
+from ai_proxy.metrics import AiMetrics
 from ai_proxy.models import ModelList
 from ai_proxy.routing import ModelRouter
 from broker.config import (
@@ -36,7 +37,7 @@ from broker.config import (
 from broker.connections.oauth import OAuthClient
 from broker.connections.pending import PendingAuthorizations, RedisPendingAuthorizations, StorePendingAuthorizations
 from broker.edge.health import Check, HealthChecks
-from broker.edge.metrics import HttpMetrics
+from broker.edge.metrics import CircuitStates, HealthStates, HttpMetrics
 from broker.gateway import build_gateway
 from broker.kernel.audit.adapters.clickhouse import ClickHouseAudit, ClickHouseChannel, ClickHouseRetention
 from broker.kernel.audit.adapters.store import AuditQuery, StoreAuditSink
@@ -78,6 +79,7 @@ from broker.kernel.store.migrations import migrate
 from broker.kernel.store.ports import Database
 from broker.kernel.vault import SecretVault
 from broker.mcp.runtime import McpRuntime, open_mcp
+from broker.mcp.upstream import Health
 from broker.outbound import Outbound
 from broker.reconcile import reconcile_api_keys, reconcile_quota_rules
 from broker.secrets_file import load_server_secrets
@@ -293,7 +295,11 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiC
     models = ModelList(kernel.identity, kernel.quotas, ai_catalog.router, kernel.audit, int(time.time()))
     chat = ChatCompletions(kernel.identity, kernel.quotas, ai_catalog.router, kernel.audit, mcp.outbound, clock,
                            AiMetrics(kernel.registry), kernel.capture)
-    kernel.registry.register(CircuitStates(chat.circuit_states))
+    kernel.registry.register(CircuitStates("warden_ai_provider_circuit_state", "provider", chat.circuit_states))
+    kernel.registry.register(CircuitStates("warden_mcp_upstream_circuit_state", "server", lambda: {
+        upstream.name: upstream.breaker.state for upstream in mcp.pool.connections()}))
+    kernel.registry.register(HealthStates(lambda: {upstream.name: upstream.health
+                                                   for upstream in mcp.pool.connections()}, get_args(Health)))
     gateway = build_gateway(health, metrics, models, chat, mcp.app, mcp.authorization.resource_metadata())
     services = ConsoleServices(kernel.identity, kernel.quotas, kernel.quota_rules, kernel.quota_rules_changed,
                                mcp.store, mcp.pool, mcp.servers_changed, mcp.access_rules, mcp.access,

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from broker.kernel.breaker import BreakerState
 
 
 class HttpMetrics:
@@ -92,3 +97,39 @@ def _route_template(scope: Scope) -> str:
         if match == Match.FULL:
             return str(getattr(route, "path", "other"))
     return "unmatched"
+
+
+_STATE_VALUES: dict[BreakerState, float] = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
+
+
+class CircuitStates(Collector):
+    """A gauge of circuit breakers on this instance, one series per subject: 0 closed, 1 half-open (a trial call
+    allowed), 2 open. ``warden_ai_provider_circuit_state{provider}``, ``warden_mcp_upstream_circuit_state{server}``."""
+
+    def __init__(self, name: str, label: str, states: Callable[[], Mapping[str, BreakerState]]) -> None:
+        self._name = name
+        self._label = label
+        self._states = states
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self._name, f"Circuit breaker per {self._label} on this instance: 0 closed,"
+                                   " 1 half-open, 2 open", labels=[self._label])
+        for subject, state in sorted(self._states().items()):
+            family.add_metric([subject], _STATE_VALUES[state])
+        yield family
+
+
+class HealthStates(Collector):
+    """``warden_mcp_upstream_health{server, state}``: 1 for each upstream's current health, 0 for the others."""
+
+    def __init__(self, states: Callable[[], Mapping[str, str]], known: tuple[str, ...]) -> None:
+        self._states = states
+        self._known = known
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("warden_mcp_upstream_health", "Health of each upstream MCP server on this"
+                                   " instance (1 for its current state)", labels=["server", "state"])
+        for server, current in sorted(self._states().items()):
+            for state in self._known:
+                family.add_metric([server, state], 1.0 if state == current else 0.0)
+        yield family

@@ -9,7 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from broker.app import create_app
 from broker.config import ConfigError, load_config
-from tests.conftest import FakeClock, asgi_client, make_config
+from tests.conftest import FakeClock, asgi_client, eventually, make_config
+from tests.mcp.conftest import stdio_server
 
 TOKEN = "scrape-token-" + "x" * 20
 
@@ -46,3 +47,23 @@ def test_the_scrape_token_comes_from_the_environment_and_is_never_echoed() -> No
     with pytest.raises(ConfigError) as short:
         load_config(environ={"WARDEN_METRICS_TOKEN": "short-secret"})
     assert "short-secret" not in str(short.value)
+
+
+async def test_upstream_health_breakers_and_the_audit_spool_are_exported(tmp_path: Path, clock: FakeClock) -> None:
+    config = make_config(tmp_path, f"sqlite:///{tmp_path / 'w.db'}", security={"metrics_token": TOKEN},
+                         mcp_servers=[stdio_server("demo")])
+    async with create_app(config, clock) as warden, asgi_client(warden.gateway, "http://gateway.test") as gateway:
+        async def scraped() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+            text = (await gateway.get("/metrics", headers={"authorization": f"Bearer {TOKEN}"})).text
+            return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                    for family in text_string_to_metric_families(text) for sample in family.samples}
+
+        async def healthy() -> bool:
+            return (await scraped()).get(("warden_mcp_upstream_health",
+                                          (("server", "demo"), ("state", "healthy")))) == 1.0
+
+        assert await eventually(healthy, within=20)
+        samples = await scraped()
+    assert samples[("warden_mcp_upstream_health", (("server", "demo"), ("state", "down")))] == 0.0
+    assert samples[("warden_mcp_upstream_circuit_state", (("server", "demo"),))] == 0.0
+    assert ("warden_audit_spool_bytes", ()) in samples and ("warden_audit_spool_oldest_age_seconds", ()) in samples
