@@ -39,6 +39,21 @@ def main() -> int:
     parser.add_argument("--floor", action="store_true", help="also measure the kit's floor proxy (see above)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="warden-chat-bench-"))
+    config = write_config(work)
+    out = args.out or work / "out"
+    env = {**os.environ, "CAND_CMD": f"WARDEN_CONFIG={config} {sys.executable} -m broker.cli serve",
+           "CAND_URL": "http://127.0.0.1:4100", "CAND_KEY": KEY, "CAND_MCP_PATH": "", "BENCH_PY": sys.executable,
+           "LITELLM_BIN": args.litellm, "DURATION": str(args.seconds), "OUT": str(out)}
+    completed = subprocess.run(["bash", str(KIT / "compare.sh")], cwd=ROOT, env=env, check=False)
+    if completed.returncode == 0 and args.floor:
+        measure_floor(out, args.seconds)
+    print(f"results in {out}")
+    return completed.returncode
+
+
+def write_config(work: Path) -> Path:
+    """Warden's configuration for the chat benchmarks: the kit's mock providers, a key, a quota rule every request
+    is counted against, audit on (as always)."""
     config = work / "warden.yaml"
     config.write_text(yaml.safe_dump({
         "server": {"gateway_port": 4100, "console_port": 4101, "data_dir": str(work / "data"),
@@ -56,15 +71,7 @@ def main() -> int:
         "quotas": {"rules": [{"subject": "user:*", "metric": "requests", "window": "1m", "limit": 100_000_000,
                               "surface": "ai"}]},
     }))
-    out = args.out or work / "out"
-    env = {**os.environ, "CAND_CMD": f"WARDEN_CONFIG={config} {sys.executable} -m broker.cli serve",
-           "CAND_URL": "http://127.0.0.1:4100", "CAND_KEY": KEY, "CAND_MCP_PATH": "", "BENCH_PY": sys.executable,
-           "LITELLM_BIN": args.litellm, "DURATION": str(args.seconds), "OUT": str(out)}
-    completed = subprocess.run(["bash", str(KIT / "compare.sh")], cwd=ROOT, env=env, check=False)
-    if completed.returncode == 0 and args.floor:
-        measure_floor(out, args.seconds)
-    print(f"results in {out}")
-    return completed.returncode
+    return config
 
 
 def measure_floor(out: Path, seconds: int) -> None:
