@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +19,7 @@ from starlette.routing import Route
 
 from tests.ai import fake_anthropic, fake_bedrock, fake_gemini, fake_openai
 from tests.ai.fake_state import abandoned, failing_calls, received, traceparents
-from tests.interaction.process import free_port, helper, stop_process, wait_until
-from tests.mcp.conftest import REPO, _listening
+from tests.interaction.process import python_module_serving
 
 
 async def record(request: Request) -> JSONResponse:
@@ -35,14 +33,8 @@ app = Starlette(routes=[*fake_openai.routes, *fake_anthropic.routes, *fake_gemin
 @contextmanager
 def launched() -> Iterator[str]:
     """These fakes in a process of their own, for as long as the block runs; yields their base URL."""
-    port = free_port()
-    process = helper(subprocess.Popen([sys.executable, "-m", "tests.ai.fake_providers", str(port)], cwd=REPO,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    try:
-        assert wait_until(lambda: _listening(port), 20)
+    with python_module_serving("tests.ai.fake_providers", "{port}") as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(process)
 
 
 if __name__ == "__main__":

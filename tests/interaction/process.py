@@ -36,6 +36,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
     return predicate()
 
 
+_REPO = Path(__file__).resolve().parents[2]
 # Helper processes (upstreams) still running; whatever interrupts the test run, they are stopped at exit.
 _HELPERS: set[subprocess.Popen[bytes]] = set()
 
@@ -43,6 +44,29 @@ _HELPERS: set[subprocess.Popen[bytes]] = set()
 def helper(process: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
     _HELPERS.add(process)
     return process
+
+
+@contextmanager
+def python_module_serving(module: str, *args: str, ready_within: float = 20) -> Iterator[int]:
+    """``python -m module *args`` (``{port}`` in them replaced by a free port) as a helper process, for as long as
+    the block runs; yields the port once something accepts connections on it."""
+    port = free_port()
+    argv = [arg.format(port=port) for arg in args]
+    process = helper(subprocess.Popen([sys.executable, "-m", module, *argv], cwd=_REPO,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        assert wait_until(lambda: _accepts(port), ready_within), f"{module} did not start listening"
+        yield port
+    finally:
+        stop_process(process)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -14,7 +13,7 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.interaction.process import free_port, helper, stop_process, wait_until
+from tests.interaction.process import python_module_serving
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -38,27 +37,15 @@ def upstream_url() -> Iterator[str]:
 
 
 def _served_demo() -> Iterator[str]:
-    port = free_port()
-    process = helper(subprocess.Popen([PYTHON, "-m", "tests.mcp.demo_upstream", "streamable-http", str(port)],
-                                      cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    try:
-        assert wait_until(lambda: _listening(port), 20)
+    with python_module_serving("tests.mcp.demo_upstream", "streamable-http", "{port}") as port:
         yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop_process(process)
 
 
 @contextmanager
 def served_plain_upstream(mode: str = "json") -> Iterator[str]:
     """tests.mcp.plain_upstream over Streamable HTTP (``json`` answers or ``sse``) in its own process."""
-    port = free_port()
-    process = helper(subprocess.Popen([PYTHON, "-m", "tests.mcp.plain_upstream", str(port), mode], cwd=REPO,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    try:
-        assert wait_until(lambda: _listening(port), 20)
+    with python_module_serving("tests.mcp.plain_upstream", "{port}", mode) as port:
         yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop_process(process)
 
 
 def _listening(port: int) -> bool:

@@ -11,7 +11,6 @@ and ``/__test/up`` make it refuse every request with 503, as a server being rest
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,9 +23,7 @@ import httpx
 import lz4.frame
 import pytest
 
-from tests.interaction.process import free_port, helper, stop_process, wait_until
-from tests.mcp.conftest import REPO
-from tests.services import answers
+from tests.interaction.process import python_module_serving
 
 _FORMAT = re.compile(r"\bFORMAT\s+(\w+)\s*$", re.IGNORECASE)
 _NATIVE_INSERT = re.compile(r"^\s*(INSERT\s+INTO\s+.+?)\s+FORMAT\s+Native\s*$", re.IGNORECASE | re.DOTALL)
@@ -145,15 +142,9 @@ class ClickHouseEndpoint:
 @pytest.fixture(scope="session")
 def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseEndpoint]:
     """One chdb engine for the test run, behind its HTTP endpoint; tests use databases of their own."""
-    port = free_port()
     path = tmp_path_factory.mktemp("chdb") / "engine"
-    process = helper(subprocess.Popen([sys.executable, "-m", "tests.kernel.audit.clickhouse_server", str(port),
-                                       str(path)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    try:
-        assert wait_until(lambda: answers(("127.0.0.1", port)), 60), "the chdb endpoint did not start"
+    with python_module_serving("tests.kernel.audit.clickhouse_server", "{port}", str(path), ready_within=60) as port:
         yield ClickHouseEndpoint(f"http://127.0.0.1:{port}")
-    finally:
-        stop_process(process)
 
 
 if __name__ == "__main__":
