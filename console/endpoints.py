@@ -122,6 +122,9 @@ def to_starlette(route: ApiRoute, auth: Authenticator, trail: AdminTrail | None 
             await trail.record(request, operation, principal, exc.status, started, await _sent(request), before,
                                None)
             raise
+        except Exception:  # a failure of our own is on the trail too (the client gets a 500)
+            await trail.record(request, operation, principal, 500, started, await _sent(request), before, None)
+            raise
         after = None if isinstance(result, Response) or route.method == "DELETE" else result
         if reader is not None and route.method != "DELETE":
             after = await _read(reader, call) or after  # the resource as it now reads, where it can be read

@@ -8,9 +8,13 @@ import json
 from typing import Any
 
 import httpx
+from starlette.applications import Starlette
 
 from broker.app import Warden
 from broker.kernel.audit.adapters.store_search import AuditFilter
+from broker.kernel.audit.events import AuditEvent
+from console.admin_trail import AdminTrail
+from console.endpoints import ApiRoute, Authenticator, Call, to_starlette
 from tests.conftest import STRONG_PASSWORD, asgi_client, eventually
 from tests.console.conftest import ADMIN_EMAIL, sign_in
 
@@ -93,3 +97,31 @@ async def test_a_refused_change_is_recorded_and_reads_are_not(warden: Warden, ad
     assert refused["action"] == "DELETE /api/users/{user_id}" and refused["outcome"] == "refused"
     assert refused["error_code"] == 403 and refused["detail"]["params"] == {"user_id": "someone"}
     assert len(await warden.kernel.search.events(AuditFilter(surface="admin"), 1000)) == before + 1
+
+
+class KeptEvents:
+    """An audit sink that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    def admit(self) -> None:
+        return None
+
+    async def record(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+
+async def test_a_change_that_fails_on_our_side_is_on_the_trail_too() -> None:
+    async def broken(call: Call) -> None:
+        raise RuntimeError("a bug")
+
+    sink = KeptEvents()
+    route = to_starlette(ApiRoute("POST", "/api/things", broken, "break", "test", public=True),
+                         Authenticator(None), AdminTrail(sink))  # type: ignore[arg-type]
+    async with asgi_client(Starlette(routes=[route]), "http://console.test") as client:
+        answer = await client.post("/api/things", json={"password": "hunter2-hunter2"})
+    assert answer.status_code == 500
+    [event] = sink.events
+    assert (event.action, event.outcome, event.error_code) == ("POST /api/things", "error", 500)
+    assert event.detail["request"] == {"password": "[REDACTED:secret]"}
