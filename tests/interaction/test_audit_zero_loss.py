@@ -120,7 +120,7 @@ def test_a_sigkill_in_the_middle_of_a_load_loses_no_audit_event_and_duplicates_n
     finally:
         warden.stop()
     assert warden.process is not None and warden.process.returncode == -signal.SIGKILL
-    assert KILL_AFTER <= len(answered) < REQUESTS
+    assert KILL_AFTER <= len(answered) < REQUESTS, f"{len(answered)} answered"
     assert {int(i.split("-")[1]) % 2 for i in answered} == {0, 1}  # both surfaces were answered
     before_restart = len(audited_in_sqlite(tmp_path / "data"))
 
@@ -132,7 +132,8 @@ def test_a_sigkill_in_the_middle_of_a_load_loses_no_audit_event_and_duplicates_n
     assert answered <= set(ids), f"{len(answered - set(ids))} answered requests have no audit event"
     assert len(ids) == len(set(ids)), "a replay duplicated events"
     assert set(ids) <= {f"load-{n}" for n in range(REQUESTS)}
-    assert before_restart < len(answered)  # the kill did leave events to replay: the test tested something
+    # The kill did leave events to replay: the test tested something.
+    assert before_restart < len(answered), f"all {len(answered)} answered requests were stored before the kill"
 
 
 def audited_in_postgres(name: str) -> list[str]:
