@@ -34,8 +34,6 @@ class BodyCapture:
     """The capture settings in force on this instance, and capturing under them."""
 
     def __init__(self, settings: AuditCaptureConfig) -> None:
-        self.settings = settings
-        self._redactor = Redactor()
         self.apply(settings)
 
     def apply(self, settings: AuditCaptureConfig) -> None:

@@ -261,11 +261,11 @@ class AuditSpool:
             segment = self._segment_of(segments, position)
             with (self._directory / _name(segment)).open("rb") as file:
                 file.seek(position - segment)
-                while position < end and (header := file.read(_HEADER.size)):
-                    length, _ = _HEADER.unpack(header)
-                    file.seek(length, os.SEEK_CUR)
-                    position += _HEADER.size + length
+                for payload in _records(file):
+                    position += _HEADER.size + len(payload)
                     count += 1
+                    if position >= end:
+                        break
         return count
 
     def _read_position(self, file: str, default: int | None = None) -> int:
