@@ -116,7 +116,7 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
         *McpAccessRoutes(identity, services.mcp_access_rules, services.mcp_access, services.mcp_pool,
                          services.mcp_credentials, services.mcp_access_changed).routes(),
         *McpVirtualRoutes(services.mcp_virtual_servers, services.mcp_pool, services.mcp_virtuals_changed).routes(),
-        *McpCallRoutes(services.audit).routes(),
+        *McpCallRoutes(services.audit, services.audit_search).routes(),
         *AuditRoutes(services.audit, services.audit_search, services.audit_bodies,
                      services.capture_settings).routes(),
         *LiveFeed(services.audit_search, services.pending).routes(),

@@ -18,7 +18,7 @@ from broker.kernel.audit.capture_settings import AuditCaptureConfig
 from broker.kernel.audit.ports import AuditSearch
 from broker.kernel.errors import DependencyUnavailable, FieldError, InvalidInput, NotFound
 from broker.kernel.identity.service import require
-from console.endpoints import ApiRoute, Call
+from console.endpoints import ApiRoute, Call, query_integer
 
 
 class AuditRoutes:
@@ -61,7 +61,7 @@ class AuditRoutes:
         require(call.actor, "audit:read", where.team_id)  # a team-scoped reader names the team
         if where.text is not None:
             require(call.actor, "audit:read_bodies", where.team_id)  # matches tell what bodies contain
-        limit = _integer(query, "limit", 100, 1, 1000)
+        limit = query_integer(call, "limit", 100, 1, 1000)
         before = _cursor(query.get("cursor"))
         items = await self._search.events(where, limit, before)
         last = items[-1] if len(items) == limit else None
@@ -153,13 +153,6 @@ def _moment(raw: str) -> float | None:
     except ValueError:
         return None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-
-def _integer(query: QueryParams, name: str, default: int, low: int, high: int) -> int:
-    raw = query.get(name, str(default))
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise InvalidInput("invalid query", [FieldError(f"query.{name}", f"an integer from {low} to {high}")])
-    return int(raw)
 
 
 def _cursor(raw: str | None) -> tuple[float, str] | None:

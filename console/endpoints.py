@@ -101,12 +101,7 @@ def to_starlette(route: ApiRoute, auth: Authenticator, trail: AdminTrail | None 
     async def endpoint(request: Request) -> Response:
         principal = None if route.public else await auth.principal(request)
         body = await _parse_body(request, route.body) if route.body else None
-        result = await route.handler(Call(request, principal, body))
-        if isinstance(result, Response):
-            return result
-        if result is None:
-            return Response(status_code=204)
-        return JSONResponse(result, route.status)
+        return _response(await route.handler(Call(request, principal, body)), route.status)
 
     async def recorded(request: Request) -> Response:
         assert trail is not None
@@ -128,16 +123,30 @@ def to_starlette(route: ApiRoute, auth: Authenticator, trail: AdminTrail | None 
         after = None if isinstance(result, Response) or route.method == "DELETE" else result
         if reader is not None and route.method != "DELETE":
             after = await _read(reader, call) or after  # the resource as it now reads, where it can be read
-        status = result.status_code if isinstance(result, Response) else route.status if result is not None else 204
-        await trail.record(request, operation, principal, status, started, await _sent(request), before, after)
-        if isinstance(result, Response):
-            return result
-        if result is None:
-            return Response(status_code=204)
-        return JSONResponse(result, route.status)
+        response = _response(result, route.status)
+        await trail.record(request, operation, principal, response.status_code, started, await _sent(request),
+                           before, after)
+        return response
 
     handler = recorded if trail is not None and route.method != "GET" else endpoint
     return Route(route.path, handler, methods=[route.method], name=operation)
+
+
+def _response(result: Any, status: int) -> Response:
+    """A handler's answer as a response: its own, 204 for None, else its JSON with the route's status."""
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return Response(status_code=204)
+    return JSONResponse(result, status)
+
+
+def query_integer(call: Call, name: str, default: int, low: int, high: int) -> int:
+    """The query parameter ``name`` as an integer from ``low`` to ``high`` (``default`` when absent)."""
+    raw = call.request.query_params.get(name, str(default))
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise InvalidInput("invalid query", [FieldError(f"query.{name}", f"an integer from {low} to {high}")])
+    return int(raw)
 
 
 async def _read(reader: Handler, call: Call) -> Any:

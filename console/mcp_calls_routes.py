@@ -5,16 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from broker.kernel.audit.adapters.store import AuditQuery
-from broker.kernel.errors import FieldError, InvalidInput, NotFound
+from broker.kernel.audit.adapters.store_search import AuditFilter
+from broker.kernel.audit.ports import AuditSearch
+from broker.kernel.errors import NotFound
 from broker.kernel.identity.service import require
-from console.endpoints import ApiRoute, Call
+from console.endpoints import ApiRoute, Call, query_integer
 
 
 class McpCallRoutes:
     """Read-only views of MCP call audit events (``audit:read``)."""
 
-    def __init__(self, audit: AuditQuery) -> None:
+    def __init__(self, audit: AuditQuery, search: AuditSearch) -> None:
         self._audit = audit
+        self._search = search
 
     def routes(self) -> list[ApiRoute]:
         return [
@@ -25,12 +28,9 @@ class McpCallRoutes:
 
     async def index(self, call: Call) -> dict[str, Any]:
         require(call.actor, "audit:read")
-        raw = call.request.query_params.get("limit", "100")
-        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-            raise InvalidInput("invalid query", [FieldError("query.limit", "an integer from 1 to 1000")])
-        server = call.request.query_params.get("server")
-        target = f"mcp_server:{server}" if server else None
-        return {"items": await self._audit.recent("mcp", int(raw), target)}
+        limit = query_integer(call, "limit", 100, 1, 1000)
+        where = AuditFilter(surface="mcp", server=call.request.query_params.get("server") or None)
+        return {"items": await self._search.events(where, limit)}
 
     async def get(self, call: Call) -> dict[str, Any]:
         require(call.actor, "audit:read")

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from broker.app import Warden, create_app
-from broker.kernel.audit.adapters.store import AuditQuery
+from broker.kernel.audit.adapters.store_search import AuditFilter, StoreAuditSearch
 from broker.kernel.audit.body_store import S3BodyStore
 from tests.ai.fake_providers import launched
 from tests.conftest import REDIS_URL, STRONG_PASSWORD, FakeClock, asgi_client, eventually, make_config
@@ -70,13 +70,13 @@ async def gateway(warden: Warden) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def audited(warden: Warden, request_id: str) -> dict[str, Any]:
-    query = AuditQuery(warden.kernel.db)
+    query = StoreAuditSearch(warden.kernel.db)
 
     async def found() -> bool:
-        return any(e["request_id"] == request_id for e in await query.recent("ai") + await query.recent("mcp"))
+        return bool(await query.events(AuditFilter(request_id=request_id), 1))
 
     assert await eventually(found)
-    return next(e for e in await query.recent("ai") + await query.recent("mcp") if e["request_id"] == request_id)
+    return (await query.events(AuditFilter(request_id=request_id), 1))[0]
 
 
 async def chat(gateway: httpx.AsyncClient, request_id: str, content: str = SECRETS, stream: bool = False) -> str:

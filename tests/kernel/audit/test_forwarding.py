@@ -20,7 +20,7 @@ from nats.aio.client import Client
 
 from broker.app import create_app
 from broker.kernel.audit import spool as spool_module
-from broker.kernel.audit.adapters.store import AuditQuery
+from broker.kernel.audit.adapters.store_search import AuditFilter, StoreAuditSearch
 from broker.kernel.audit.channels.nats import NatsChannel
 from broker.kernel.audit.channels.syslog import SyslogChannel
 from broker.kernel.audit.channels.webhook import WebhookChannel
@@ -276,7 +276,7 @@ async def test_a_dead_channel_holds_up_neither_requests_nor_the_store_nor_the_ot
         assert await eventually(dead_failing, within=10)
         assert registry.get_sample_value("warden_audit_forward_lag_bytes", {"channel": "dead"}) > 0
         assert registry.get_sample_value("warden_audit_forward_lag_bytes", {"channel": "hooks"}) == 0
-        stored = await AuditQuery(warden.kernel.db).recent("ai", 100)
+        stored = await StoreAuditSearch(warden.kernel.db).events(AuditFilter(surface="ai"), 100)
     assert len(stored) == 30
     posted = [e["id"] for _, body in receiver.posts for e in orjson.loads(body)["events"]]
     assert sorted(posted) == sorted(e["id"] for e in stored)

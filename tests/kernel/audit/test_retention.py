@@ -9,7 +9,7 @@ import pytest
 
 from broker.app import Kernel
 from broker.kernel.audit import retention as retention_module
-from broker.kernel.audit.adapters.store import AuditQuery
+from broker.kernel.audit.adapters.store_search import AuditFilter, StoreAuditSearch
 from broker.kernel.audit.retention import DAY, AuditRetention
 from tests.conftest import FakeClock
 
@@ -64,7 +64,7 @@ async def test_forever_keeps_everything_and_large_purges_go_in_chunks(
     monkeypatch.setattr(retention_module, "CHUNK", 3)
     assert await retention_of(kernel, clock, 365, {}).purge() == 7
     assert not await remaining(kernel) & old
-    assert await AuditQuery(kernel.db).recent("ai") == []
+    assert await StoreAuditSearch(kernel.db).events(AuditFilter(surface="ai"), 100) == []
 
 
 async def test_bodies_go_after_their_own_shorter_period_and_with_their_event(kernel: Kernel,

@@ -7,6 +7,7 @@ import anyio
 
 from broker.app import Kernel
 from broker.kernel.audit.adapters.store import AuditQuery, StoreAuditSink
+from broker.kernel.audit.adapters.store_search import AuditFilter, StoreAuditSearch
 from broker.kernel.audit.body_store import LocalBodyStore
 from broker.kernel.audit.events import AuditEvent
 from broker.kernel.audit.spool import AuditSpool
@@ -29,7 +30,7 @@ async def test_every_queued_event_is_written_before_the_writer_returns(kernel: K
         sink.close()
         with anyio.fail_after(10):
             await sink.drained.wait()
-    stored = await AuditQuery(kernel.db).recent("mcp", 1000)
+    stored = await StoreAuditSearch(kernel.db).events(AuditFilter(surface="mcp"), 1000)
     assert sorted(e["id"] for e in stored) == sorted(e.id for e in events)
     assert stored[0]["detail"]["timeline"][0]["event"] == "start"
 
@@ -44,7 +45,7 @@ async def test_replaying_an_event_does_not_duplicate_it(kernel: Kernel, tmp_path
         sink.close()
         with anyio.fail_after(10):
             await sink.drained.wait()
-    assert len(await AuditQuery(kernel.db).recent("mcp")) == 1
+    assert len(await StoreAuditSearch(kernel.db).events(AuditFilter(surface="mcp"), 100)) == 1
     assert (await AuditQuery(kernel.db).get(item.id)) is not None
 
 
@@ -90,5 +91,5 @@ async def test_events_a_killed_process_left_in_the_spool_are_written_once_at_the
     again.close()
     with anyio.fail_after(10):
         await again.run()  # replays what the spool holds past its acknowledged position
-    stored_ids = [e["id"] for e in await AuditQuery(kernel.db).recent("mcp", 100)]
+    stored_ids = [e["id"] for e in await StoreAuditSearch(kernel.db).events(AuditFilter(surface="mcp"), 100)]
     assert sorted(stored_ids) == sorted([written.id, *(e.id for e in unwritten)])

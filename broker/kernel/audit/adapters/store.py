@@ -158,20 +158,10 @@ def _numbers(event: dict[str, Any]) -> tuple[Any, ...]:
 
 
 class AuditQuery:
-    """Reading the stored events back (the audit issue adds search and analytics)."""
+    """Reading one stored event and its bodies back (searching is the ``AuditSearch`` port's)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
-
-    async def recent(self, surface: str, limit: int = 100, target: str | None = None) -> list[dict[str, Any]]:
-        if target is None:
-            rows = await self._db.fetch(
-                "SELECT * FROM audit_events WHERE surface = ? ORDER BY at DESC LIMIT ?", surface, limit)
-        else:
-            rows = await self._db.fetch(
-                "SELECT * FROM audit_events WHERE surface = ? AND target = ? ORDER BY at DESC LIMIT ?",
-                surface, target, limit)
-        return [event_from_row(r) for r in rows]
 
     async def get(self, event_id: str) -> dict[str, Any] | None:
         row = await self._db.fetchrow("SELECT * FROM audit_events WHERE id = ?", event_id)
