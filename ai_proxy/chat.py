@@ -45,7 +45,7 @@ from ai_proxy.surfaces import (
 from broker.edge.credentials import presented_key
 from broker.edge.request_context import RequestContext, context_of
 from broker.kernel.audit.capture import BodyCapture
-from broker.kernel.audit.events import AuditEvent, event_id, with_bodies
+from broker.kernel.audit.events import with_bodies
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.breaker import BreakerState, CircuitBreaker
 from broker.kernel.clock import Clock
@@ -425,15 +425,10 @@ class ChatCompletions:
             call.response_body = b"".join(call.response_events)
         bodies = await self._capture.bodies(request=call.request_body, response=call.response_body) \
             if call.request_body is not None or call.response_body is not None else None
-        await self._audit.record(with_bodies(AuditEvent(
-            id=event_id(), at=time.time(), trace_id=context.trace_id, surface="ai",
-            user_id=principal.user.id if principal and principal.user else None,
-            team_id=principal.team_id if principal else None,
-            api_key_id=principal.key.id if principal and principal.key else None,
-            target=f"provider:{answered.name if answered else '-'}",
+        await self._audit.record(with_bodies(context.audit_event(
+            principal, surface="ai", target=f"provider:{answered.name if answered else '-'}",
             action=f"{call.surface.action}:{call.model or '-'}", outcome=call.outcome,
             error_code=call.status if call.status != 200 else None, duration_ms=(now - call.started) * 1000,
-            request_id=context.request_id, client_ip=context.client_ip, user_agent=context.user_agent,
             detail={"model": call.model, "requested_model": call.requested_model,
                     "upstream_model": call.route.model_at(answered) if call.route and answered else None,
                     "provider": answered.name if answered else None,

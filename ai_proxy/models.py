@@ -16,7 +16,6 @@ from ai_proxy.ratelimit_headers import ratelimit_headers
 from ai_proxy.routing import ModelRouter
 from broker.edge.credentials import presented_key
 from broker.edge.request_context import context_of
-from broker.kernel.audit.events import AuditEvent, event_id
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.errors import WardenError
 from broker.kernel.identity.models import Principal
@@ -56,11 +55,6 @@ class ModelList:
     async def _record(self, request: Request, principal: Principal | None, started: float, outcome: str,
                       status: int | None, listed: int) -> None:
         context = context_of(request.scope)
-        await self._audit.record(AuditEvent(
-            id=event_id(), at=time.time(), trace_id=context.trace_id, surface="ai",
-            user_id=principal.user.id if principal and principal.user else None,
-            team_id=principal.team_id if principal else None,
-            api_key_id=principal.key.id if principal and principal.key else None, target="models",
-            action="models.list", outcome=outcome, error_code=status,
-            duration_ms=(time.monotonic() - started) * 1000, detail={"listed": listed},
-            request_id=context.request_id, client_ip=context.client_ip, user_agent=context.user_agent))
+        await self._audit.record(context.audit_event(
+            principal, surface="ai", target="models", action="models.list", outcome=outcome, error_code=status,
+            duration_ms=(time.monotonic() - started) * 1000, detail={"listed": listed}))

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
 
 from broker.edge.request_context import context_of
-from broker.kernel.audit.events import AuditEvent, event_id
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.audit.redaction import CREDENTIALS, Redactor
 from broker.kernel.identity.models import Principal
@@ -39,15 +39,13 @@ class AdminTrail:
         for name, value in (("request", sent), ("before", before), ("after", after)):
             if value is not None:
                 detail[name] = self._clean(value)
-        await self._audit.record(AuditEvent(
-            id=event_id(), at=time.time(), trace_id=context.trace_id, surface="admin",
-            user_id=principal.user.id if principal and principal.user else getattr(request.state, "signed_in", None),
-            team_id=principal.team_id if principal else None,
-            api_key_id=principal.key.id if principal and principal.key else None,
-            target=f"console:{operation.split(' ', 1)[1]}", action=operation, outcome=outcome,
-            error_code=status if status >= 400 else None, duration_ms=(time.monotonic() - started) * 1000,
-            detail=detail, request_id=context.request_id, client_ip=context.client_ip,
-            user_agent=context.user_agent))
+        event = context.audit_event(
+            principal, surface="admin", target=f"console:{operation.split(' ', 1)[1]}", action=operation,
+            outcome=outcome, error_code=status if status >= 400 else None,
+            duration_ms=(time.monotonic() - started) * 1000, detail=detail)
+        if principal is None:  # a sign-in: the user it turned out to be
+            event = replace(event, user_id=getattr(request.state, "signed_in", None))
+        await self._audit.record(event)
 
     def _clean(self, value: Any) -> Any:
         """The value with secret-named fields masked and every string redacted."""

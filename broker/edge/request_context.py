@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.edge.metrics import StatusNotingSend
-from broker.kernel.audit.events import event_id
+from broker.kernel.audit.events import AuditEvent, event_id
+from broker.kernel.identity.models import Principal
 
 SCOPE_KEY = "warden.request"
 _TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
@@ -29,6 +31,19 @@ class RequestContext:
     request_id: str
     client_ip: str | None
     user_agent: str | None
+
+    def audit_event(self, principal: Principal | None, *, surface: str, target: str, action: str, outcome: str,
+                    error_code: int | None, duration_ms: float, detail: dict[str, Any],
+                    at: float | None = None) -> AuditEvent:
+        """The audit event of this request: who asked (``principal``; None before a key was accepted), from where
+        and in which trace (this context), and what happened."""
+        return AuditEvent(
+            id=event_id(), at=time.time() if at is None else at, trace_id=self.trace_id, surface=surface,
+            user_id=principal.user.id if principal and principal.user else None,
+            team_id=principal.team_id if principal else None,
+            api_key_id=principal.key.id if principal and principal.key else None,
+            target=target, action=action, outcome=outcome, error_code=error_code, duration_ms=duration_ms,
+            detail=detail, request_id=self.request_id, client_ip=self.client_ip, user_agent=self.user_agent)
 
     def traceparent(self) -> str:
         """A ``traceparent`` for a request Warden makes on this one's behalf: same trace, a new span (its id

@@ -48,13 +48,9 @@ class CallTimeline:
                     arguments: dict[str, Any] | None, outcome: str, error_code: int | None,
                     account: tuple[str, str] | None = None) -> AuditEvent:
         """``account``: the linked account (label, upstream identity) a per-user server's call ran as."""
-        return AuditEvent(
-            id=event_id(), at=self.started_at, trace_id=context.trace_id, surface="mcp",
-            request_id=context.request_id, client_ip=context.client_ip, user_agent=context.user_agent,
-            user_id=principal.user.id if principal.user else None, team_id=principal.team_id,
-            api_key_id=principal.key.id if principal.key else None,
-            target=f"mcp_server:{server or '-'}", action=f"tools/call:{tool}", outcome=outcome,
-            error_code=error_code, duration_ms=self.elapsed_ms(),
+        return context.audit_event(
+            principal, surface="mcp", at=self.started_at, target=f"mcp_server:{server or '-'}",
+            action=f"tools/call:{tool}", outcome=outcome, error_code=error_code, duration_ms=self.elapsed_ms(),
             detail={"tool": tool, "arguments_bytes": len(repr(arguments or {}).encode()),
                     "progress_events": sum(1 for e in self.events if e["event"] == "progress"),
                     "timeline": self.events,

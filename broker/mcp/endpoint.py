@@ -4,7 +4,6 @@ Warden API key with the ``mcp`` surface, with every tool call admitted by the qu
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -48,7 +47,7 @@ from broker.authserver.server import ACCESS_PREFIX, McpAuthorizationServer
 from broker.edge.credentials import presented_key
 from broker.edge.errors import error_body, warden_error
 from broker.kernel.audit.capture import BodyCapture
-from broker.kernel.audit.events import AuditEvent, event_id, with_bodies
+from broker.kernel.audit.events import AuditEvent, with_bodies
 from broker.kernel.audit.ports import AuditSink
 from broker.kernel.bus.ports import Broadcast, Message
 from broker.kernel.crypto import SecretBox
@@ -797,8 +796,6 @@ class AuthenticatedMcpApp:
         context = request_context_of(request, None)
         server = request.scope.get("path_params", {}).get("server")
         with anyio.CancelScope(shield=True):
-            await self._audit.record(AuditEvent(
-                id=event_id(), at=time.time(), trace_id=context.trace_id, surface="mcp", user_id=None, team_id=None,
-                api_key_id=None, target=f"mcp_server:{server or '-'}", action=method, outcome="refused",
-                error_code=status, duration_ms=0.0, detail={"status": status, "code": code},
-                request_id=context.request_id, client_ip=context.client_ip, user_agent=context.user_agent))
+            await self._audit.record(context.audit_event(
+                None, surface="mcp", target=f"mcp_server:{server or '-'}", action=method, outcome="refused",
+                error_code=status, duration_ms=0.0, detail={"status": status, "code": code}))
