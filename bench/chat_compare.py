@@ -51,12 +51,12 @@ def main() -> int:
     return completed.returncode
 
 
-def write_config(work: Path) -> Path:
+def write_config(work: Path, port: int = 4100) -> Path:
     """Warden's configuration for the chat benchmarks: the kit's mock providers, a key, a quota rule every request
-    is counted against, audit on (as always)."""
+    is counted against, audit on (as always); the gateway on ``port``, the console on the next."""
     config = work / "warden.yaml"
     config.write_text(yaml.safe_dump({
-        "server": {"gateway_port": 4100, "console_port": 4101, "data_dir": str(work / "data"),
+        "server": {"gateway_port": port, "console_port": port + 1, "data_dir": str(work / "data"),
                    "log_level": "warning"},
         "security": {"outbound_allow": ["127.0.0.1"]},
         "providers": [{"name": "mock", "type": "openai_compatible", "base_url": "http://127.0.0.1:9000/v1",

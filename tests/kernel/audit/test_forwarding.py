@@ -276,7 +276,11 @@ async def test_a_dead_channel_holds_up_neither_requests_nor_the_store_nor_the_ot
         assert await eventually(dead_failing, within=10)
         assert registry.get_sample_value("warden_audit_forward_lag_bytes", {"channel": "dead"}) > 0
         assert registry.get_sample_value("warden_audit_forward_lag_bytes", {"channel": "hooks"}) == 0
+
+        async def stored_all() -> bool:  # the store's writer lingers for a batch; a channel may be quicker
+            return len(await StoreAuditSearch(warden.kernel.db).events(AuditFilter(surface="ai"), 100)) == 30
+
+        assert await eventually(stored_all, within=10)
         stored = await StoreAuditSearch(warden.kernel.db).events(AuditFilter(surface="ai"), 100)
-    assert len(stored) == 30
     posted = [e["id"] for _, body in receiver.posts for e in orjson.loads(body)["events"]]
     assert sorted(posted) == sorted(e["id"] for e in stored)
