@@ -429,9 +429,11 @@ class ChatCompletions:
             principal, surface="ai", target=f"provider:{answered.name if answered else '-'}",
             action=f"{call.surface.action}:{call.model or '-'}", outcome=call.outcome,
             error_code=call.status if call.status != 200 else None, duration_ms=(now - call.started) * 1000,
+            at=time.time() - (now - call.started),  # when the request came, as for tool calls
             detail={"model": call.model, "requested_model": call.requested_model,
                     "upstream_model": call.route.model_at(answered) if call.route and answered else None,
                     "provider": answered.name if answered else None,
+                    "provider_type": answered.type if answered else None,
                     "routing": call.route.reason if call.route else None, "fallbacks": call.fallbacks,
                     "ttft_ms": ttft * 1000 if ttft is not None else None,
                     "input_tokens": call.input_tokens, "output_tokens": call.output_tokens,

@@ -30,6 +30,7 @@ from ai_proxy.routing import ModelRouter
 from broker.config import (
     AuditChannelConfig,
     NatsChannelConfig,
+    OtlpChannelConfig,
     SyslogChannelConfig,
     WardenConfig,
     WebhookChannelConfig,
@@ -45,6 +46,7 @@ from broker.kernel.audit.adapters.store_search import StoreAuditSearch
 from broker.kernel.audit.body_store import BodyStore, LocalBodyStore, S3BodyStore
 from broker.kernel.audit.capture import BodyCapture, CaptureSettings
 from broker.kernel.audit.channels.nats import NatsChannel
+from broker.kernel.audit.channels.otlp import OtlpChannel
 from broker.kernel.audit.channels.syslog import SyslogChannel
 from broker.kernel.audit.channels.webhook import WebhookChannel
 from broker.kernel.audit.forwarder import AuditChannel, AuditForwarder, ForwardMetrics
@@ -357,6 +359,9 @@ def _audit_channel(config: AuditChannelConfig) -> AuditChannel:
             return WebhookChannel(config.name, config.url, config.secret, config.timeout_seconds)
         case NatsChannelConfig():
             return NatsChannel(config.name, config.url, config.subject, config.stream)
+        case OtlpChannelConfig():
+            return OtlpChannel(config.name, config.url, config.headers, config.service_name, warden_version(),
+                               config.timeout_seconds)
 
 
 async def _prepared_redis_counters(client: Redis, config: WardenConfig) -> RedisCounters:

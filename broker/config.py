@@ -355,7 +355,17 @@ class NatsChannelConfig(_AuditChannelConfig):
     stream: str | None = Field("WARDEN_AUDIT", pattern=r"^[A-Za-z0-9_-]+$")  # created when missing; None: not
 
 
-AuditChannelConfig = Annotated[SyslogChannelConfig | WebhookChannelConfig | NatsChannelConfig,
+class OtlpChannelConfig(_AuditChannelConfig):
+    """Requests exported as OpenTelemetry spans (GenAI semantic conventions) to an OTLP/HTTP collector."""
+
+    kind: Literal["otlp"]
+    url: str = Field("http://127.0.0.1:4318/v1/traces", pattern=r"^https?://")  # the full traces endpoint
+    headers: dict[str, str] = Field(default_factory=dict)  # e.g. a hosted backend's authorization header
+    service_name: str = Field("warden", min_length=1)
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+
+
+AuditChannelConfig = Annotated[SyslogChannelConfig | WebhookChannelConfig | NatsChannelConfig | OtlpChannelConfig,
                                Field(discriminator="kind")]
 
 

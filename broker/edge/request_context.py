@@ -2,6 +2,9 @@
 
 The trace id comes from the client's W3C ``traceparent`` when it sent a valid one, so an agent's LLM turns
 (``/v1``) and tool calls (``/mcp``) carry the same trace id into the audit trail; otherwise a new one is drawn.
+Each request is one span of that trace: its id is drawn here, its parent is the span the client's
+``traceparent`` named, and requests Warden makes upstream on its behalf carry it as their parent, so an exported
+trace (the OTLP audit channel) nests client -> Warden -> upstream.
 The ``x-request-id`` the client sent (or a new one) is echoed on the response and recorded with the audit event.
 """
 
@@ -10,7 +13,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -25,12 +28,19 @@ _REQUEST_ID = re.compile(rb"^[\x21-\x7e]{1,128}$")  # visible ASCII, as a header
 _USER_AGENT_LIMIT = 512
 
 
+def new_span_id() -> str:
+    """A 64-bit span id: unique, not secret, so drawn without the system call ``secrets`` makes (never zero)."""
+    return f"{random.getrandbits(64) | 1:016x}"
+
+
 @dataclass(frozen=True, slots=True)
 class RequestContext:
     trace_id: str
     request_id: str
     client_ip: str | None
     user_agent: str | None
+    span_id: str = field(default_factory=new_span_id)
+    parent_span_id: str | None = None  # the client's span, from its ``traceparent``
 
     def audit_event(self, principal: Principal | None, *, surface: str, target: str, action: str, outcome: str,
                     error_code: int | None, duration_ms: float, detail: dict[str, Any],
@@ -43,12 +53,18 @@ class RequestContext:
             team_id=principal.team_id if principal else None,
             api_key_id=principal.key.id if principal and principal.key else None,
             target=target, action=action, outcome=outcome, error_code=error_code, duration_ms=duration_ms,
-            detail=detail, request_id=self.request_id, client_ip=self.client_ip, user_agent=self.user_agent)
+            detail=detail, request_id=self.request_id, client_ip=self.client_ip, user_agent=self.user_agent,
+            span_id=self.span_id, parent_span_id=self.parent_span_id)
 
     def traceparent(self) -> str:
-        """A ``traceparent`` for a request Warden makes on this one's behalf: same trace, a new span (its id
-        needs to be unique, not secret: drawn without the system call ``secrets`` makes)."""
-        return f"00-{self.trace_id}-{random.getrandbits(64) | 1:016x}-01"
+        """A ``traceparent`` for a request Warden makes on this one's behalf: same trace, this request's span as
+        its parent."""
+        return f"00-{self.trace_id}-{self.span_id}-01"
+
+    def traced(self, traceparent: Any) -> RequestContext:
+        """This context in the trace ``traceparent`` names, when that is valid (else unchanged)."""
+        ids = traceparent_ids(traceparent)
+        return replace(self, trace_id=ids[0], parent_span_id=ids[1]) if ids else self
 
 
 def context_of(scope: Scope) -> RequestContext:
@@ -59,8 +75,8 @@ def context_of(scope: Scope) -> RequestContext:
     return context
 
 
-def trace_id_from(traceparent: Any) -> str | None:
-    """The trace id of a valid W3C ``traceparent`` value (str or bytes), else None."""
+def traceparent_ids(traceparent: Any) -> tuple[str, str] | None:
+    """The trace id and parent span id of a valid W3C ``traceparent`` value (str or bytes), else None."""
     if isinstance(traceparent, str):
         traceparent = traceparent.encode("latin-1", "replace")
     if not isinstance(traceparent, bytes):
@@ -68,7 +84,7 @@ def trace_id_from(traceparent: Any) -> str | None:
     match = _TRACEPARENT.match(traceparent.strip().lower())
     if match is None or match.group(1) == b"0" * 32 or match.group(2) == b"0" * 16:
         return None
-    return match.group(1).decode()
+    return match.group(1).decode(), match.group(2).decode()
 
 
 def _read(scope: Scope) -> RequestContext:
@@ -81,11 +97,14 @@ def _read(scope: Scope) -> RequestContext:
         elif name == b"user-agent":
             user_agent = value
     client = scope.get("client")
+    ids = traceparent_ids(traceparent) if traceparent is not None else None
     return RequestContext(
-        trace_id_from(traceparent) or event_id(),
+        ids[0] if ids else event_id(),
         request_id.decode() if request_id is not None and _REQUEST_ID.match(request_id) else event_id(),
         client[0] if client else None,
         user_agent[:_USER_AGENT_LIMIT].decode("latin-1") if user_agent else None,
+        new_span_id(),
+        ids[1] if ids else None,
     )
 
 

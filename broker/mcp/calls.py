@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
 
-from broker.edge.request_context import RequestContext, context_of, trace_id_from
+from broker.edge.request_context import RequestContext, context_of
 from broker.kernel.audit.events import AuditEvent, event_id
 from broker.kernel.identity.models import Principal
 
@@ -19,8 +19,7 @@ def request_context_of(request: Any, meta: Mapping[str, Any] | None) -> RequestC
     (clients that cannot set headers per call put it there)."""
     context = context_of(request.scope) if isinstance(request, Request) else \
         RequestContext(event_id(), event_id(), None, None)
-    traced = trace_id_from(meta.get("traceparent")) if meta else None
-    return replace(context, trace_id=traced) if traced else context
+    return context.traced(meta.get("traceparent")) if meta else context
 
 
 @dataclass

@@ -6,23 +6,24 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from broker.edge.request_context import RequestContexts, context_of, trace_id_from
+from broker.edge.request_context import RequestContexts, context_of, traceparent_ids
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 
 
 @pytest.mark.parametrize(("value", "expected"), [
-    (f"00-{TRACE}-b7ad6b7169203331-01", TRACE),
-    (f"00-{TRACE.upper()}-B7AD6B7169203331-01".encode(), TRACE),
-    (f"  00-{TRACE}-b7ad6b7169203331-00 ", TRACE),
+    (f"00-{TRACE}-b7ad6b7169203331-01", (TRACE, "b7ad6b7169203331")),
+    (f"00-{TRACE.upper()}-B7AD6B7169203331-01".encode(), (TRACE, "b7ad6b7169203331")),
+    (f"  00-{TRACE}-b7ad6b7169203331-00 ", (TRACE, "b7ad6b7169203331")),
     (f"00-{'0' * 32}-b7ad6b7169203331-01", None),  # all-zero trace id: invalid
     (f"00-{TRACE}-{'0' * 16}-01", None),  # all-zero parent id: invalid
     (f"00-{TRACE[:-1]}-b7ad6b7169203331-01", None),
     (f"00-{TRACE}-b7ad6b7169203331", None),
     ("garbage", None), (None, None), (42, None),
 ])
-def test_trace_ids_come_only_from_valid_traceparents(value: object, expected: str | None) -> None:
-    assert trace_id_from(value) == expected
+def test_trace_and_parent_ids_come_only_from_valid_traceparents(value: object,
+                                                                expected: tuple[str, str] | None) -> None:
+    assert traceparent_ids(value) == expected
 
 
 async def test_the_middleware_keeps_a_valid_request_id_replaces_a_bad_one_and_echoes_it() -> None:
@@ -43,4 +44,7 @@ async def test_the_middleware_keeps_a_valid_request_id_replaces_a_bad_one_and_ec
     assert replaced.headers["x-request-id"] == seen[1].request_id != "has space"
     assert missing.headers["x-request-id"] == seen[2].request_id
     assert len({seen[1].trace_id, seen[2].trace_id, TRACE}) == 3  # a new trace for each untraced request
-    assert seen[0].traceparent().startswith(f"00-{TRACE}-") and seen[0].traceparent() != seen[0].traceparent()
+    # Each request is a span of its own, a child of the client's; upstream requests made for it are its children.
+    assert seen[0].parent_span_id == "b7ad6b7169203331" and seen[1].parent_span_id is None
+    assert len({c.span_id for c in seen} | {"b7ad6b7169203331"}) == 4
+    assert seen[0].traceparent() == f"00-{TRACE}-{seen[0].span_id}-01"

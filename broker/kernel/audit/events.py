@@ -38,8 +38,11 @@ class AuditEvent:
     request_id: str | None = None  # the client's x-request-id, or the one Warden gave the request
     client_ip: str | None = None
     user_agent: str | None = None
+    span_id: str | None = None  # the request's span in the trace (W3C ids, hex)
+    parent_span_id: str | None = None  # the caller's span, when its traceparent named one
     # Captured bodies by part (AI: request, response; MCP: arguments, result), redacted; sizes and redaction
-    # counts are also in ``detail["bodies"]``, which outlives the bodies themselves.
+    # counts are also in ``detail["bodies"]``, which outlives the bodies themselves. The last field: the store
+    # writer tells an event without bodies by how its JSON ends.
     bodies: dict[str, CapturedBody] | None = None
 
 

@@ -22,13 +22,22 @@ log = logging.getLogger(__name__)
 BATCH = 100
 
 
+class Undeliverable(Exception):
+    """The channel took the batch but refused ``lost`` of its events for good (a retry would be refused again):
+    those are counted as lost for this channel and forwarding goes on; the store has them."""
+
+    def __init__(self, lost: int, message: str) -> None:
+        super().__init__(message)
+        self.lost = lost
+
+
 class AuditChannel(Protocol):
     name: str
     wants_bodies: bool  # only a store-like channel (ClickHouse) gets captured bodies; the others sizes and counts
 
     async def deliver(self, events: Sequence[dict[str, Any]]) -> None:
         """Deliver the events in order, or raise; a retry delivers the same events again (receivers may see an
-        event twice after a failure and tell by its id)."""
+        event twice after a failure and tell by its id). ``Undeliverable``: not to be retried."""
         ...
 
     async def aclose(self) -> None: ...
@@ -40,8 +49,9 @@ class ForwardMetrics:
                                  ["channel"], registry=registry)
         self.failures = Counter("warden_audit_forward_failures", "Failed deliveries of an audit batch, by"
                                 " forwarding channel", ["channel"], registry=registry)
-        self.lost = Counter("warden_audit_forward_lost_events", "Audit events a forwarding channel gave up because"
-                            " it fell more than its max_lag_bytes behind", ["channel"], registry=registry)
+        self.lost = Counter("warden_audit_forward_lost_events", "Audit events a forwarding channel gave up: it fell"
+                            " more than its max_lag_bytes behind, or the receiver refused them for good",
+                            ["channel"], registry=registry)
 
 
 class AuditForwarder:
@@ -87,6 +97,12 @@ class AuditForwarder:
                 self._metrics.delivered.labels(name).inc(len(events))
                 if attempt:
                     log.warning("audit forwarding to %s works again after %d failed attempt(s)", name, attempt)
+                return True
+            except Undeliverable as exc:
+                self._metrics.delivered.labels(name).inc(len(events) - exc.lost)
+                self._metrics.lost.labels(name).inc(exc.lost)
+                log.error("audit forwarding to %s: %s; %d event(s) given up for this channel (they are in the audit"
+                          " store)", name, exc, exc.lost)
                 return True
             except Exception as exc:
                 attempt += 1
