@@ -62,14 +62,20 @@ def test_events_arrive_live_with_stats(warden: WardenProcess, admin: httpx.Clien
     # An audited request while the stream is open: a /v1 call with a key that does not exist.
     httpx.get(warden.gateway + "/v1/models", headers={"authorization": "Bearer wdn_nope", "x-request-id": marker})
 
-    def got_it(seen: list[tuple[str, Any]]) -> bool:
-        return any(kind == "audit" and data.get("request_id") == marker for kind, data in seen) and \
-            any(kind == "stats" for kind, _ in seen)
+    def arrived(seen: list[tuple[str, Any]]) -> int | None:
+        return next((i for i, (kind, data) in enumerate(seen) if kind == "audit" and data["request_id"] == marker),
+                    None)
+
+    def got_it(seen: list[tuple[str, Any]]) -> bool:  # the event, then stats that count it
+        at = arrived(seen)
+        return at is not None and any(kind == "stats" for kind, _ in seen[at:])
 
     seen = read_until(warden, opened, got_it)
-    event = next(data for kind, data in seen if kind == "audit" and data["request_id"] == marker)
+    at = arrived(seen)
+    assert at is not None
+    event = seen[at][1]
     assert event["surface"] == "ai" and event["outcome"] == "refused"
-    stats = next(data for kind, data in seen if kind == "stats")
+    stats = next(data for kind, data in seen[at:] if kind == "stats")
     assert {"minutes", "last_minute"} <= stats.keys() and stats["last_minute"]["requests"] >= 1
 
 

@@ -38,11 +38,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import anyio
-import orjson
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from broker.kernel.audit.events import AuditEvent
+from broker.kernel.audit.events import AuditEvent, spooled, unspooled
 
 SEGMENT_BYTES = 8 * 1024 * 1024  # a new segment starts past this; acknowledged segments are deleted whole
 _HEADER = struct.Struct("<II")
@@ -117,7 +116,7 @@ class AuditSpool:
         """Append one event, or raise SpoolFull."""
         if self.full():
             raise SpoolFull(f"the audit spool holds {self.unacked_bytes} unacknowledged bytes")
-        payload = orjson.dumps(event)  # orjson writes dataclasses itself, without asdict's deep copy
+        payload = spooled(event)
         record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         offset = self._position - self._segment_start
         if offset + len(record) > len(self._map):
@@ -188,10 +187,10 @@ class AuditSpool:
     def read(self, start: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Up to ``limit`` events from ``start`` (a record boundary), and the position after the last one."""
         payloads, position = self.read_payloads(start, limit)
-        return [orjson.loads(payload) for payload in payloads], position
+        return [unspooled(payload) for payload in payloads], position
 
     def read_payloads(self, start: int, limit: int) -> tuple[list[bytes], int]:
-        """``read``, the events left as the JSON they were spooled as."""
+        """``read``, the events left as they were spooled (``broker.kernel.audit.events.spooled``)."""
         return self._payloads(start, limit, self._position)
 
     def oldest_unacked_at(self) -> float | None:

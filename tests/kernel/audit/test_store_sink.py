@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
+import orjson
+import pytest
 
 from broker.app import Kernel
+from broker.kernel.audit import spool as spool_module
 from broker.kernel.audit.adapters.store import AuditQuery, StoreAuditSink
 from broker.kernel.audit.adapters.store_search import AuditFilter, StoreAuditSearch
 from broker.kernel.audit.body_store import LocalBodyStore
@@ -93,3 +97,35 @@ async def test_events_a_killed_process_left_in_the_spool_are_written_once_at_the
         await again.run()  # replays what the spool holds past its acknowledged position
     stored_ids = [e["id"] for e in await StoreAuditSearch(kernel.db).events(AuditFilter(surface="mcp"), 100)]
     assert sorted(stored_ids) == sorted([written.id, *(e.id for e in unwritten)])
+
+
+async def test_events_spooled_by_an_earlier_version_as_json_objects_are_read_and_written_alike(
+        kernel: Kernel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spooled events were JSON objects before they became rows: a spool left by that version, upgraded in place,
+    is still written to the store and forwarded, an event in either form the same."""
+    ai = AuditEvent(uuid.uuid4().hex, 2.0, "t" * 32, "ai", "u1", "t1", "k1", "provider:p", "chat.completions:m",
+                    "ok", None, 3.0, {"model": "m", "provider": "p", "input_tokens": 5, "output_tokens": 7,
+                                      "weighted_tokens": 12.0, "usd": 0.5, "routing": "weights"},
+                    request_id="r", client_ip="127.0.0.1", user_agent="ua", span_id="a" * 16)
+    spool = AuditSpool(tmp_path / "spool", 1 << 30)
+    monkeypatch.setattr(spool_module, "spooled", orjson.dumps)  # how events were spooled before
+    spool.append(ai)
+    spool.append(event())
+    monkeypatch.undo()
+    spool.append(replace(ai, id=uuid.uuid4().hex))
+    old_ai, old_mcp, new_ai = spool.read(0, 10)[0]
+    assert {**old_ai, "id": new_ai["id"]} == new_ai
+    assert old_mcp["detail"] == {"timeline": [{"t_ms": 0, "event": "start"}]} and "model" not in new_ai
+
+    sink = StoreAuditSink(kernel.db, spool, LocalBodyStore(tmp_path / "bodies"))
+    sink.close()
+    with anyio.fail_after(10):
+        await sink.run()
+    rows = await kernel.db.fetch("SELECT id, model, provider, input_tokens, output_tokens, weighted_tokens, usd,"
+                                 " detail, request_id FROM audit_events WHERE surface = 'ai' ORDER BY id")
+    assert len(rows) == 2
+    for row in rows:
+        assert (row["model"], row["provider"], row["input_tokens"], row["output_tokens"], row["weighted_tokens"],
+                row["usd"], row["request_id"]) == ("m", "p", 5, 7, 12.0, 0.5, "r")
+        assert orjson.loads(row["detail"]) == ai.detail
+    assert (await AuditQuery(kernel.db).get(old_mcp["id"])) is not None

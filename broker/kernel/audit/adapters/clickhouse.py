@@ -21,6 +21,7 @@ from clickhouse_connect.driver.asyncclient import AsyncClient
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from broker.kernel.audit.adapters.store_search import GROUPS, AuditFilter, like_pattern, trace_summary, usage_row
+from broker.kernel.audit.events import AI_NUMBERS
 from broker.kernel.errors import DependencyUnavailable
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -39,7 +40,6 @@ _SELECTED = ", ".join(
 _BUCKETS = {"minute": "formatDateTime(at, '%Y-%m-%dT%H:%iZ', 'UTC')",
             "hour": "formatDateTime(at, '%Y-%m-%dT%H:00Z', 'UTC')", "day": "formatDateTime(at, '%Y-%m-%d', 'UTC')",
             "month": "formatDateTime(at, '%Y-%m', 'UTC')"}
-_AI_NUMBERS = ("model", "provider", "input_tokens", "output_tokens", "weighted_tokens", "usd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +219,7 @@ def _row(event: dict[str, Any]) -> list[Any]:
     for part, body in (event.get("bodies") or {}).items():
         bodies[_BODY_COLUMNS[part]] = body["text"]
     detail = event["detail"]
-    numbers = {name: detail.get(name) for name in _AI_NUMBERS} if event["surface"] == "ai" else {}
+    numbers = {name: detail.get(name) for name in AI_NUMBERS} if event["surface"] == "ai" else {}
     values = {**event, **numbers, **bodies, "at": datetime.fromtimestamp(event["at"], UTC),
               "detail": orjson.dumps(detail).decode()}
     return [values.get(column) for column in _INSERTED]

@@ -1,5 +1,5 @@
 """Audit events spooled, then written to the database in batches by one writer task, off the request path (an
-event is stored within about 50 ms of being recorded while the database answers).
+event is stored within about a quarter of a second of being recorded while the database answers).
 
 ``record`` appends the event to the spool (``broker/kernel/audit/spool.py``) before it returns, so the event
 survives the process being killed; the writer reads the spool from the last acknowledged position, makes the
@@ -21,21 +21,18 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter
 
 from broker.kernel.audit.body_store import BodyStore, offload_key
-from broker.kernel.audit.events import AuditEvent
+from broker.kernel.audit.events import AI_NUMBERS, SPOOLED, STORED, AuditEvent, has_bodies, unspooled
 from broker.kernel.audit.spool import AuditSpool, SpoolFull
 from broker.kernel.errors import AuditUnavailable
 from broker.kernel.store.ports import Database, Row
 
 log = logging.getLogger(__name__)
-BATCH = 200
-LINGER = 0.05  # seconds an event may wait for others to share its transaction
-_COLUMNS = ("id", "at", "trace_id", "surface", "user_id", "team_id", "api_key_id", "target", "action", "outcome",
-            "error_code", "duration_ms", "detail", "request_id", "client_ip", "user_agent",
-            "model", "provider", "input_tokens", "output_tokens", "weighted_tokens", "usd")
-_AI_NUMBERS = ("model", "provider", "input_tokens", "output_tokens", "weighted_tokens", "usd")
-# How a spooled event without captured bodies ends (``bodies`` is the event's last field): only the others are
-# parsed for their bodies.
-_NO_BODIES = b',"bodies":null}'
+BATCH = 1000
+# Seconds an event may wait for others to share its transaction. Each batch wakes the database thread, on the
+# same core as the event loop: a quarter of a second rather than 50 ms cut auditing's CPU a request by about a
+# third under load (bench/audit_cost.py, docs/performance.md).
+LINGER = 0.25
+_COLUMNS = SPOOLED[:STORED]  # a spooled event's first values are the row
 _ROW = f"({', '.join('?' * len(_COLUMNS))})"
 _INSERT_BODY = ("INSERT INTO audit_bodies (event_id, part, at, bytes, redactions, content, offload_key)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, part) DO NOTHING")
@@ -131,9 +128,9 @@ class StoreAuditSink:
     async def _body_rows(self, batch: list[bytes]) -> list[tuple[Any, ...]]:
         rows = []
         for payload in batch:
-            if payload.endswith(_NO_BODIES):
+            if not has_bodies(payload):
                 continue
-            event = orjson.loads(payload)
+            event = unspooled(payload)
             for part, body in (event.get("bodies") or {}).items():
                 key = None
                 if body["offload"]:
@@ -147,37 +144,44 @@ class StoreAuditSink:
         async with self._db.transaction() as tx:
             if bodies:
                 await tx.execute_many(_INSERT_BODY, bodies)
-            await tx.execute(_insert(len(values) // len(_COLUMNS)), *values)
+            width = len(_COLUMNS)
+            done = 0
+            for rows in _chunks(len(values) // width):
+                await tx.execute(_insert(rows), *values[done * width:(done + rows) * width])
+                done += rows
 
 
 def _row_values(batch: list[bytes]) -> list[Any]:
-    """The events' column values, one after the other. Parsed here, in one step with nothing awaited, so each
-    parsed event is garbage at once rather than held across the database round trip."""
+    """The events' column values, one after the other: the first values of each spooled event as they are."""
     values: list[Any] = []
     for payload in batch:
-        e = orjson.loads(payload)
-        values += (e["id"], e["at"], e["trace_id"], e["surface"], e["user_id"], e["team_id"], e["api_key_id"],
-                   e["target"], e["action"], e["outcome"], e["error_code"], e["duration_ms"],
-                   orjson.dumps(e["detail"]).decode(), e.get("request_id"), e.get("client_ip"), e.get("user_agent"),
-                   *_numbers(e))
+        if payload[:1] == b"[":
+            values += orjson.loads(payload)[:STORED]
+        else:  # spooled as a JSON object by an earlier version
+            e = unspooled(payload)
+            values += (e["id"], e["at"], e["trace_id"], e["surface"], e["user_id"], e["team_id"], e["api_key_id"],
+                       e["target"], e["action"], e["outcome"], e["error_code"], e["duration_ms"],
+                       orjson.dumps(e["detail"]).decode(), e.get("request_id"), e.get("client_ip"),
+                       e.get("user_agent"), *(e["detail"].get(name) if e["surface"] == "ai" else None
+                                              for name in AI_NUMBERS))
     return values
 
 
-@functools.lru_cache(maxsize=8)
+def _chunks(rows: int) -> list[int]:
+    """``rows`` as a sum of powers of two, largest first: the statements a batch is inserted with. A statement
+    per batch size would be prepared anew for nearly every batch (batches vary in size), and preparing one of a
+    few hundred rows cost about as much as inserting them; these few are prepared once and kept by the driver."""
+    return [1 << bit for bit in range(rows.bit_length() - 1, -1, -1) if rows >> bit & 1]
+
+
+@functools.lru_cache(maxsize=16)
 def _insert(rows: int) -> str:
     """One statement inserting ``rows`` events. Not ``executemany``: SQLite's driver takes the interpreter lock
     back for every row, and on a busy event loop each of those hand-overs cost more than inserting the row; one
     statement binds all values at once and inserts them without the lock (PostgreSQL: one round trip). At most
-    ``BATCH`` rows: 4,400 values, within both databases' limit (32,766)."""
+    512 rows (``_chunks`` of ``BATCH``): 11,264 values, within both databases' limit (32,766)."""
     return (f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES {', '.join([_ROW] * rows)}"
             " ON CONFLICT (id) DO NOTHING")
-
-
-def _numbers(event: dict[str, Any]) -> tuple[Any, ...]:
-    """An AI event's model, provider, tokens and cost, for the aggregates (other kinds have none)."""
-    if event["surface"] != "ai":
-        return (None,) * len(_AI_NUMBERS)
-    return tuple(event["detail"].get(name) for name in _AI_NUMBERS)
 
 
 class AuditQuery:
