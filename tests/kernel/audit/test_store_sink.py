@@ -10,7 +10,7 @@ import pytest
 
 from broker.app import Kernel
 from broker.kernel.audit import spool as spool_module
-from broker.kernel.audit.adapters.store import AuditQuery, StoreAuditSink
+from broker.kernel.audit.adapters.store import BATCH, AuditQuery, StoreAuditSink
 from broker.kernel.audit.adapters.store_search import AuditFilter, StoreAuditSearch
 from broker.kernel.audit.body_store import LocalBodyStore
 from broker.kernel.audit.events import AuditEvent
@@ -129,3 +129,18 @@ async def test_events_spooled_by_an_earlier_version_as_json_objects_are_read_and
                 row["usd"], row["request_id"]) == ("m", "p", 5, 7, 12.0, 0.5, "r")
         assert orjson.loads(row["detail"]) == ai.detail
     assert (await AuditQuery(kernel.db).get(old_mcp["id"])) is not None
+
+
+async def test_a_full_batch_is_written_in_one_transaction(kernel: Kernel, tmp_path: Path) -> None:
+    """A batch as large as the writer takes (its largest statement holds 512 rows, 11,264 values) is stored
+    whole, on either database."""
+    spool = AuditSpool(tmp_path / "spool", 1 << 30)
+    events = [event() for _ in range(BATCH + 23)]
+    for item in events:
+        spool.append(item)
+    sink = StoreAuditSink(kernel.db, spool, LocalBodyStore(tmp_path / "bodies"))
+    sink.close()
+    with anyio.fail_after(30):
+        await sink.run()
+    stored = await kernel.db.fetch("SELECT id FROM audit_events")
+    assert sorted(row["id"] for row in stored) == sorted(e.id for e in events)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -21,7 +22,7 @@ _UNAVAILABLE = (OSError, TimeoutError, asyncpg.exceptions.InterfaceError,
 @functools.lru_cache(maxsize=1024)
 def to_postgres(sql: str) -> str:
     """Rewrite ``?`` placeholders to asyncpg's ``$1..$n`` (our SQL never has ``?`` inside literals)."""
-    counter = iter(range(1, 10_000))
+    counter = itertools.count(1)
     return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
 
 
