@@ -35,7 +35,7 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import anyio
 from prometheus_client.core import GaugeMetricFamily
@@ -260,23 +260,19 @@ class AuditSpool:
             chunk = self._bytes(segment, position, min(segment_end, position + _READ_BYTES))
             offset = 0
             while len(payloads) < limit and position < segment_end:
-                if offset + _HEADER.size <= len(chunk):
-                    length, crc = _HEADER.unpack_from(chunk, offset)
-                    if offset + _HEADER.size + length <= len(chunk):
-                        payload = chunk[offset + _HEADER.size:offset + _HEADER.size + length]
-                        if not length or zlib.crc32(payload) != crc:
-                            raise ValueError(f"audit spool: damaged record at {position} in {_name(segment)}")
-                        payloads.append(payload)
-                        offset += _HEADER.size + length
-                        position += _HEADER.size + length
-                        continue
-                    if offset == 0:  # one record larger than a chunk: read it whole
-                        chunk = self._bytes(segment, position, min(segment_end, position + _HEADER.size + length))
-                        if len(chunk) == _HEADER.size + length:
+                payload = _record_at(chunk, offset)
+                if payload is None:
+                    if offset:
+                        break  # the rest of the segment is in the next chunk (or a damaged record, found there)
+                    whole = _HEADER.size + _HEADER.unpack_from(chunk)[0] if len(chunk) >= _HEADER.size else 0
+                    if len(chunk) < whole <= segment_end - position:  # one record larger than a chunk
+                        chunk = self._bytes(segment, position, position + whole)
+                        if len(chunk) == whole:
                             continue
-                if offset == 0:
-                    raise ValueError(f"audit spool: no whole record at {position} in {_name(segment)}")
-                break  # the rest of the segment is in the next chunk
+                    raise ValueError(f"audit spool: no whole, undamaged record at {position} in {_name(segment)}")
+                payloads.append(payload)
+                offset += _HEADER.size + len(payload)
+                position += _HEADER.size + len(payload)
         return payloads, position
 
     def _bytes(self, segment: int, start: int, end: int) -> bytes:
@@ -340,22 +336,23 @@ def _mapped(path: Path, used: int, record_bytes: int = 0) -> tuple[int, mmap.mma
 
 def _valid_length(path: Path) -> int:
     """The length of the run of whole, CRC-valid records at the start of a segment."""
-    with path.open("rb") as file:
-        return sum(_HEADER.size + len(payload) for payload in _records(file))
+    data = path.read_bytes()
+    offset = 0
+    while (payload := _record_at(data, offset)) is not None:
+        offset += _HEADER.size + len(payload)
+    return offset
 
 
-def _records(file: BinaryIO) -> Iterator[bytes]:
-    """The payloads of the records from the file's position on, up to the first that is not whole and CRC-valid
-    (an empty one counts as not: zeros a crash left at a file's end are no record)."""
-    while True:
-        header = file.read(_HEADER.size)
-        if len(header) < _HEADER.size:
-            return
-        length, crc = _HEADER.unpack(header)
-        payload = file.read(length)
-        if not length or len(payload) < length or zlib.crc32(payload) != crc:
-            return
-        yield payload
+def _record_at(data: bytes, offset: int) -> bytes | None:
+    """The payload of the record at ``offset``, or None when no whole, CRC-valid one starts there (an empty one
+    counts as none: zeros past the last record, reserved or left by a crash, are no record)."""
+    if offset + _HEADER.size > len(data):
+        return None
+    length, crc = _HEADER.unpack_from(data, offset)
+    payload = data[offset + _HEADER.size:offset + _HEADER.size + length]
+    if not length or len(payload) < length or zlib.crc32(payload) != crc:
+        return None
+    return payload
 
 
 class SpoolMetrics(Collector):
