@@ -90,6 +90,17 @@ def unspooled(payload: bytes) -> dict[str, Any]:
     return event
 
 
+def stored_row(payload: bytes) -> list[Any]:
+    """The store's row of a spooled event: its first STORED values."""
+    if payload[:1] == b"[":
+        return orjson.loads(payload)[:STORED]  # type: ignore[no-any-return]
+    event = orjson.loads(payload)  # spooled by a version that kept events as JSON objects
+    detail = event["detail"]
+    values = {**event, "detail": orjson.dumps(detail).decode(),
+              **({name: detail.get(name) for name in AI_NUMBERS} if event["surface"] == "ai" else {})}
+    return [values.get(name) for name in SPOOLED[:STORED]]
+
+
 def has_bodies(payload: bytes) -> bool:
     """Whether a spooled event carries captured bodies (told without parsing it: they are its last value)."""
     return not payload.endswith((b",null]", b',"bodies":null}'))

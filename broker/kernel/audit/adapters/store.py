@@ -21,7 +21,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter
 
 from broker.kernel.audit.body_store import BodyStore, offload_key
-from broker.kernel.audit.events import AI_NUMBERS, SPOOLED, STORED, AuditEvent, has_bodies, unspooled
+from broker.kernel.audit.events import SPOOLED, STORED, AuditEvent, has_bodies, stored_row, unspooled
 from broker.kernel.audit.spool import AuditSpool, SpoolFull
 from broker.kernel.errors import AuditUnavailable
 from broker.kernel.store.ports import Database, Row
@@ -152,18 +152,10 @@ class StoreAuditSink:
 
 
 def _row_values(batch: list[bytes]) -> list[Any]:
-    """The events' column values, one after the other: the first values of each spooled event as they are."""
+    """The events' column values, one after the other."""
     values: list[Any] = []
     for payload in batch:
-        if payload[:1] == b"[":
-            values += orjson.loads(payload)[:STORED]
-        else:  # spooled as a JSON object by an earlier version
-            e = unspooled(payload)
-            values += (e["id"], e["at"], e["trace_id"], e["surface"], e["user_id"], e["team_id"], e["api_key_id"],
-                       e["target"], e["action"], e["outcome"], e["error_code"], e["duration_ms"],
-                       orjson.dumps(e["detail"]).decode(), e.get("request_id"), e.get("client_ip"),
-                       e.get("user_agent"), *(e["detail"].get(name) if e["surface"] == "ai" else None
-                                              for name in AI_NUMBERS))
+        values += stored_row(payload)
     return values
 
 
