@@ -83,7 +83,7 @@ def measure(servers: dict[bool, subprocess.Popen[bytes]], seconds: int, conc: in
     else:
         results = {audit: parse(_wrk(audit, seconds, conc).communicate(timeout=seconds + 60)[0])
                    for audit in servers}
-    time.sleep(0.5)  # the audit writer's last batch (it lingers 50 ms) is part of the round's cost
+    time.sleep(0.5)  # the audit writer's last batch (it lingers up to 250 ms) is part of the round's cost
     for audit, server in servers.items():
         result = results[audit]
         if not result.get("requests") or result["non2xx"] or result["sock_err"]:

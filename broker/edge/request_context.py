@@ -97,14 +97,13 @@ def _read(scope: Scope) -> RequestContext:
         elif name == b"user-agent":
             user_agent = value
     client = scope.get("client")
-    ids = traceparent_ids(traceparent) if traceparent is not None else None
+    ids = traceparent_ids(traceparent)
     return RequestContext(
         ids[0] if ids else event_id(),
         request_id.decode() if request_id is not None and _REQUEST_ID.match(request_id) else event_id(),
         client[0] if client else None,
         user_agent[:_USER_AGENT_LIMIT].decode("latin-1") if user_agent else None,
-        new_span_id(),
-        ids[1] if ids else None,
+        parent_span_id=ids[1] if ids else None,
     )
 
 
