@@ -19,6 +19,7 @@ import httpx
 import yaml
 
 from broker.kernel.crypto import KeyRing
+from tests.services import answers
 
 
 def free_port() -> int:
@@ -36,7 +37,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
     return predicate()
 
 
-_REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]
 # Helper processes (upstreams) still running; whatever interrupts the test run, they are stopped at exit.
 _HELPERS: set[subprocess.Popen[bytes]] = set()
 
@@ -52,21 +53,13 @@ def python_module_serving(module: str, *args: str, ready_within: float = 20) -> 
     the block runs; yields the port once something accepts connections on it."""
     port = free_port()
     argv = [arg.format(port=port) for arg in args]
-    process = helper(subprocess.Popen([sys.executable, "-m", module, *argv], cwd=_REPO,
+    process = helper(subprocess.Popen([sys.executable, "-m", module, *argv], cwd=REPO,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
-        assert wait_until(lambda: _accepts(port), ready_within), f"{module} did not start listening"
+        assert wait_until(lambda: answers(("127.0.0.1", port)), ready_within), f"{module} did not start listening"
         yield port
     finally:
         stop_process(process)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -13,9 +12,8 @@ import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.interaction.process import python_module_serving
+from tests.interaction.process import REPO, python_module_serving
 
-REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
 
@@ -46,16 +44,6 @@ def served_plain_upstream(mode: str = "json") -> Iterator[str]:
     """tests.mcp.plain_upstream over Streamable HTTP (``json`` answers or ``sse``) in its own process."""
     with python_module_serving("tests.mcp.plain_upstream", "{port}", mode) as port:
         yield f"http://127.0.0.1:{port}/mcp"
-
-
-def _listening(port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 @asynccontextmanager

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.interaction.process import WardenProcess, free_port, served, wait_until
-from tests.mcp.conftest import _listening, mcp_client
+from tests.mcp.conftest import mcp_client
+from tests.services import answers
 
 SECRET = "wdn_" + "E" * 43
 
@@ -26,7 +27,7 @@ def everything_http() -> Iterator[str]:
                                env={**os.environ, "PORT": str(port)}, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        assert wait_until(lambda: _listening(port), 120, 0.2), "server-everything did not start"
+        assert wait_until(lambda: answers(("127.0.0.1", port)), 120, 0.2), "server-everything did not start"
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -16,7 +16,8 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from tests.interaction.process import WardenProcess, free_port, helper, served, stop_process, wait_until
-from tests.mcp.conftest import PYTHON, REPO, _listening, mcp_client
+from tests.mcp.conftest import PYTHON, REPO, mcp_client
+from tests.services import answers
 
 SECRET = "wdn_" + "P" * 43
 NARROW = "wdn_" + "N" * 43
@@ -31,7 +32,7 @@ def upstreams() -> Iterator[dict[str, str]]:
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                  for mode, port in ports.items()]
     try:
-        assert all(wait_until(lambda p=port: _listening(p), 20) for port in ports.values())
+        assert all(wait_until(lambda p=port: answers(("127.0.0.1", p)), 20) for port in ports.values())
         yield {mode: f"http://127.0.0.1:{port}" for mode, port in ports.items()}
     finally:
         for process in processes:

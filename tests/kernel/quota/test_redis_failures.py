@@ -18,6 +18,7 @@ from broker.kernel.quota.models import QuotaRequest, Rule, Subject, Usage
 from broker.kernel.quota.rulebook import RuleBook
 from tests.conftest import REDIS_URL, FakeClock
 from tests.interaction.process import free_port, wait_until
+from tests.services import answers
 
 TIMEOUT = 0.05
 RULE = Rule("r", "user", "*", "requests", 100, window="1m")
@@ -62,15 +63,7 @@ def own_redis() -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
 def start_redis(port: int, processes: list[subprocess.Popen[bytes]]) -> None:
     processes.append(subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                        "--appendonly", "no"], stdout=subprocess.DEVNULL))
-    assert wait_until(lambda: _answers(port), 10)
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
+    assert wait_until(lambda: answers(("127.0.0.1", port)), 10)
 
 
 @pytest.mark.parametrize("target", ["closed", "blackhole"])
