@@ -4,14 +4,18 @@ event itself is still built), hence the most requests per second one core serves
 worker's RPS is one core-second divided by its CPU time per request).
 
 Both instances run side by side, each one worker pinned to CPU 1 (the kit's mock provider and wrk on CPU 0), for
-several rounds. By default a round loads one, then the other (``wrk`` at saturation, the other instance idle);
-this machine drifts by up to 20 % within minutes, more than the difference sought, so rounds are short and
-compared in pairs. ``--together`` loads both at once, each with its own wrk, so drift hits both alike; but the
-two then share the core's caches, which inflates both CPU times (by about a third here) and charges each the
-other's cache misses.
+several rounds. By default a round loads one, then the other (``wrk`` at saturation, the other instance idle;
+which goes first alternates); this machine drifts by up to 20 % within minutes, more than the difference sought,
+so rounds are short and compared in pairs. ``--together`` loads both at once, each with its own wrk, so drift
+hits both alike; but the two then share the core's caches, which inflates both CPU times (by about a third here)
+and charges each the other's cache misses.
 
-    .venv/bin/python bench/audit_cost.py [--seconds 5] [--rounds 8] [--conc 64] [--store sqlite|postgres]
-                                         [--together]
+Two processes running the same code can differ by a few per cent for good (hash seeds, memory layout): a control
+run (``--control``, audit on in both) of one start read 4 % here. So the pair of instances is started afresh
+several times (``--starts``) and the result is the median over the rounds of all starts.
+
+    .venv/bin/python bench/audit_cost.py [--seconds 5] [--rounds 8] [--starts 4] [--conc 64]
+                                         [--store sqlite|postgres] [--together] [--control]
 
 ``--store postgres`` puts both instances' store in a fresh database on the local PostgreSQL: the database's own
 work then runs in PostgreSQL's processes, outside the pinned core, as a deployment at scale runs; the embedded
@@ -55,10 +59,9 @@ def serve_without_audit() -> None:
     raise SystemExit(main())
 
 
-def start(work: Path, audit: bool, database_url: str | None) -> subprocess.Popen[bytes]:
-    run = work / ("on" if audit else "off")
+def start(run: Path, port: int, audit: bool, database_url: str | None) -> subprocess.Popen[bytes]:
     run.mkdir()
-    config = write_config(run, PORTS[audit])
+    config = write_config(run, port)
     if database_url:
         settings = yaml.safe_load(config.read_text())
         settings["database"] = {"url": database_url}
@@ -68,21 +71,21 @@ def start(work: Path, audit: bool, database_url: str | None) -> subprocess.Popen
     warden = subprocess.Popen(["taskset", "-c", "1", *command], cwd=ROOT,
                               env={**os.environ, "WARDEN_CONFIG": str(config)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_ready(f"http://127.0.0.1:{PORTS[audit]}/v1/chat/completions", KEY)
+    _wait_ready(f"http://127.0.0.1:{port}/v1/chat/completions", KEY)
     return warden
 
 
-def measure(servers: dict[bool, subprocess.Popen[bytes]], seconds: int, conc: int, together: bool
-            ) -> dict[bool, dict[str, float]]:
-    """Load the instances for ``seconds`` each (at once when ``together``); each one's requests, RPS and CPU ms a
-    request."""
+def measure(servers: dict[bool, subprocess.Popen[bytes]], seconds: int, conc: int, together: bool,
+            order: tuple[bool, ...] = (True, False)) -> dict[bool, dict[str, float]]:
+    """Load the instances for ``seconds`` each (at once when ``together``, else one after the other in
+    ``order``); each one's requests, RPS and CPU ms a request."""
     before = {audit: cpu_s(server.pid) for audit, server in servers.items()}
     if together:
         loads = {audit: _wrk(audit, seconds, conc) for audit in servers}
         results = {audit: parse(load.communicate(timeout=seconds + 60)[0]) for audit, load in loads.items()}
     else:
         results = {audit: parse(_wrk(audit, seconds, conc).communicate(timeout=seconds + 60)[0])
-                   for audit in servers}
+                   for audit in order}
     time.sleep(0.5)  # the audit writer's last batch (it lingers up to 250 ms) is part of the round's cost
     for audit, server in servers.items():
         result = results[audit]
@@ -105,19 +108,11 @@ def _fresh_postgres_database(name: str) -> str:
     return f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 
-def main() -> int:
-    if sys.argv[1:] == ["--serve-without-audit"]:
-        serve_without_audit()
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--conc", type=int, default=64)
-    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
-    parser.add_argument("--together", action="store_true", help="load both instances at once")
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="warden-audit-bench-"))
-    mock = subprocess.Popen(["taskset", "-c", "0", sys.executable, str(KIT / "mock_upstream.py"), "9000"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _rounds_of_one_start(work: Path, args: argparse.Namespace) -> list[dict[bool, dict[str, float]]]:
+    """Start both instances, measure ``args.rounds`` rounds, stop them. Each start is a new pair of processes: one
+    process can be a few per cent faster than another running the same code (hash seeds, memory layout), which
+    rounds within one start never average out."""
+    work.mkdir(parents=True)
     servers: dict[bool, subprocess.Popen[bytes]] = {}
     rounds = []
     try:
@@ -125,23 +120,55 @@ def main() -> int:
             url = None
             if args.store == "postgres":
                 url = _fresh_postgres_database(f"warden_audit_bench_{'on' if audit else 'off'}")
-            servers[audit] = start(work, audit, url)
+            servers[audit] = start(work / ("on" if audit else "off"), PORTS[audit], audit or args.control, url)
         measure(servers, 2, args.conc, args.together)  # warm-up
         for number in range(args.rounds):
-            rounds.append(measure(servers, args.seconds, args.conc, args.together))
+            # Which instance goes first alternates: the machine drifts within a round too, and a fixed order
+            # would charge that drift to one side.
+            order = (True, False) if number % 2 == 0 else (False, True)
+            rounds.append(measure(servers, args.seconds, args.conc, args.together, order))
             on, off = rounds[-1][True], rounds[-1][False]
-            print(f"round {number + 1}: CPU ms/request on {on['cpu_ms_per_req']:.3f}, off {off['cpu_ms_per_req']:.3f};"
-                  f" RPS on {on['rps']:,.0f}, off {off['rps']:,.0f}", flush=True)
+            print(f"{work.name}.{number + 1}: CPU ms/request on {on['cpu_ms_per_req']:.3f},"
+                  f" off {off['cpu_ms_per_req']:.3f}; RPS on {on['rps']:,.0f}, off {off['rps']:,.0f}", flush=True)
     finally:
-        for process in [*servers.values(), mock]:
+        for process in servers.values():
             process.terminate()
             process.wait(30)
+    return rounds
+
+
+def main() -> int:
+    if sys.argv[1:] == ["--serve-without-audit"]:
+        serve_without_audit()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=8, help="rounds per start")
+    parser.add_argument("--starts", type=int, default=4, help="pairs of instances started one after the other")
+    parser.add_argument("--conc", type=int, default=64)
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--together", action="store_true", help="load both instances at once")
+    parser.add_argument("--control", action="store_true",
+                        help="audit on in both instances: what the measurement itself reads as a difference")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="warden-audit-bench-"))
+    mock = subprocess.Popen(["taskset", "-c", "0", sys.executable, str(KIT / "mock_upstream.py"), "9000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rounds = []
+    try:
+        for number in range(args.starts):
+            rounds += _rounds_of_one_start(work / str(number), args)
+    finally:
+        mock.terminate()
+        mock.wait(30)
     cpu = {audit: statistics.median(r[audit]["cpu_ms_per_req"] for r in rounds) for audit in (True, False)}
     paired = statistics.median(r[False]["cpu_ms_per_req"] / r[True]["cpu_ms_per_req"] for r in rounds)
     rps = {audit: statistics.median(r[audit]["rps"] for r in rounds) for audit in (True, False)}
     paired_rps = statistics.median(r[True]["rps"] / r[False]["rps"] for r in rounds)
     mode = "together" if args.together else "one after the other"
-    print(f"| {args.store}, c={args.conc}, {args.rounds} rounds of {args.seconds} s, {mode} | audit on | audit off |"
+    if args.control:
+        print("control run: audit is on in both instances (the 'off' column)")
+    print(f"| {args.store}, c={args.conc}, {args.starts} starts x {args.rounds} rounds of {args.seconds} s, {mode}"
+          " | audit on | audit off |"
           " on / off (each round's pair, median) |")
     print("|---|---|---|---|")
     print(f"| CPU ms / request (median) | {cpu[True]:.4f} | {cpu[False]:.4f} | {1 / paired:.3f} |")
