@@ -46,6 +46,7 @@ from console.mcp_access_routes import McpAccessRoutes
 from console.mcp_calls_routes import McpCallRoutes
 from console.mcp_routes import McpServerRoutes
 from console.mcp_virtual_routes import McpVirtualRoutes
+from console.navigation import CONSOLE_PAGES, NavigationRoutes
 from console.oauth_server_routes import OAuthServerRoutes
 from console.openapi import openapi_document
 from console.pages import Pages
@@ -105,6 +106,7 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
     identity = services.identity
     return [
         *SessionRoutes(identity, CookiePolicy(settings.cookie_secure), clock, settings.sso_label).routes(),
+        *NavigationRoutes().routes(),
         *UserRoutes(identity).routes(),
         *TeamRoutes(identity).routes(),
         *RoleRoutes(identity).routes(),
@@ -157,7 +159,8 @@ def build_console(services: ConsoleServices, clock: Clock, metrics: HttpMetrics,
         *(to_starlette(route, auth, services.admin_trail,
                        readers.get(route.path) if route.method in ("PUT", "PATCH", "DELETE") else None)
           for route in table),
-        Route("/", pages.home, methods=["GET"]),
+        *(Route(path, pages.console, methods=["GET"]) for page in CONSOLE_PAGES
+          for path in ((page.path,) if page.path == "/" else (page.path, page.path + "/{rest:path}"))),
         Route("/setup", pages.setup, methods=["GET"]),
         Route("/login", pages.login, methods=["GET"]),
         Route("/connections", pages.connections, methods=["GET"]),

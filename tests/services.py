@@ -55,6 +55,8 @@ def ensure(name: str, address: tuple[str, int], start: object) -> bool:
 
 CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
 NATS_SERVER = "/usr/sbin/nats-server"
+# Chinese glyphs for the console's screenshots in Chinese (5 MB; Noto CJK is 90 MB).
+CJK_FONT = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
 
 
 def ensure_package(path: str, package: str, why: str) -> bool:
@@ -74,6 +76,7 @@ def main() -> int:
     ok = ensure("PostgreSQL", POSTGRES, start_postgres) & ensure("Redis", REDIS, start_redis)
     ok &= ensure_package(CHROMIUM, "chromium-headless-shell", "for the console browser tests")
     ok &= ensure_package(NATS_SERVER, "nats-server", "for the audit forwarding tests")
+    ok &= ensure_package(CJK_FONT, "fonts-wqy-microhei", "for the console's pages in Chinese")
     return 0 if ok else 1
 
 

@@ -1,4 +1,4 @@
-// Console behaviour: JSON form posts, the CSRF header, and the signed-in header bar.
+// Sign-in, setup and connections pages: JSON form posts, the CSRF header, and the signed-in header bar.
 "use strict";
 
 function csrfToken() {
@@ -44,15 +44,10 @@ function wireForm(form) {
   });
 }
 
-async function showHome() {
+// The header of pages outside the console shell (connections): who is signed in, and signing out.
+async function showSignedIn() {
   const me = await api("GET", "/api/auth/me");
   document.getElementById("whoami").textContent = `Signed in as ${me.user.email}`;
-  const list = document.getElementById("permissions");
-  for (const permission of list ? me.permissions : []) {
-    const item = document.createElement("li");
-    item.textContent = permission === "*" ? "everything (super admin)" : permission;
-    list.appendChild(item);
-  }
   document.getElementById("logout").addEventListener("click", async () => {
     await api("POST", "/api/auth/logout");
     window.location.assign("/login");
@@ -72,5 +67,5 @@ async function offerSingleSignOn() {
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("form[data-endpoint]").forEach(wireForm);
   if (document.getElementById("sso")) offerSingleSignOn().catch(() => {});
-  if (document.getElementById("whoami")) showHome().catch(() => window.location.assign("/login"));
+  if (document.getElementById("whoami")) showSignedIn().catch(() => window.location.assign("/login"));
 });

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Page
 
+from tests.browser import chromium, sign_in
 from tests.connections.conftest import PASSWORD, OAuthWorld, first_admin
 from tests.connections.test_oauth_links import SCOPES
 from tests.interaction.process import WardenProcess, served
-from tests.services import CHROMIUM
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +32,11 @@ def warden(tmp_path_factory: pytest.TempPathFactory, oauth_world: OAuthWorld, pl
 
 @pytest.fixture
 def page(warden: WardenProcess) -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser: Browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.set_extra_http_headers({"x-test-user": "ada"})  # the test authorization server logs in "ada"
-            page.goto(warden.console + "/login")
-            page.fill("#email", "ada@example.com")
-            page.fill("#password", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(warden.console + "/")
-            yield page
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        page.set_extra_http_headers({"x-test-user": "ada"})  # the test authorization server logs in "ada"
+        sign_in(page, warden.console, "ada@example.com", PASSWORD)
+        yield page
 
 
 def row(page: Page, server: str) -> str:

@@ -1,0 +1,39 @@
+"""Debian's headless Chromium driven by Playwright (``playwright install`` cannot download here), and the
+console steps the browser tests share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.services import CHROMIUM
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+LAPTOP = {"width": 1280, "height": 800}
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def sign_in(page: Page, console: str, email: str, password: str) -> None:
+    page.goto(console + "/login")
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(console + "/")
+
+
+def screenshot(page: Page, name: str) -> None:
+    """The README shows these: each main page as the tests left it."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))

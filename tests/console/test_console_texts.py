@@ -1,0 +1,60 @@
+"""Every text the console shows exists in English and in Chinese, with the same placeholders."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from pathlib import Path
+from typing import get_args
+
+from broker.kernel.identity.models import ApiKey
+from broker.kernel.identity.permissions import PERMISSIONS
+from console.navigation import CONSOLE_PAGES
+from console.schemas import SurfaceName
+
+CONSOLE = Path(__file__).resolve().parents[2] / "console"
+LANGUAGES = ("en", "zh")
+
+
+def texts(language: str) -> dict[str, str]:
+    return json.loads((CONSOLE / "static" / "i18n" / f"{language}.json").read_text())  # type: ignore[no-any-return]
+
+
+def keys_in_use() -> set[str]:
+    """Keys named literally in the scripts and markup, plus the families scripts build from data."""
+    used: set[str] = set()
+    for script in (CONSOLE / "static" / "app").rglob("*.js"):
+        used |= set(re.findall(r'\bt\("([a-z0-9_.]+)"', script.read_text()))
+    for page in (CONSOLE / "pages").glob("*.html"):
+        used |= set(re.findall(r'data-i18n="([a-z0-9_.]+)"', page.read_text()))
+    used |= {page.label for page in CONSOLE_PAGES}
+    used |= {f"nav.group.{page.group}" for page in CONSOLE_PAGES}
+    used |= {f"permission.{name}" for name in PERMISSIONS}
+    used |= {f"surface.{s}" for s in get_args(SurfaceName)} | {f"surface.{s}.hint" for s in get_args(SurfaceName)}
+    used |= {f"theme.{name}" for name in ("system", "light", "dark")}
+    used |= {f"key_state.{state}" for state in key_states()}
+    return used
+
+
+def key_states() -> set[str]:
+    """What ``ApiKey.state`` answers: its literal states, and ``disabled_<reason>`` for the one reason set
+    (``broker/kernel/identity/maintenance.py``: unused for too long)."""
+    source = inspect.getsource(ApiKey.state)
+    return set(re.findall(r'"([a-z_]+)"', source)) | {"disabled_inactive"}
+
+
+def test_both_languages_have_the_same_keys_and_placeholders() -> None:
+    english, chinese = texts("en"), texts("zh")
+    assert english.keys() == chinese.keys()
+    for key, text in english.items():
+        assert text.strip() and chinese[key].strip(), key
+        assert set(re.findall(r"\{(\w+)\}", text)) == set(re.findall(r"\{(\w+)\}", chinese[key])), key
+
+
+def test_every_text_in_use_is_translated_and_none_is_left_over() -> None:
+    used = keys_in_use()
+    english = texts("en")
+    assert used - english.keys() == set(), "shown but not translated"
+    assert english.keys() - used == set(), "translated but never shown"
+    assert {"active", "revoked", "expired", "rotating"} <= key_states()

@@ -1,0 +1,230 @@
+"""The console's main journeys in headless Chromium against ``warden serve``: an admin builds a team, a custom
+role and a user; the user signs in and creates a key whose secret is shown once; a viewer is refused the admin
+pages, in the browser and by the API. The tests also take the README's screenshots."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Locator, Page
+
+from tests.browser import LAPTOP, chromium, screenshot, sign_in
+from tests.conftest import STRONG_PASSWORD
+from tests.interaction.process import WardenProcess, base_env
+
+ADMIN = "admin@example.com"
+DEVELOPER = "dev@example.com"
+VIEWER = "viewer@example.com"
+
+
+@pytest.fixture(scope="module")
+def warden(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WardenProcess]:
+    work = tmp_path_factory.mktemp("journeys")
+    env = base_env(work / "data", "")
+    del env["WARDEN_DATABASE_URL"]
+    with WardenProcess(env, work / "warden.log") as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport=LAPTOP)  # type: ignore[arg-type]
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+@contextmanager
+def admin_api(warden: WardenProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=warden.console) as client:
+        answer = client.post("/api/auth/login", json={"email": ADMIN, "password": STRONG_PASSWORD})
+        assert answer.status_code == 200, answer.text
+        client.headers["x-csrf-token"] = answer.json()["csrf_token"]
+        yield client
+
+
+def dialog(page: Page) -> Locator:
+    return page.locator("dialog[open]")
+
+
+def field(page: Page, name: str) -> Locator:
+    return dialog(page).locator(f"[name={name}]")
+
+
+def open_page(page: Page, warden: WardenProcess, path: str, ready: str) -> None:
+    page.goto(warden.console + path)
+    page.wait_for_selector(ready)
+
+
+def test_first_run_then_admin_builds_a_team_a_role_and_a_user_who_creates_a_key(page: Page,
+                                                                               warden: WardenProcess) -> None:
+    # First run: the console sends a fresh installation to setup.
+    page.goto(warden.console + "/")
+    page.wait_for_url("**/setup")
+    screenshot(page, "setup")
+    page.fill("#email", ADMIN)
+    page.fill("#name", "Ada Admin")
+    page.fill("#password", STRONG_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/login")
+    sign_in(page, warden.console, ADMIN, STRONG_PASSWORD)
+    page.wait_for_selector("#permissions li")
+    screenshot(page, "home")
+
+    # A team.
+    page.click("#nav >> text=Teams")
+    page.click("#new-team")
+    field(page, "name").fill("Platform")
+    field(page, "description").fill("Runs the gateway")
+    dialog(page).locator("button[type=submit]").click()
+    page.wait_for_selector("#content td >> text=Platform")
+
+    # A custom role that may install MCP servers.
+    page.click("#nav >> text=Roles")
+    page.click("#new-role")
+    field(page, "name").fill("tool-installer")
+    for permission in ("keys:create", "mcp_servers:read", "mcp_servers:manage"):
+        dialog(page).locator(f"input[value='{permission}']").check()
+    dialog(page).locator("button[type=submit]").click()
+    page.wait_for_selector("#content td >> text=tool-installer")
+    screenshot(page, "roles")
+
+    # Bad input is named at its field, and nothing is saved.
+    page.click("#nav >> text=Users")
+    page.click("#new-user")
+    field(page, "email").fill("not an email")
+    dialog(page).locator("button[type=submit]").click()
+    email_error = dialog(page).locator("[data-field=email] .field-error")
+    email_error.wait_for()
+    assert "email" in email_error.inner_text().lower()
+    assert field(page, "email").get_attribute("aria-invalid") == "true"
+    with admin_api(warden) as api:
+        assert api.get("/api/users").json()["total"] == 1
+
+    # The user, with the custom role.
+    field(page, "email").fill(DEVELOPER)
+    field(page, "name").fill("Dev Eloper")
+    field(page, "password").fill(STRONG_PASSWORD)
+    role_id = dialog(page).locator("label.choice", has_text="tool-installer").locator("input").get_attribute("value")
+    dialog(page).locator(f"input[value='{role_id}']").check()
+    dialog(page).locator("button[type=submit]").click()
+    page.wait_for_selector(f"#content td >> text={DEVELOPER}")
+    screenshot(page, "users")
+
+    # The user joins the team.
+    page.click("#nav >> text=Teams")
+    page.click("#content a >> text=Platform")
+    page.wait_for_selector("h2 >> text=Add a member")
+    page.select_option("#content select[name=user_id] >> nth=0", label=DEVELOPER)
+    page.click("#content button >> text=Add")
+    page.wait_for_selector(f"#content td >> text={DEVELOPER}")
+    screenshot(page, "team")
+    page.click("#logout")
+    page.wait_for_url("**/login")
+
+    # The user signs in: their navigation has keys but no user administration.
+    sign_in(page, warden.console, DEVELOPER, STRONG_PASSWORD)
+    page.wait_for_selector("#nav a")
+    nav = page.inner_text("#nav")
+    assert "API keys" in nav and "Users" not in nav and "Settings" not in nav
+
+    page.click("#nav >> text=API keys")
+    page.click("#new-key")
+    field(page, "name").fill("laptop")
+    dialog(page).locator("button[type=submit]").click()
+    secret_box = page.locator("#key-secret")
+    secret_box.wait_for()
+    secret = secret_box.input_value()
+    assert secret.startswith("wdn_") or len(secret) > 20
+    page.click("#copy-secret")
+    page.wait_for_selector("text=Copied.")
+    screenshot(page, "key-created")
+    page.click("#secret-done")
+    page.wait_for_selector("#content td >> text=laptop")
+    assert secret not in page.content()  # shown once: gone from the page once its dialog closed
+    screenshot(page, "keys")
+    answer = httpx.get(warden.gateway + "/v1/models", headers={"authorization": f"Bearer {secret}"})
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_viewer_is_refused_admin_pages_in_the_browser_and_by_the_api(page: Page, warden: WardenProcess) -> None:
+    with admin_api(warden) as api:
+        if api.get("/api/setup").json().get("required"):
+            pytest.fail("the first journey sets the installation up")
+        viewer_role = next(r["id"] for r in api.get("/api/roles").json()["items"] if r["name"] == "viewer")
+        created = api.post("/api/users", json={"email": VIEWER, "password": STRONG_PASSWORD, "roles": [viewer_role]})
+        assert created.status_code == 201, created.text
+        # The admin sees the settings page (screenshot for the README).
+        admin_page = page.context.browser.new_context(viewport=LAPTOP).new_page()  # type: ignore[union-attr, arg-type]
+        sign_in(admin_page, warden.console, ADMIN, STRONG_PASSWORD)
+        open_page(admin_page, warden, "/settings", "#content form")
+        screenshot(admin_page, "settings")
+        # Refused settings are named at their field and nothing of the form is saved.
+        before = api.get("/api/settings/audit").json()
+        admin_page.check("#content [name=mcp_results]")
+        admin_page.fill("#content [name=body_max_bytes]", "10")
+        admin_page.fill("#content [name=redaction_patterns]", "ticket=TICKET-[0-9]+")
+        admin_page.click("#content button[type=submit]")
+        error = admin_page.locator("#content [data-field=body_max_bytes] .field-error")
+        error.wait_for()
+        assert "1024" in error.inner_text()
+        assert api.get("/api/settings/audit").json() == before
+        admin_page.fill("#content [name=body_max_bytes]", "2048")
+        admin_page.click("#content button[type=submit]")
+        admin_page.wait_for_selector("text=Settings saved.")
+        after = api.get("/api/settings/audit").json()
+        assert after["mcp_results"] and after["body_max_bytes"] == 2048
+        assert after["redaction_patterns"] == [{"name": "ticket", "pattern": "TICKET-[0-9]+"}]
+        admin_page.context.close()
+
+    sign_in(page, warden.console, VIEWER, STRONG_PASSWORD)
+    page.wait_for_selector("#nav a")
+    assert "Settings" not in page.inner_text("#nav")
+    answer = page.goto(warden.console + "/settings")
+    assert answer is not None and answer.status == 403
+    assert "Not allowed" in page.inner_text("h1")
+
+    # Read-only pages show no changing controls.
+    open_page(page, warden, "/users", "#content table")
+    assert page.locator("#new-user").count() == 0
+    assert page.locator("#content button >> text=Delete").count() == 0
+
+    # And the API refuses the viewer's session whatever the page shows.
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "warden_csrf")
+    session = {c["name"]: c["value"] for c in page.context.cookies()}
+    with httpx.Client(base_url=warden.console, cookies=session, headers={"x-csrf-token": csrf}) as viewer:
+        assert viewer.get("/api/settings/audit").status_code == 403
+        assert viewer.put("/api/settings/audit", json={"mcp_results": True}).status_code == 403
+        assert viewer.post("/api/users", json={"email": "x@example.com"}).status_code == 403
+        assert viewer.get("/api/users").status_code == 200
+        pages = [p["path"] for p in viewer.get("/api/console/pages").json()["items"]]
+        assert "/settings" not in pages and "/users" in pages
+
+
+def test_the_console_speaks_chinese_and_switches_theme(page: Page, warden: WardenProcess) -> None:
+    page.add_init_script("localStorage.setItem('warden.language', 'zh')")
+    sign_in(page, warden.console, ADMIN, STRONG_PASSWORD)
+    page.wait_for_selector("#nav a")
+    assert "用户" in page.inner_text("#nav") and page.get_attribute("html", "lang") == "zh-CN"
+    assert page.inner_text("#logout") == "退出登录"
+    page.click("#theme")  # system -> light
+    page.click("#theme")  # light -> dark
+    assert page.get_attribute("html", "data-theme") == "dark"
+    page.reload()
+    page.wait_for_selector("#nav a")
+    assert page.get_attribute("html", "data-theme") == "dark"  # kept in this browser
+    screenshot(page, "home-zh-dark")
+
+
+def test_unknown_console_paths_are_404(warden: WardenProcess) -> None:
+    assert httpx.get(warden.console + "/no-such-page").status_code == 404
