@@ -32,6 +32,7 @@ from broker.mcp.access import AccessPolicy, AccessRuleStore
 from broker.mcp.credentials import UserCredentials
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.servers import McpServerStore
+from broker.mcp.store_templates import StoreTemplate
 from broker.mcp.virtual import VirtualServerStore
 from broker.outbound import Outbound
 from broker.sso import OidcSignIn
@@ -55,6 +56,7 @@ from console.role_routes import RoleRoutes
 from console.security import SecurityHeadersMiddleware
 from console.session_routes import CookiePolicy, SessionRoutes
 from console.sso_routes import CALLBACK, SsoRoutes
+from console.store_routes import StoreRoutes
 from console.team_routes import TeamRoutes
 from console.user_routes import UserRoutes
 
@@ -100,6 +102,7 @@ class ConsoleServices:
     admin_trail: AdminTrail
     pending: PendingAuthorizations  # short-lived single-use grants shared by the instances (live feed tickets)
     capture_settings: CaptureSettings
+    store_templates: list[StoreTemplate]
 
 
 def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSettings) -> list[ApiRoute]:
@@ -122,6 +125,7 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
         *AuditRoutes(services.audit, services.audit_search, services.audit_bodies,
                      services.capture_settings).routes(),
         *LiveFeed(services.audit_search, services.pending).routes(),
+        *StoreRoutes(services.store_templates).routes(),
         *_connection_routes(services, settings).routes(),
         *OAuthServerRoutes(services.mcp_oauth, services.identity).routes(),
     ]

@@ -152,6 +152,11 @@ class CreateMcpServer(_Body):
         "how Warden authenticates to the server; secret and client_secret are stored encrypted, never returned"))
 
 
+class TemplateDefinitionBody(_Body):
+    name: str = Field(min_length=1, max_length=40, description="the server's name, also its tools' prefix")
+    inputs: dict[str, str] = Field(default_factory=dict, description="the template's inputs by name")
+
+
 class UpdateMcpServer(_Body):
     command: str | None = Field(None, max_length=1000)
     args: list[str] | None = None

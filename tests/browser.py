@@ -36,4 +36,5 @@ def sign_in(page: Page, console: str, email: str, password: str) -> None:
 def screenshot(page: Page, name: str) -> None:
     """The README shows these: each main page as the tests left it."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))

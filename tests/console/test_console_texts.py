@@ -34,6 +34,10 @@ def keys_in_use() -> set[str]:
     used |= {f"surface.{s}" for s in get_args(SurfaceName)} | {f"surface.{s}.hint" for s in get_args(SurfaceName)}
     used |= {f"theme.{name}" for name in ("system", "light", "dark")}
     used |= {f"key_state.{state}" for state in key_states()}
+    schema = json.loads((CONSOLE.parent / "store_templates" / "schema.json").read_text())["properties"]
+    used |= {f"category.{c}" for c in schema["category"]["enum"]}
+    used |= {f"transport.{t}" for t in schema["transport"]["enum"]}
+    used |= {f"auth_mode.{m}" for m in schema["auth"]["properties"]["mode"]["enum"]}
     return used
 
 

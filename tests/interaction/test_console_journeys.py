@@ -4,9 +4,12 @@ pages, in the browser and by the API. The tests also take the README's screensho
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+import anyio
 import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page
@@ -14,6 +17,7 @@ from playwright.sync_api import Browser, Locator, Page
 from tests.browser import LAPTOP, chromium, screenshot, sign_in
 from tests.conftest import STRONG_PASSWORD
 from tests.interaction.process import WardenProcess, base_env
+from tests.mcp.conftest import mcp_client
 
 ADMIN = "admin@example.com"
 DEVELOPER = "dev@example.com"
@@ -66,6 +70,7 @@ def open_page(page: Page, warden: WardenProcess, path: str, ready: str) -> None:
     page.wait_for_selector(ready)
 
 
+@pytest.mark.timeout(300)
 def test_first_run_then_admin_builds_a_team_a_role_and_a_user_who_creates_a_key(page: Page,
                                                                                warden: WardenProcess) -> None:
     # First run: the console sends a fresh installation to setup.
@@ -155,6 +160,39 @@ def test_first_run_then_admin_builds_a_team_a_role_and_a_user_who_creates_a_key(
     screenshot(page, "keys")
     answer = httpx.get(warden.gateway + "/v1/models", headers={"authorization": f"Bearer {secret}"})
     assert answer.status_code == 200, answer.text
+
+    # The user installs a Store template (their role may manage MCP servers); refused names are named.
+    page.click("#nav >> text=MCP Store")
+    page.fill("#store-search", "everything")
+    page.locator("[data-template=everything] button >> text=Install").click()
+    field(page, "name").fill("every__thing")
+    dialog(page).locator("button[type=submit]").click()
+    name_error = dialog(page).locator("[data-field=name] .field-error")
+    name_error.wait_for()
+    assert "__" in name_error.inner_text()
+    field(page, "name").fill("everything")
+    dialog(page).locator("button[type=submit]").click()
+    page.wait_for_selector("text=Server everything registered.")
+    page.fill("#store-search", "")
+    screenshot(page, "store")
+
+    # Its tools are served at /mcp to the user's key, through the official MCP SDK.
+    with admin_api(warden) as api:
+        deadline = time.monotonic() + 150  # npx may fetch the package first
+        while api.get("/api/mcp/servers/everything").json()["health"] != "healthy":
+            assert time.monotonic() < deadline, api.get("/api/mcp/servers/everything").json()
+            time.sleep(0.5)
+    # Playwright's sync API runs an event loop in this thread: the SDK's client gets a thread of its own.
+    with ThreadPoolExecutor(1) as thread:
+        echoed = thread.submit(anyio.run, call_echo, warden.gateway + "/mcp", secret).result(timeout=60)
+    assert echoed == "Echo: from the console journey"
+
+
+async def call_echo(url: str, secret: str) -> str:
+    async with mcp_client(url, secret) as session:
+        result = await session.call_tool("everything__echo", {"message": "from the console journey"})
+        assert not result.is_error
+        return str(result.content[0].text)  # type: ignore[union-attr]
 
 
 def test_a_viewer_is_refused_admin_pages_in_the_browser_and_by_the_api(page: Page, warden: WardenProcess) -> None:
