@@ -47,6 +47,7 @@ from console.mcp_access_routes import McpAccessRoutes
 from console.mcp_calls_routes import McpCallRoutes
 from console.mcp_routes import McpServerRoutes
 from console.mcp_virtual_routes import McpVirtualRoutes
+from console.mcp_wizard_routes import McpWizardRoutes
 from console.navigation import CONSOLE_PAGES, NavigationRoutes
 from console.oauth_server_routes import OAuthServerRoutes
 from console.openapi import openapi_document
@@ -126,6 +127,7 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
                      services.capture_settings).routes(),
         *LiveFeed(services.audit_search, services.pending).routes(),
         *StoreRoutes(services.store_templates).routes(),
+        *McpWizardRoutes(services.outbound, services.connections).routes(),
         *_connection_routes(services, settings).routes(),
         *OAuthServerRoutes(services.mcp_oauth, services.identity).routes(),
     ]

@@ -152,6 +152,18 @@ class CreateMcpServer(_Body):
         "how Warden authenticates to the server; secret and client_secret are stored encrypted, never returned"))
 
 
+class ProbeUpstreamBody(_Body):
+    transport: Literal["stdio", "streamable_http", "sse"]
+    url: str | None = Field(None, max_length=2000)
+    command: str | None = Field(None, max_length=1000)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict, description="used for this probe only; never stored")
+    token: str | None = Field(None, max_length=10_000, description="a credential to try; used once, never stored")
+    header: str = Field("Authorization", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    template: str = Field("Bearer {token}", pattern=r"\{token\}")
+    timeout_seconds: float = Field(15.0, gt=0, le=60)
+
+
 class TemplateDefinitionBody(_Body):
     name: str = Field(min_length=1, max_length=40, description="the server's name, also its tools' prefix")
     inputs: dict[str, str] = Field(default_factory=dict, description="the template's inputs by name")

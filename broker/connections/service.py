@@ -29,7 +29,7 @@ from broker.kernel.errors import Conflict, FieldError, InvalidInput, NotFound, W
 from broker.kernel.identity.models import Principal
 from broker.kernel.store.ports import Database
 from broker.mcp.credentials import UpstreamCredential
-from broker.mcp.servers import McpServerStore, UpstreamDefinition
+from broker.mcp.servers import McpServerStore, UpstreamAuth, UpstreamDefinition
 
 _PENDING_CONTEXT = b"oauth_state:"
 _CLIENT_CONTEXT = b"oauth_client:"
@@ -146,6 +146,11 @@ class Connections:
         self.settings = settings
         self._changed = changed  # (server, user id): a link was made, renewed by the user, or removed
         self.refreshes = 0
+
+    async def authorization_server(self, server_url: str) -> ServerMetadata:
+        """What an upstream's OAuth authorization server offers (discovery as a link would do it), for the
+        registration wizard: raises OAuthFailure when none is found."""
+        return await self._oauth.discover(server_url, UpstreamAuth(mode="oauth"))
 
     async def _per_user(self, server: str, mode: str | None = None) -> UpstreamDefinition:
         definition, _ = await self._servers.get(server)

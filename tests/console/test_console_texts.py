@@ -8,8 +8,11 @@ import re
 from pathlib import Path
 from typing import get_args
 
+from broker.kernel.breaker import BreakerState
 from broker.kernel.identity.models import ApiKey
 from broker.kernel.identity.permissions import PERMISSIONS
+from broker.mcp.probe import Verdict
+from broker.mcp.upstream import Health
 from console.navigation import CONSOLE_PAGES
 from console.schemas import SurfaceName
 
@@ -38,6 +41,9 @@ def keys_in_use() -> set[str]:
     used |= {f"category.{c}" for c in schema["category"]["enum"]}
     used |= {f"transport.{t}" for t in schema["transport"]["enum"]}
     used |= {f"auth_mode.{m}" for m in schema["auth"]["properties"]["mode"]["enum"]}
+    used |= {f"ownership.{o}" for o in schema["auth"]["properties"]["ownership"]["enum"]}
+    used |= {f"health.{state}" for state in get_args(Health)} | {f"breaker.{state}" for state in get_args(BreakerState)}
+    used |= {f"verdict.{verdict}" for verdict in get_args(Verdict)}
     return used
 
 

@@ -172,8 +172,22 @@ def test_first_run_then_admin_builds_a_team_a_role_and_a_user_who_creates_a_key(
     assert "__" in name_error.inner_text()
     field(page, "name").fill("everything")
     dialog(page).locator("button[type=submit]").click()
+    # The wizard opens pre-filled, probes the server (npx may fetch the package first) and shows its tools.
+    page.wait_for_selector("#probe-report", timeout=90_000)
+    assert "connected" in page.inner_text("#probe-report") and "tool(s) found" in page.inner_text("#probe-report")
+    assert field(page, "name").input_value() == "everything"
+    assert field(page, "mode").input_value() == "none"
+    assert dialog(page).locator("[name=secret]").count() == 0  # only the chosen mode's fields
+    field(page, "mode").select_option("static")
+    assert dialog(page).locator("[name=secret]").count() == 1
+    field(page, "mode").select_option("none")
+    screenshot(page, "wizard")
+    dialog(page).locator("button[type=submit]").click()
     page.wait_for_selector("text=Server everything registered.")
-    page.fill("#store-search", "")
+    page.wait_for_url("**/servers")
+    page.wait_for_selector("#content td >> text=everything")
+    page.goto(warden.console + "/store")
+    page.wait_for_selector("[data-template=github]")
     screenshot(page, "store")
 
     # Its tools are served at /mcp to the user's key, through the official MCP SDK.
@@ -186,6 +200,8 @@ def test_first_run_then_admin_builds_a_team_a_role_and_a_user_who_creates_a_key(
     with ThreadPoolExecutor(1) as thread:
         echoed = thread.submit(anyio.run, call_echo, warden.gateway + "/mcp", secret).result(timeout=60)
     assert echoed == "Echo: from the console journey"
+    open_page(page, warden, "/servers", "[data-health=healthy]")
+    screenshot(page, "servers")
 
 
 async def call_echo(url: str, secret: str) -> str:

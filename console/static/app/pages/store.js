@@ -1,12 +1,13 @@
 // The MCP Store: ready-made upstream servers; installing one asks for a name and the template's inputs, and
 // registers the server the template makes.
 import { api } from "../api.js";
-import { h, toast } from "../dom.js";
+import { h } from "../dom.js";
 import { form, openDialog } from "../forms.js";
 import { currentLanguage, t } from "../i18n.js";
-import { can } from "../session.js";
+import { can, navigate } from "../session.js";
+import { openWizard } from "../wizard.js";
 
-export async function render({ redraw }) {
+export async function render() {
   const templates = (await api("GET", "/api/store/templates")).items;
   const text = (value) => value[currentLanguage()] || value.en;
   const grid = h("div", { class: "store-grid" });
@@ -18,7 +19,7 @@ export async function render({ redraw }) {
     const wanted = search.value.trim().toLowerCase();
     grid.replaceChildren(...templates.filter((tpl) => (!category.value || tpl.category === category.value)
       && (!wanted || `${text(tpl.name)} ${text(tpl.description)} ${tpl.id}`.toLowerCase().includes(wanted)))
-      .map((tpl) => card(tpl, text, redraw)));
+      .map((tpl) => card(tpl, text)));
   }
   search.addEventListener("input", show);
   category.addEventListener("change", show);
@@ -28,7 +29,7 @@ export async function render({ redraw }) {
     h("p", { class: "muted" }, t("store.intro")), grid);
 }
 
-function card(template, text, redraw) {
+function card(template, text) {
   const icon = h("span", { class: "store-icon", "aria-hidden": "true" }, template.icon.glyph);
   icon.style.backgroundColor = template.icon.color; // CSSOM, allowed by the content security policy
   return h("article", { class: "store-card", dataset: { template: template.id } },
@@ -37,11 +38,12 @@ function card(template, text, redraw) {
     h("p", {}, text(template.description)),
     h("p", { class: "hint" }, text(template.notes)),
     h("div", { class: "actions" },
-      can("mcp_servers:manage") ? h("button", { type: "button", class: "primary", on: { click: () => install(template, text, redraw) } }, t("store.install")) : null,
+      can("mcp_servers:manage") ? h("button", { type: "button", class: "primary", on: { click: () => install(template, text) } }, t("store.install")) : null,
       template.docs_url ? h("a", { href: template.docs_url, target: "_blank", rel: "noopener noreferrer" }, t("store.docs")) : null));
 }
 
-function install(template, text, redraw) {
+// The template's inputs, then the registration wizard pre-filled with the server they make.
+function install(template, text) {
   const fields = [
     { name: "name", label: t("store.server_name"), required: true, value: template.id, hint: t("store.server_name_hint") },
     ...(template.inputs || []).map((input) => ({
@@ -59,10 +61,8 @@ function install(template, text, redraw) {
           for (const problem of error.fields || []) problem.field = String(problem.field).replace(/^inputs\./, "input_");
           throw error;
         });
-      await api("POST", "/api/mcp/servers", definition);
       close();
-      toast(t("store.installed", { name: values.name }));
-      redraw();
+      openWizard(definition, () => navigate("/servers"));
     },
   }));
 }
