@@ -25,6 +25,7 @@ class ConsolePage:
 
 CONSOLE_PAGES: tuple[ConsolePage, ...] = (
     ConsolePage("/", "nav.overview", "overview"),
+    ConsolePage("/logs", "nav.logs", "overview", ("audit:read",)),
     ConsolePage("/servers", "nav.servers", "gateway", ("mcp_servers:read",)),
     ConsolePage("/store", "nav.store", "gateway", ("mcp_servers:read",)),
     ConsolePage("/users", "nav.users", "access", ("users:read",)),

@@ -44,6 +44,9 @@ def keys_in_use() -> set[str]:
     used |= {f"ownership.{o}" for o in schema["auth"]["properties"]["ownership"]["enum"]}
     used |= {f"health.{state}" for state in get_args(Health)} | {f"breaker.{state}" for state in get_args(BreakerState)}
     used |= {f"verdict.{verdict}" for verdict in get_args(Verdict)}
+    used |= {f"logs.surface.{s}" for s in ("ai", "mcp", "admin")}
+    used |= {f"outcome.{o}" for o in ("ok", "error", "refused", "tool_error")}
+    used |= {f"body.{part}" for part in ("request", "response", "arguments", "result")}
     return used
 
 

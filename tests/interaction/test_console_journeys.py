@@ -4,6 +4,7 @@ pages, in the browser and by the API. The tests also take the README's screensho
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -190,8 +191,11 @@ def test_first_run_then_admin_builds_a_team_a_role_and_a_user_who_creates_a_key(
     page.wait_for_selector("[data-template=github]")
     screenshot(page, "store")
 
-    # Its tools are served at /mcp to the user's key, through the official MCP SDK.
+    # Its tools are served at /mcp to the user's key, through the official MCP SDK (arguments and results
+    # captured, for the log explorer's body viewer).
     with admin_api(warden) as api:
+        captured = api.put("/api/settings/audit", json={"mcp_arguments": True, "mcp_results": True})
+        assert captured.status_code == 200, captured.text
         deadline = time.monotonic() + 150  # npx may fetch the package first
         while api.get("/api/mcp/servers/everything").json()["health"] != "healthy":
             assert time.monotonic() < deadline, api.get("/api/mcp/servers/everything").json()
@@ -202,6 +206,23 @@ def test_first_run_then_admin_builds_a_team_a_role_and_a_user_who_creates_a_key(
     assert echoed == "Echo: from the console journey"
     open_page(page, warden, "/servers", "[data-health=healthy]")
     screenshot(page, "servers")
+
+    # The admin finds the call in the log explorer, with its timeline and captured bodies.
+    page.click("#logout")
+    page.wait_for_url("**/login")
+    sign_in(page, warden.console, ADMIN, STRONG_PASSWORD)
+    deadline = time.monotonic() + 10  # events are stored in batches, within about a quarter of a second
+    while True:
+        open_page(page, warden, "/logs?server=everything", "#content h1")
+        if page.locator("#content .event-link").count() or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    screenshot(page, "logs")
+    page.click("#content .event-link >> nth=0")
+    page.wait_for_selector("dialog[open] >> text=Tool call timeline")
+    assert "everything__echo" in dialog(page).inner_text()
+    assert "from the console journey" in dialog(page).locator("pre >> nth=0").inner_text()  # the arguments
+    screenshot(page, "log-event")
 
 
 async def call_echo(url: str, secret: str) -> str:
@@ -253,6 +274,16 @@ def test_a_viewer_is_refused_admin_pages_in_the_browser_and_by_the_api(page: Pag
     assert page.locator("#new-user").count() == 0
     assert page.locator("#content button >> text=Delete").count() == 0
 
+    # The viewer reads the logs but not the bodies captured with them.
+    open_page(page, warden, "/logs?server=everything", "#content .event-link")
+    assert page.locator("#content [name=q]").count() == 0
+    page.click("#content .event-link >> nth=0")
+    page.wait_for_selector("dialog[open] >> text=Tool call timeline")
+    assert "needs audit:read_bodies" in dialog(page).inner_text()
+    assert "from the console journey" not in dialog(page).inner_text()
+    event_id = page.evaluate("() => document.querySelector('dialog[open] pre').textContent")
+    page.keyboard.press("Escape")
+
     # And the API refuses the viewer's session whatever the page shows.
     csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "warden_csrf")
     session = {c["name"]: c["value"] for c in page.context.cookies()}
@@ -261,6 +292,9 @@ def test_a_viewer_is_refused_admin_pages_in_the_browser_and_by_the_api(page: Pag
         assert viewer.put("/api/settings/audit", json={"mcp_results": True}).status_code == 403
         assert viewer.post("/api/users", json={"email": "x@example.com"}).status_code == 403
         assert viewer.get("/api/users").status_code == 200
+        event = json.loads(event_id)
+        assert viewer.get(f"/api/audit/events/{event['id']}").status_code == 200
+        assert viewer.get(f"/api/audit/events/{event['id']}/bodies").status_code == 403
         pages = [p["path"] for p in viewer.get("/api/console/pages").json()["items"]]
         assert "/settings" not in pages and "/users" in pages
 

@@ -7,7 +7,7 @@ import { applyTheme, nextTheme } from "./theme.js";
 
 // The module drawing each page; the server's table (console/navigation.py) says who may open it.
 const MODULES = {
-  "/": "overview", "/servers": "servers", "/store": "store", "/users": "users", "/teams": "teams", "/roles": "roles", "/keys": "keys", "/settings": "settings",
+  "/": "overview", "/logs": "logs", "/servers": "servers", "/store": "store", "/users": "users", "/teams": "teams", "/roles": "roles", "/keys": "keys", "/settings": "settings",
 };
 const GROUPS = ["overview", "gateway", "access", "system"];
 
@@ -69,7 +69,10 @@ async function draw() {
     const content = await module.render({ path, me: state.me, redraw: draw });
     if (drawing === state.drawn) clear(main, content);
   } catch (error) {
-    if (drawing === state.drawn) clear(main, h("h1", {}, t(page.label)), h("p", { class: "error", role: "alert" }, error.message));
+    const fields = (error.fields || []).map((f) => `${f.field}: ${f.message}`).join("; ");
+    if (drawing === state.drawn) {
+      clear(main, h("h1", {}, t(page.label)), h("p", { class: "error", role: "alert" }, fields ? `${error.message} (${fields})` : error.message));
+    }
   }
   if (state.drawn > 1) main.focus();
 }
