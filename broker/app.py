@@ -293,6 +293,8 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiC
     checks: dict[str, Check] = {"database": kernel.db.ping}
     if kernel.redis is not None:
         checks["redis"] = _redis_ping(kernel.redis)
+    if config.audit.clickhouse is not None:
+        checks["clickhouse"] = kernel.search.ping  # the search port is ClickHouse's then
     metrics = HttpMetrics(kernel.registry, config.security.metrics_token)
     health = HealthChecks(checks, time.time())
     models = ModelList(kernel.identity, kernel.quotas, ai_catalog.router, kernel.audit, int(time.time()))
@@ -310,7 +312,7 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiC
                                mcp.virtuals_changed, mcp.connections, mcp.outbound, mcp.authorization,
                                _single_sign_on(config, kernel, mcp.outbound, clock), ai_catalog,
                                kernel.search, kernel.bodies, AdminTrail(kernel.audit), kernel.pending,
-                               kernel.capture_settings, load_templates())
+                               kernel.capture_settings, load_templates(), health)
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
         warden_version(), config.security.oidc.label if config.security.oidc else None,

@@ -19,6 +19,7 @@ from broker.authserver.server import McpAuthorizationServer
 from broker.connections.pending import PendingAuthorizations
 from broker.connections.service import Connections
 from broker.edge.errors import EXCEPTION_HANDLERS
+from broker.edge.health import HealthChecks
 from broker.edge.metrics import HttpMetrics, MetricsMiddleware
 from broker.kernel.audit.adapters.store import AuditQuery
 from broker.kernel.audit.body_store import BodyStore
@@ -104,13 +105,14 @@ class ConsoleServices:
     pending: PendingAuthorizations  # short-lived single-use grants shared by the instances (live feed tickets)
     capture_settings: CaptureSettings
     store_templates: list[StoreTemplate]
+    health: HealthChecks
 
 
 def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSettings) -> list[ApiRoute]:
     identity = services.identity
     return [
         *SessionRoutes(identity, CookiePolicy(settings.cookie_secure), clock, settings.sso_label).routes(),
-        *NavigationRoutes().routes(),
+        *NavigationRoutes(services.health).routes(),
         *UserRoutes(identity).routes(),
         *TeamRoutes(identity).routes(),
         *RoleRoutes(identity).routes(),

@@ -29,6 +29,7 @@ from console.endpoints import ApiRoute, Call
 
 TICKET_SECONDS = 30
 BATCH = 500  # events sent per poll at most (the stats count every event regardless)
+_TRAFFIC = ("ai", "mcp")
 
 
 class LiveFeed:
@@ -46,8 +47,9 @@ class LiveFeed:
                      " team: the stream then shows that team's events)", "audit", status=201),
             ApiRoute("GET", "/api/audit/live", self.stream,
                      "The live feed (text/event-stream): `audit` events as they are stored (the last minute's"
-                     " first), `stats` every few seconds (per-minute requests, errors, tokens and cost over the last"
-                     " hour; the last minute's latency p50/p95); ?ticket= from POST /api/audit/live/tickets",
+                     " first), `stats` every few seconds (AI and MCP requests: per-minute requests, errors, tokens"
+                     " and cost over the last hour; the last minute's latency p50/p95); ?ticket= from POST"
+                     " /api/audit/live/tickets",
                      "audit", public=True),
         ]
 
@@ -91,8 +93,10 @@ class LiveFeed:
 
     async def _stats(self, where: AuditFilter) -> dict[str, Any]:
         now = time.time()
-        minutes = await self._search.usage("surface", "minute", replace(where, since=now - 3600))
-        last = await self._search.events(replace(where, since=now - 60), 5000)
+        # Requests through the gateway (AI and MCP); the admin trail's changes and sign-ins are not traffic.
+        minutes = [row for row in await self._search.usage("surface", "minute", replace(where, since=now - 3600))
+                   if row["surface"] in _TRAFFIC]
+        last = [e for e in await self._search.events(replace(where, since=now - 60), 5000) if e["surface"] in _TRAFFIC]
         durations = sorted(e["duration_ms"] for e in last)
         return {"at": now, "minutes": minutes, "last_minute": {
             "requests": len(last), "errors": sum(1 for e in last if e["outcome"] != "ok"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from broker.edge.health import HealthChecks
 from broker.kernel.identity.models import Permissions
 from console.endpoints import ApiRoute, Call
 
@@ -25,6 +26,7 @@ class ConsolePage:
 
 CONSOLE_PAGES: tuple[ConsolePage, ...] = (
     ConsolePage("/", "nav.overview", "overview"),
+    ConsolePage("/dashboard", "nav.dashboard", "overview", ("audit:read",)),
     ConsolePage("/logs", "nav.logs", "overview", ("audit:read",)),
     ConsolePage("/servers", "nav.servers", "gateway", ("mcp_servers:read",)),
     ConsolePage("/store", "nav.store", "gateway", ("mcp_servers:read",)),
@@ -45,11 +47,20 @@ def page_for(path: str) -> ConsolePage | None:
 
 
 class NavigationRoutes:
-    """What the signed-in user's navigation lists: exactly the pages the server would open for them."""
+    """What the signed-in user's navigation lists (exactly the pages the server would open for them), and the
+    dependencies' health the console's header and dashboard show."""
+
+    def __init__(self, health: HealthChecks) -> None:
+        self._health = health
 
     def routes(self) -> list[ApiRoute]:
         return [ApiRoute("GET", "/api/console/pages", self.pages,
-                         "The console pages the caller may open, for its navigation", "session")]
+                         "The console pages the caller may open, for its navigation", "session"),
+                ApiRoute("GET", "/api/console/health", self.health, "The database's, Redis's and ClickHouse's"
+                         " health as the gateway's readiness sees it (any signed-in user)", "session")]
+
+    async def health(self, call: Call) -> dict[str, Any]:
+        return {"checks": await self._health.results()}
 
     async def pages(self, call: Call) -> dict[str, Any]:
         permissions = call.actor.permissions

@@ -31,11 +31,12 @@ def test_every_configuration_key_is_documented(section: str, model: type[BaseMod
 
 
 def test_every_management_operation_is_documented() -> None:
+    from broker.edge.health import HealthChecks
     from broker.kernel.clock import SystemClock
     from console.app import ConsoleServices, ConsoleSettings, api_routes
 
     services = ConsoleServices(*[None] * len(dataclasses.fields(ConsoleServices)))  # type: ignore[arg-type]
-    services = dataclasses.replace(services, store_templates=[])
+    services = dataclasses.replace(services, store_templates=[], health=HealthChecks({}, 0))
     routes = api_routes(services, SystemClock(), ConsoleSettings("auto", (), 24, "0"))
     text = (DOCS / "management-api.md").read_text()
     missing = [f"{r.method} {r.path}" for r in routes if f"`{r.method} {r.path}`" not in text]

@@ -24,6 +24,13 @@ class HealthChecks:
         return JSONResponse({"status": "ok", "uptime_seconds": round(time.time() - self._started_at, 1)})
 
     async def ready(self, request: Request) -> Response:
+        results = await self.results()
+        ready = all(r["status"] == "ok" for r in results.values())
+        return JSONResponse({"status": "ready" if ready else "unavailable", "checks": results},
+                            200 if ready else 503)
+
+    async def results(self) -> dict[str, dict[str, object]]:
+        """Each dependency's status (``ok``, ``timeout`` or ``error`` with the exception's type) and latency."""
         results: dict[str, dict[str, object]] = {}
 
         async def run(name: str, check: Check) -> None:
@@ -42,6 +49,4 @@ class HealthChecks:
         async with anyio.create_task_group() as group:
             for name, check in self._checks.items():
                 group.start_soon(run, name, check)
-        ready = all(r["status"] == "ok" for r in results.values())
-        return JSONResponse({"status": "ready" if ready else "unavailable", "checks": results},
-                            200 if ready else 503)
+        return dict(sorted(results.items()))

@@ -47,6 +47,7 @@ def keys_in_use() -> set[str]:
     used |= {f"logs.surface.{s}" for s in ("ai", "mcp", "admin")}
     used |= {f"outcome.{o}" for o in ("ok", "error", "refused", "tool_error")}
     used |= {f"body.{part}" for part in ("request", "response", "arguments", "result")}
+    used |= {f"dependency.{name}" for name in ("database", "redis", "clickhouse")}  # broker/app.py's checks
     return used
 
 

@@ -223,6 +223,16 @@ def test_first_run_then_admin_builds_a_team_a_role_and_a_user_who_creates_a_key(
     assert "everything__echo" in dialog(page).inner_text()
     assert "from the console journey" in dialog(page).locator("pre >> nth=0").inner_text()  # the arguments
     screenshot(page, "log-event")
+    page.keyboard.press("Escape")
+
+    # ... and on the live dashboard (the feed sends the last minute's events first, then stats).
+    open_page(page, warden, "/dashboard", "#health")
+    page.wait_for_selector("#recent-events li >> text=tools/call:everything__echo", timeout=15_000)
+    page.wait_for_selector("#requests-chart svg rect", timeout=15_000)
+    assert page.inner_text("#kpi-requests") != "…"
+    health = page.inner_text("#health")
+    assert "Database" in health and "MCP · everything" in health
+    screenshot(page, "dashboard")
 
 
 async def call_echo(url: str, secret: str) -> str:

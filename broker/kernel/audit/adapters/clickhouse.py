@@ -66,6 +66,9 @@ class ClickHouseAudit:
         self.table = f"{database}.{table}"
         self._database = database
 
+    async def ping(self) -> None:
+        await self._query("SELECT 1", {})
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()

@@ -59,6 +59,9 @@ class StoreAuditSearch:
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    async def ping(self) -> None:
+        await self._db.ping()
+
     async def events(self, where: AuditFilter, limit: int, before: tuple[float, str] | None = None
                      ) -> list[dict[str, Any]]:
         """Matching events, newest first; ``before`` is the (at, id) of the last event of the previous page."""
