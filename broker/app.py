@@ -316,6 +316,7 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiC
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
         warden_version(), config.security.oidc.label if config.security.oidc else None,
+        config.server.gateway_url, config.server.gateway_public_url is not None,
     ))
     return Warden(config, kernel, mcp, gateway, console, chat, ai_catalog)
 

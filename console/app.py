@@ -74,6 +74,8 @@ class ConsoleSettings:
     rotation_grace_hours: float
     version: str
     sso_label: str | None = None  # the single sign-on button's label, when an identity provider is configured
+    gateway_url: str = "http://127.0.0.1:3000"  # for the client set-up guide
+    gateway_url_is_public: bool = False  # configured (server.gateway_public_url), not the listener's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +114,7 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
     identity = services.identity
     return [
         *SessionRoutes(identity, CookiePolicy(settings.cookie_secure), clock, settings.sso_label).routes(),
-        *NavigationRoutes(services.health).routes(),
+        *NavigationRoutes(services.health, settings.gateway_url, settings.gateway_url_is_public).routes(),
         *UserRoutes(identity).routes(),
         *TeamRoutes(identity).routes(),
         *RoleRoutes(identity).routes(),

@@ -35,6 +35,7 @@ CONSOLE_PAGES: tuple[ConsolePage, ...] = (
     ConsolePage("/roles", "nav.roles", "access", ("roles:read",)),
     ConsolePage("/keys", "nav.keys", "access", ("keys:create", "keys:read", "keys:manage")),
     ConsolePage("/settings", "nav.settings", "system", ("settings:manage",)),
+    ConsolePage("/guide", "nav.guide", "overview"),
 )
 
 
@@ -50,14 +51,20 @@ class NavigationRoutes:
     """What the signed-in user's navigation lists (exactly the pages the server would open for them), and the
     dependencies' health the console's header and dashboard show."""
 
-    def __init__(self, health: HealthChecks) -> None:
+    def __init__(self, health: HealthChecks, gateway_url: str, gateway_url_is_public: bool) -> None:
         self._health = health
+        self._gateway = {"url": gateway_url, "public": gateway_url_is_public}
 
     def routes(self) -> list[ApiRoute]:
         return [ApiRoute("GET", "/api/console/pages", self.pages,
                          "The console pages the caller may open, for its navigation", "session"),
                 ApiRoute("GET", "/api/console/health", self.health, "The database's, Redis's and ClickHouse's"
-                         " health as the gateway's readiness sees it (any signed-in user)", "session")]
+                         " health as the gateway's readiness sees it (any signed-in user)", "session"),
+                ApiRoute("GET", "/api/console/gateway", self.gateway, "The gateway's address for client set-up:"
+                         " server.gateway_public_url when configured (public: true), else the listener's", "session")]
+
+    async def gateway(self, call: Call) -> dict[str, Any]:
+        return self._gateway
 
     async def health(self, call: Call) -> dict[str, Any]:
         return {"checks": await self._health.results()}

@@ -5,6 +5,7 @@ pages, in the browser and by the API. The tests also take the README's screensho
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -161,6 +162,19 @@ def test_first_run_then_admin_builds_a_team_a_role_and_a_user_who_creates_a_key(
     screenshot(page, "keys")
     answer = httpx.get(warden.gateway + "/v1/models", headers={"authorization": f"Bearer {secret}"})
     assert answer.status_code == 200, answer.text
+
+    # The set-up guide names this gateway in every snippet; its Cursor configuration works as written.
+    page.click("#nav >> text=Set-up guide")
+    page.wait_for_selector("#content pre")
+    guide = page.inner_text("#content")
+    assert f"{warden.gateway}/v1" in guide and f"claude mcp add --transport http warden {warden.gateway}/mcp" in guide
+    cursor = json.loads(page.locator("#content pre[data-language=json] >> nth=1").inner_text())["mcpServers"]["warden"]
+    curl = page.locator("#content pre[data-language=sh] >> nth=1").inner_text().split("\n\n")[-1]  # the /mcp one
+    headers = dict(header.split(": ", 1) for header in re.findall(r'-H "([^"]*)"', curl))
+    headers["Authorization"] = cursor["headers"]["Authorization"].replace("<YOUR_WARDEN_KEY>", secret)
+    listed = httpx.post(cursor["url"], content=re.findall(r"-d '([^']*)'", curl)[-1], headers=headers)
+    assert listed.status_code == 200 and "result" in listed.text, listed.text
+    screenshot(page, "guide")
 
     # The user installs a Store template (their role may manage MCP servers); refused names are named.
     page.click("#nav >> text=MCP Store")

@@ -7,7 +7,7 @@ import { applyTheme, nextTheme } from "./theme.js";
 
 // The module drawing each page; the server's table (console/navigation.py) says who may open it.
 const MODULES = {
-  "/": "overview", "/dashboard": "dashboard", "/logs": "logs", "/servers": "servers", "/store": "store", "/users": "users", "/teams": "teams", "/roles": "roles", "/keys": "keys", "/settings": "settings",
+  "/": "overview", "/guide": "guide", "/dashboard": "dashboard", "/logs": "logs", "/servers": "servers", "/store": "store", "/users": "users", "/teams": "teams", "/roles": "roles", "/keys": "keys", "/settings": "settings",
 };
 const GROUPS = ["overview", "gateway", "access", "system"];
 
