@@ -81,7 +81,7 @@ from broker.kernel.store.migrations import migrate
 from broker.kernel.store.ports import Database
 from broker.kernel.vault import SecretVault
 from broker.mcp.runtime import McpRuntime, open_mcp
-from broker.mcp.store_templates import load_templates
+from broker.mcp.store_templates import StoreTemplate, load_templates
 from broker.mcp.upstream import Health
 from broker.outbound import Outbound
 from broker.reconcile import reconcile_api_keys, reconcile_quota_rules
@@ -260,13 +260,16 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
 async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncIterator[Warden]:
     """Open the kernel, build both listeners' apps, run background upkeep; close it all on exit."""
     clock = clock or SystemClock()
+    # Before anything runs in the background: validating the templates holds the event loop for a moment,
+    # which a dependency's health check running meanwhile (Redis, 4x its 50 ms deadline) would take for an outage.
+    templates = load_templates()
     async with open_kernel(config, clock) as kernel, open_mcp(
         kernel.db, kernel.redis, kernel.box, kernel.hasher, kernel.identity, kernel.quotas, kernel.audit,
         kernel.broadcast, clock, config, warden_version(), kernel.pending, kernel.capture,
     ) as mcp:
         ai_catalog = AiCatalog(AiCatalogStore(kernel.db, clock, kernel.box), ModelRouter(), kernel.broadcast)
         await ai_catalog.start(config.providers, config.models)
-        warden = _wire(config, kernel, mcp, ai_catalog, clock)
+        warden = _wire(config, kernel, mcp, ai_catalog, clock, templates)
         async with anyio.create_task_group() as background:
             background.start_soon(kernel.broadcast.run)
             background.start_soon(_upkeep_loop, kernel.upkeep, config.keys.maintenance_interval_seconds)
@@ -289,7 +292,8 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
                 background.cancel_scope.cancel()
 
 
-def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiCatalog, clock: Clock) -> Warden:
+def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiCatalog, clock: Clock,
+          templates: list[StoreTemplate]) -> Warden:
     checks: dict[str, Check] = {"database": kernel.db.ping}
     if kernel.redis is not None:
         checks["redis"] = _redis_ping(kernel.redis)
@@ -312,7 +316,7 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiC
                                mcp.virtuals_changed, mcp.connections, mcp.outbound, mcp.authorization,
                                _single_sign_on(config, kernel, mcp.outbound, clock), ai_catalog,
                                kernel.search, kernel.bodies, AdminTrail(kernel.audit), kernel.pending,
-                               kernel.capture_settings, load_templates(), health)
+                               kernel.capture_settings, templates, health)
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
         warden_version(), config.security.oidc.label if config.security.oidc else None,

@@ -15,7 +15,7 @@ def notice_page(title: str, body: str, status: int = 200, *, refresh: str | None
     """``body`` is HTML the caller built (escaping what it took from elsewhere); ``refresh`` moves the browser
     on by a navigation of its own (after a cross-site redirect, so that SameSite=Strict cookies come along)."""
     head = [f'<meta http-equiv="refresh" content="0; url={html.escape(refresh)}">'] if refresh else []
-    head += [f'<script src="{html.escape(src)}" defer></script>' for src in scripts]
+    head += [f'<script type="module" src="{html.escape(src)}"></script>' for src in scripts]
     heading = f' id="{heading_id}"' if heading_id else ""
     return HTMLResponse(
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">'

@@ -1,5 +1,5 @@
 // The connections page: a row per per-user upstream, with the user's accounts and the actions on them.
-"use strict";
+import { api, describe } from "./app/api.js";
 
 const STATES = {
   connected: "connected", needs_authorization: "needs authorization", expired: "expired", error: "error",
@@ -21,7 +21,7 @@ function button(text, action) {
 
 function showProblem(error) {
   const box = document.querySelector("main .error");
-  box.textContent = error.message;
+  box.textContent = describe(error);
   box.hidden = false;
 }
 

@@ -1,5 +1,5 @@
 // The consent page of Warden's authorization server: the signed-in user allows or declines a client.
-"use strict";
+import { api, describe } from "./app/api.js";
 
 document.addEventListener("DOMContentLoaded", () => {
   const consent = document.getElementById("consent");
@@ -12,7 +12,7 @@ document.addEventListener("DOMContentLoaded", () => {
         window.location.assign(answer.redirect);
       } catch (error) {
         const box = document.querySelector("main .error");
-        box.textContent = error.message;
+        box.textContent = describe(error);
         box.hidden = false;
       }
     });

@@ -1,25 +1,5 @@
 // Sign-in, setup and connections pages: JSON form posts, the CSRF header, and the signed-in header bar.
-"use strict";
-
-function csrfToken() {
-  const match = document.cookie.match(/(?:^|; )warden_csrf=([^;]+)/);
-  return match ? decodeURIComponent(match[1]) : "";
-}
-
-async function api(method, path, body) {
-  const headers = { "X-CSRF-Token": csrfToken() };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, {
-    method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const data = response.status === 204 ? null : await response.json();
-  if (!response.ok) {
-    const error = data && data.error ? data.error : { message: response.statusText };
-    const fields = (error.fields || []).map((f) => `${f.field}: ${f.message}`).join("; ");
-    throw new Error(fields ? `${error.message} (${fields})` : error.message);
-  }
-  return data;
-}
+import { api, describe } from "./app/api.js";
 
 // Where sign-in returns to (?next=, e.g. the OAuth consent page): a path on this console only.
 function nextPage() {
@@ -38,7 +18,7 @@ function wireForm(form) {
       await api("POST", form.dataset.endpoint, body);
       window.location.assign(nextPage() || form.dataset.next);
     } catch (error) {
-      errorBox.textContent = error.message;
+      errorBox.textContent = describe(error);
       errorBox.hidden = false;
     }
   });

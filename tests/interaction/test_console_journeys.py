@@ -340,3 +340,21 @@ def test_the_console_speaks_chinese_and_switches_theme(page: Page, warden: Warde
 
 def test_unknown_console_paths_are_404(warden: WardenProcess) -> None:
     assert httpx.get(warden.console + "/no-such-page").status_code == 404
+
+
+def test_a_team_scoped_auditor_sees_the_team_s_logs_and_dashboard(page: Page, warden: WardenProcess) -> None:
+    with admin_api(warden) as api:
+        team = next(t for t in api.get("/api/teams").json()["items"] if t["name"] == "Platform")
+        manager = next(r["id"] for r in api.get("/api/roles").json()["items"] if r["name"] == "team_manager")
+        lead = api.post("/api/users", json={"email": "lead@example.com", "password": STRONG_PASSWORD})
+        assert lead.status_code == 201, lead.text
+        assigned = api.post(f"/api/users/{lead.json()['id']}/roles", json={"role_id": manager, "team_id": team["id"]})
+        assert assigned.status_code == 201, assigned.text
+    sign_in(page, warden.console, "lead@example.com", STRONG_PASSWORD)
+    page.wait_for_selector("#nav a")
+    open_page(page, warden, "/logs", "#content h1")
+    page.wait_for_selector("#content table, #content .empty")
+    assert page.locator("#content .error:visible").count() == 0
+    open_page(page, warden, "/dashboard", "#health")
+    page.wait_for_selector("#requests-chart svg", timeout=15_000)  # the team's live feed opened and spoke
+    assert page.locator("#content .error:visible").count() == 0

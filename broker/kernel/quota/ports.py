@@ -81,5 +81,6 @@ class CounterStore(Protocol):
         ...
 
     async def healthy(self) -> bool:
-        """Probe the store; used to come back after an outage."""
+        """Probe a store marked down by a failed request (True when it works again; a working store is not
+        probed): how it comes back after an outage."""
         ...

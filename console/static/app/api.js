@@ -30,3 +30,9 @@ export async function api(method, path, body) {
   }
   return data;
 }
+
+// An error as one line for a page without per-field errors: the message, then each refused field.
+export function describe(error) {
+  const fields = (error.fields || []).map((f) => `${f.field}: ${f.message}`).join("; ");
+  return fields ? `${error.message} (${fields})` : error.message;
+}

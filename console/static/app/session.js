@@ -24,3 +24,11 @@ export function navigate(path) {
   window.history.pushState({}, "", path);
   window.dispatchEvent(new PopStateEvent("popstate"));
 }
+
+// Where ``permission`` holds for reading team-filtered data: null when it holds everywhere, else the first team
+// it holds in (the API then answers for that team only), or undefined when nowhere.
+export function teamScope(permission) {
+  if (can(permission)) return null;
+  const entry = Object.entries(signedIn.team_permissions).find(([, p]) => p.includes(permission) || p.includes("*"));
+  return entry ? entry[0] : undefined;
+}

@@ -176,6 +176,11 @@ class RedisCounters:
             raise CounterStoreDown(str(exc) or "timed out") from exc
 
     async def healthy(self) -> bool:
+        # Only a store marked down is probed. A probe of a working store proved nothing a request would not, and
+        # a probe that merely waited behind a busy event loop (a start-up, a large body) used to mark Redis down,
+        # refusing requests in fail-closed mode though Redis answered all along. Requests mark it down themselves.
+        if not self._down:
+            return True
         try:
             with anyio.fail_after(self._timeout * 4):
                 await self._redis.ping()

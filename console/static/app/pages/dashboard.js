@@ -4,7 +4,7 @@ import { api } from "../api.js";
 import { formatTime, h } from "../dom.js";
 import { barList, stackedBars } from "../charts.js";
 import { t } from "../i18n.js";
-import { can } from "../session.js";
+import { can, teamScope } from "../session.js";
 import { badge, table } from "../table.js";
 
 let feed = null; // the open live feed: one per page, closed when the page is left or redrawn
@@ -14,7 +14,9 @@ export async function render() {
   const now = new Date();
   const today = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate())).toISOString();
   const month = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString();
-  const usage = (group, since) => api("GET", `/api/audit/usage?group_by=${group}&since=${encodeURIComponent(since)}`).then((r) => r.items);
+  const team = teamScope("audit:read"); // a team's own auditor sees that team's figures
+  const scope = team ? `&team_id=${encodeURIComponent(team)}` : "";
+  const usage = (group, since) => api("GET", `/api/audit/usage?group_by=${group}&since=${encodeURIComponent(since)}${scope}`).then((r) => r.items);
   const [byTeamToday, byModelToday, byTeamMonth, byModelMonth, users, tools, health, servers, people] = await Promise.all([
     usage("team", today), usage("model", today), usage("team", month), usage("model", month), usage("user", today), usage("tool", today),
     api("GET", "/api/console/health"),
@@ -51,7 +53,7 @@ export async function render() {
     h("div", { class: "cards" },
       h("div", { class: "panel", id: "health" }, h("h2", {}, t("dashboard.health")), healthList(health.checks, servers)),
       h("div", { class: "panel" }, h("h2", {}, t("dashboard.live")), recent)));
-  openFeed({ live, chart, recent, email });
+  openFeed({ live, chart, recent, email, scope: team ? `?team_id=${encodeURIComponent(team)}` : "" });
   return section;
 }
 
@@ -85,7 +87,7 @@ function healthList(checks, servers) {
 
 // The audit live feed: a one-shot ticket (never a long-lived credential in the URL), a new one on reconnect.
 async function openFeed(view) {
-  const { ticket } = await api("POST", "/api/audit/live/tickets");
+  const { ticket } = await api("POST", `/api/audit/live/tickets${view.scope}`);
   const source = new EventSource(`/api/audit/live?ticket=${encodeURIComponent(ticket)}`);
   feed = source;
   source.addEventListener("stats", (message) => showStats(view, JSON.parse(message.data)));

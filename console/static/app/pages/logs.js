@@ -5,7 +5,7 @@ import { api } from "../api.js";
 import { formatTime, h } from "../dom.js";
 import { form, openDialog } from "../forms.js";
 import { t } from "../i18n.js";
-import { can } from "../session.js";
+import { can, teamScope } from "../session.js";
 import { badge, table } from "../table.js";
 
 const FILTERS = ["surface", "user_id", "team_id", "api_key_id", "model", "server", "tool", "outcome", "trace_id"];
@@ -14,6 +14,8 @@ export async function render({ path }) {
   const query = new URLSearchParams(window.location.search);
   const params = new URLSearchParams([...query].filter(([, value]) => value));
   if (!params.has("limit")) params.set("limit", "50");
+  const team = teamScope("audit:read"); // a team's own auditor reads that team's events
+  if (team) params.set("team_id", team);
   const [page, users] = await Promise.all([
     api("GET", `/api/audit/events?${params}`),
     can("users:read") ? api("GET", "/api/users?limit=500").then((r) => r.items) : Promise.resolve([]),
