@@ -260,9 +260,7 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
 async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncIterator[Warden]:
     """Open the kernel, build both listeners' apps, run background upkeep; close it all on exit."""
     clock = clock or SystemClock()
-    # Before anything runs in the background: validating the templates holds the event loop for a moment,
-    # which a dependency's health check running meanwhile (Redis, 4x its 50 ms deadline) would take for an outage.
-    templates = load_templates()
+    templates = load_templates()  # first: a broken template file stops the start before anything is opened
     async with open_kernel(config, clock) as kernel, open_mcp(
         kernel.db, kernel.redis, kernel.box, kernel.hasher, kernel.identity, kernel.quotas, kernel.audit,
         kernel.broadcast, clock, config, warden_version(), kernel.pending, kernel.capture,

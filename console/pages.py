@@ -41,8 +41,7 @@ class Pages:
     async def console(self, request: Request) -> Response:
         """Any page of the single-page console."""
         page = page_for(request.url.path)
-        if page is None:
-            return _page("not_found.html", 404)
+        assert page is not None  # only the console's own paths are routed here
         signed_in = await self._signed_in(request)
         if isinstance(signed_in, Response):
             return signed_in

@@ -72,3 +72,10 @@ def test_every_text_in_use_is_translated_and_none_is_left_over() -> None:
     assert used - english.keys() == set(), "shown but not translated"
     assert english.keys() - used == set(), "translated but never shown"
     assert {"active", "revoked", "expired", "rotating"} <= key_states()
+
+
+def test_every_console_page_has_its_module() -> None:
+    """The shell loads pages/<path>.js for a page (pages/overview.js for "/")."""
+    for page in CONSOLE_PAGES:
+        name = "overview" if page.path == "/" else page.path.removeprefix("/")
+        assert (CONSOLE / "static" / "app" / "pages" / f"{name}.js").is_file(), page.path

@@ -5,10 +5,11 @@ import { chosenLanguage, loadLanguage, setLanguage, t, translateMarkup } from ".
 import { navigate, setSession } from "./session.js";
 import { applyTheme, nextTheme } from "./theme.js";
 
-// The module drawing each page; the server's table (console/navigation.py) says who may open it.
-const MODULES = {
-  "/": "overview", "/guide": "guide", "/dashboard": "dashboard", "/logs": "logs", "/servers": "servers", "/store": "store", "/users": "users", "/teams": "teams", "/roles": "roles", "/keys": "keys", "/settings": "settings",
-};
+// The module drawing a page is named after its path (pages/<name>.js; "/" is the overview); which pages there
+// are, and who may open them, is the server's table (console/navigation.py).
+function moduleOf(page) {
+  return page.path === "/" ? "overview" : page.path.slice(1);
+}
 const GROUPS = ["overview", "gateway", "access", "system"];
 
 const state = { me: null, pages: [], drawn: 0 };
@@ -62,7 +63,7 @@ async function draw() {
     return;
   }
   document.title = `${t(page.label)} · Warden`;
-  const module = await import(`./pages/${MODULES[page.path]}.js`);
+  const module = await import(`./pages/${moduleOf(page)}.js`);
   if (drawing !== state.drawn) return; // another navigation started meanwhile
   clear(main, h("p", { class: "muted" }, t("common.loading")));
   try {

@@ -1,4 +1,4 @@
-// Pages outside the console shell (sign-in, setup, errors): theme and translations of their markup.
+// Pages outside the console shell (sign-in, setup, the 403 page): theme and translations of their markup.
 import { chosenLanguage, loadLanguage, translateMarkup } from "./i18n.js";
 import { applyTheme } from "./theme.js";
 
