@@ -46,6 +46,10 @@ class LinkCredential:
         return self._presented()
 
     async def rejected(self, presented: Presented) -> Presented | None:
+        if presented != self._presented():
+            # Another request renewed the token while this one was in flight with the old one: retry with the
+            # renewed token rather than renewing it again.
+            return self._presented()
         renewed = await self._connections.rejected(self.link, self._definition)
         if renewed is None:
             return None

@@ -27,6 +27,7 @@ from broker.kernel.crypto import KeyRing, SecretBox
 from broker.kernel.store.migrations import migrate
 from broker.kernel.store.ports import Database
 from broker.mcp.servers import McpServerStore, UpstreamAuth, UpstreamDefinition
+from broker.mcp.user_upstreams import LinkCredential
 from broker.outbound import Outbound, OutboundPolicy
 from broker.storage import open_database
 from tests.conftest import FakeClock, serving
@@ -159,6 +160,24 @@ async def test_an_expired_token_whose_renewal_fails_is_an_error_not_a_hang(world
     with pytest.raises(UpstreamAuthUnavailable):
         await connections.fresh(link, definition)
     assert (await connections.links.get(link.id)).state == "error"
+
+
+async def test_a_token_renewed_while_a_request_was_in_flight_is_not_renewed_again(world: Setup,
+                                                                                  clock: FakeClock) -> None:
+    """One request presents a token that a second request then renews; the upstream refuses the first
+    request's (by then old) token: it is retried with the renewed token, not renewed a second time."""
+    link, definition = await expiring(world, clock, 90)
+    credential = LinkCredential(link, definition, world.connections)
+    in_flight = await credential.current()  # valid for 90 s: presented as it is
+    clock.advance(40)
+    renewed = await credential.current()  # 50 s left: renewed ahead of expiry
+    assert len(world.endpoint.requests) == 1 and renewed != in_flight
+
+    assert await credential.rejected(in_flight) == renewed
+    assert len(world.endpoint.requests) == 1
+    # The renewed token refused as well: that one is renewed.
+    again = await credential.rejected(renewed)
+    assert again is not None and again != renewed and len(world.endpoint.requests) == 2
 
 
 def test_quirks_are_settings_audience_and_no_resource() -> None:
