@@ -169,13 +169,13 @@ def build_console(services: ConsoleServices, clock: Clock, metrics: HttpMetrics,
         *(to_starlette(route, auth, services.admin_trail,
                        readers.get(route.path) if route.method in ("PUT", "PATCH", "DELETE") else None)
           for route in table),
+        # Before the console's pages: /connections/<server>/connect is not one of the connections page's views.
+        Route("/connections/{server}/connect", _connection_routes(services, settings).connect, methods=["GET"]),
         *(Route(path, pages.console, methods=["GET"]) for page in CONSOLE_PAGES
           for path in ((page.path,) if page.path == "/" else (page.path, page.path + "/{rest:path}"))),
         Route("/setup", pages.setup, methods=["GET"]),
         Route("/login", pages.login, methods=["GET"]),
-        Route("/connections", pages.connections, methods=["GET"]),
         Route("/oauth/callback", _connection_routes(services, settings).callback, methods=["GET"]),
-        Route("/connections/{server}/connect", _connection_routes(services, settings).connect, methods=["GET"]),
         Route("/.well-known/oauth-authorization-server", oauth_server.metadata, methods=["GET"]),
         Route("/oauth/register", oauth_server.register, methods=["POST"]),
         Route("/oauth/authorize", oauth_server.authorize, methods=["GET"]),

@@ -98,7 +98,7 @@ class ConnectionRoutes:
                 item.update(state=_state(links), accounts=[link.public() for link in links],
                             connect_url=f"{self._connections.settings.connections_url}?server={definition.name}")
             else:
-                item.update(state=_SHARED_STATES.get(connection.health, "error"), accounts=[],
+                item.update(state=SHARED_STATES.get(connection.health, "error"), accounts=[],
                             detail=connection.last_error)
             items.append(item)
         return {"items": items}
@@ -195,7 +195,7 @@ class ConnectionRoutes:
 
 
 # A shared server's state on the page, from the health of Warden's own session to it.
-_SHARED_STATES = {"healthy": "connected", "degraded": "connected", "connecting": "connecting", "down": "error",
+SHARED_STATES = {"healthy": "connected", "degraded": "connected", "connecting": "connecting", "down": "error",
                   "disabled": "disabled"}
 
 

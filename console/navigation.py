@@ -30,6 +30,7 @@ CONSOLE_PAGES: tuple[ConsolePage, ...] = (
     ConsolePage("/logs", "nav.logs", "overview", ("audit:read",)),
     ConsolePage("/servers", "nav.servers", "gateway", ("mcp_servers:read",)),
     ConsolePage("/store", "nav.store", "gateway", ("mcp_servers:read",)),
+    ConsolePage("/connections", "nav.connections", "gateway"),
     ConsolePage("/users", "nav.users", "access", ("users:read",)),
     ConsolePage("/teams", "nav.teams", "access", ("teams:read",)),
     ConsolePage("/roles", "nav.roles", "access", ("roles:read",)),

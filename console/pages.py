@@ -49,10 +49,6 @@ class Pages:
             return _page("forbidden.html", 403)
         return _page("app.html")
 
-    async def connections(self, request: Request) -> Response:
-        signed_in = await self._signed_in(request)
-        return signed_in if isinstance(signed_in, Response) else _page("connections.html")
-
     async def _signed_in(self, request: Request) -> Principal | Response:
         """The session's principal, or where the browser must go first (setup, sign-in)."""
         if await self._identity.setup.required():

@@ -1,4 +1,4 @@
-// Sign-in, setup and connections pages: JSON form posts, the CSRF header, and the signed-in header bar.
+// Sign-in and setup pages: JSON form posts with the CSRF header, and single sign-on when configured.
 import { api, describe } from "./app/api.js";
 
 // Where sign-in returns to (?next=, e.g. the OAuth consent page): a path on this console only.
@@ -24,16 +24,6 @@ function wireForm(form) {
   });
 }
 
-// The header of pages outside the console shell (connections): who is signed in, and signing out.
-async function showSignedIn() {
-  const me = await api("GET", "/api/auth/me");
-  document.getElementById("whoami").textContent = `Signed in as ${me.user.email}`;
-  document.getElementById("logout").addEventListener("click", async () => {
-    await api("POST", "/api/auth/logout");
-    window.location.assign("/login");
-  });
-}
-
 // The sign-in page offers single sign-on when an identity provider is configured.
 async function offerSingleSignOn() {
   const methods = await api("GET", "/api/auth/methods");
@@ -47,5 +37,4 @@ async function offerSingleSignOn() {
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("form[data-endpoint]").forEach(wireForm);
   if (document.getElementById("sso")) offerSingleSignOn().catch(() => {});
-  if (document.getElementById("whoami")) showSignedIn().catch(() => window.location.assign("/login"));
 });

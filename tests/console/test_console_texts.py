@@ -8,11 +8,13 @@ import re
 from pathlib import Path
 from typing import get_args
 
+from broker.connections.links import LinkState
 from broker.kernel.breaker import BreakerState
 from broker.kernel.identity.models import ApiKey
 from broker.kernel.identity.permissions import PERMISSIONS
 from broker.mcp.probe import Verdict
 from broker.mcp.upstream import Health
+from console.connection_routes import SHARED_STATES
 from console.navigation import CONSOLE_PAGES
 from console.schemas import SurfaceName
 
@@ -44,6 +46,7 @@ def keys_in_use() -> set[str]:
     used |= {f"ownership.{o}" for o in schema["auth"]["properties"]["ownership"]["enum"]}
     used |= {f"health.{state}" for state in get_args(Health)} | {f"breaker.{state}" for state in get_args(BreakerState)}
     used |= {f"verdict.{verdict}" for verdict in get_args(Verdict)}
+    used |= {f"link_state.{state}" for state in {*get_args(LinkState), *SHARED_STATES.values()}}
     used |= {f"logs.surface.{s}" for s in ("ai", "mcp", "admin")}
     used |= {f"outcome.{o}" for o in ("ok", "error", "refused", "tool_error")}
     used |= {f"body.{part}" for part in ("request", "response", "arguments", "result")}

@@ -1,6 +1,7 @@
 """The console's main journeys in headless Chromium against ``warden serve``: an admin builds a team, a custom
-role and a user; the user signs in and creates a key whose secret is shown once; a viewer is refused the admin
-pages, in the browser and by the API. The tests also take the README's screenshots."""
+role and a user; the user signs in, creates a key whose secret is shown once, installs a Store template,
+registers a server through the wizard, connects their account to it and calls tools via /mcp; a viewer is
+refused the admin pages, in the browser and by the API. The tests also take the README's screenshots."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from playwright.sync_api import Browser, Locator, Page
 from tests.browser import LAPTOP, chromium, screenshot, sign_in
 from tests.conftest import STRONG_PASSWORD
 from tests.interaction.process import WardenProcess, base_env
-from tests.mcp.conftest import mcp_client
+from tests.mcp.conftest import mcp_client, served_plain_upstream
 
 ADMIN = "admin@example.com"
 DEVELOPER = "dev@example.com"
@@ -221,6 +222,32 @@ def test_first_run_then_admin_builds_a_team_a_role_and_a_user_who_creates_a_key(
     open_page(page, warden, "/servers", "[data-health=healthy]")
     screenshot(page, "servers")
 
+    # A server whose calls run with each user's own token: registered through the wizard from its URL, then
+    # the user connects their account on the connections page and their calls present it.
+    with served_plain_upstream() as notes_url:
+        page.click("#new-server")
+        field(page, "url").fill(notes_url)
+        dialog(page).locator("button[type=submit]").click()
+        page.wait_for_selector("#probe-report")
+        field(page, "name").fill("notes")
+        field(page, "mode").select_option("personal_token")
+        assert dialog(page).locator("[name=secret]").count() == 0  # the token is each user's, not the form's
+        dialog(page).locator("button[type=submit]").click()
+        page.wait_for_selector("text=Server notes registered.")
+        page.click("#nav >> text=Connections")
+        row = page.locator('#connections tr[data-server="notes"]')
+        row.wait_for()
+        assert row.locator(".state").inner_text() == "needs authorization"
+        row.locator('input[aria-label="Account label for notes"]').fill("work")
+        row.locator('input[aria-label="Personal token for notes"]').fill("pat-of-the-journey")
+        row.get_by_role("button", name="Add token").click()
+        row.locator("text=work (default): connected").wait_for()
+        assert "pat-of-the-journey" not in page.content()  # never shown back
+        screenshot(page, "connections")
+        with ThreadPoolExecutor(1) as thread:
+            presented = thread.submit(anyio.run, call_credentials, warden.gateway + "/mcp", secret).result(timeout=60)
+        assert presented == "Bearer pat-of-the-journey"
+
     # The admin finds the call in the log explorer, with its timeline and captured bodies.
     page.click("#logout")
     page.wait_for_url("**/login")
@@ -254,6 +281,15 @@ async def call_echo(url: str, secret: str) -> str:
         result = await session.call_tool("everything__echo", {"message": "from the console journey"})
         assert not result.is_error
         return str(result.content[0].text)  # type: ignore[union-attr]
+
+
+async def call_credentials(url: str, secret: str) -> str | None:
+    """What the notes server saw the caller present (its ``credentials`` tool reports it)."""
+    async with mcp_client(url, secret) as session:
+        result = await session.call_tool("notes__credentials", {})
+        assert not result.is_error, result
+        assert result.structured_content is not None
+        return result.structured_content["authorization"]  # type: ignore[no-any-return]
 
 
 def test_a_viewer_is_refused_admin_pages_in_the_browser_and_by_the_api(page: Page, warden: WardenProcess) -> None:
