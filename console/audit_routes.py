@@ -41,9 +41,9 @@ class AuditRoutes:
                      "One trace across both surfaces (LLM turns and tool calls) in time order, with its tokens and"
                      " total cost (audit:read)", "audit"),
             ApiRoute("GET", "/api/audit/usage", self.usage,
-                     "Requests, errors, tokens and cost per ?group_by= user, team, key, model, provider, surface,"
-                     " server or tool, per UTC ?period= hour, day or month (or in all); same filters as the search"
-                     " (audit:read, or in ?team_id's team)", "audit"),
+                     "Requests, errors, tokens, cost and mean duration per ?group_by= user, team, key, model,"
+                     " provider, surface, server or tool, per UTC ?period= minute, hour, day or month (or in all);"
+                     " same filters as the search (audit:read, or in ?team_id's team)", "audit"),
             ApiRoute("GET", "/api/audit/events/{event_id}", self.get,
                      "One audit event; detail.bodies gives the captured bodies' sizes and redactions (audit:read)",
                      "audit"),

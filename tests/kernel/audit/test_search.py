@@ -131,7 +131,7 @@ async def test_usage_and_cost_aggregates(audit_log: httpx.AsyncClient) -> None:
 
     by_model = await usage(group_by="model", surface="ai")
     assert by_model[0] == {"model": "claude-x", "requests": 1, "errors": 1, "input_tokens": 100,
-                           "output_tokens": 50, "weighted_tokens": 150.0, "usd": 1.25}
+                           "output_tokens": 50, "weighted_tokens": 150.0, "usd": 1.25, "avg_duration_ms": 120.0}
     assert by_model[1]["model"] == "gpt-4o" and by_model[1]["usd"] == 0.75 and by_model[1]["requests"] == 2
     per_day = await usage(group_by="team", period="day", surface="ai")
     assert [(r["period"], r["team"], r["usd"]) for r in per_day] == [
@@ -143,6 +143,8 @@ async def test_usage_and_cost_aggregates(audit_log: httpx.AsyncClient) -> None:
         ("2027-01-15T08:00Z", "ai", 1), ("2027-01-15T08:00Z", "mcp", 1)}
     monthly = await usage(group_by="user", period="month")
     assert {(r["period"], r["user"], r["requests"]) for r in monthly} == {("2027-01", "u1", 3), ("2027-01", "u2", 3)}
+    # u1: two AI requests of 120 ms and a tool call of 30 ms; u2: one AI request and two tool calls.
+    assert {r["user"]: r["avg_duration_ms"] for r in monthly} == {"u1": 90.0, "u2": 60.0}
 
 
 async def test_bad_queries_are_refused_naming_the_parameter(audit_log: httpx.AsyncClient) -> None:

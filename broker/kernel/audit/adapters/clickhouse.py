@@ -179,7 +179,8 @@ class ClickHouseAudit:
         rows = await self._query(
             f"SELECT {column} AS grp, {bucket} AS period, count() AS requests, countIf(outcome != 'ok') AS errors,"
             " sum(ifNull(input_tokens, 0)) AS input_sum, sum(ifNull(output_tokens, 0)) AS output_sum,"
-            " sum(ifNull(weighted_tokens, 0)) AS weighted_sum, sum(ifNull(usd, 0)) AS usd_sum"
+            " sum(ifNull(weighted_tokens, 0)) AS weighted_sum, sum(ifNull(usd, 0)) AS usd_sum,"
+            " avg(duration_ms) AS avg_duration_ms"
             f" FROM {self.table} FINAL WHERE {condition} GROUP BY grp, period"
             " ORDER BY period, usd_sum DESC, requests DESC LIMIT 10000", params)
         return [usage_row(group_by, period, {**row, "input_tokens": row["input_sum"], "output_tokens":

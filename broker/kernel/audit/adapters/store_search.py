@@ -81,7 +81,8 @@ class StoreAuditSearch:
         return trace_summary(trace_id, [event_from_row(row) for row in rows])
 
     async def usage(self, group_by: str, period: str | None, where: AuditFilter) -> list[dict[str, Any]]:
-        """Requests, errors, tokens and cost per group (and per UTC period), costliest first within a period."""
+        """Requests, errors, tokens, cost and mean duration per group (and per UTC period), costliest first within a
+        period."""
         column = GROUPS[group_by]
         bucket = _BUCKETS[self._db.dialect][period] if period else "''"
         clauses, args = self._where(where)
@@ -90,7 +91,8 @@ class StoreAuditSearch:
             f"SELECT {column} AS grp, {bucket} AS period, COUNT(*) AS requests,"
             " SUM(CASE WHEN outcome = 'ok' THEN 0 ELSE 1 END) AS errors,"
             " COALESCE(SUM(input_tokens), 0) AS input_tokens, COALESCE(SUM(output_tokens), 0) AS output_tokens,"
-            " COALESCE(SUM(weighted_tokens), 0) AS weighted_tokens, COALESCE(SUM(usd), 0) AS usd"
+            " COALESCE(SUM(weighted_tokens), 0) AS weighted_tokens, COALESCE(SUM(usd), 0) AS usd,"
+            " AVG(duration_ms) AS avg_duration_ms"
             f" FROM audit_events WHERE {condition} GROUP BY {column}{f', {bucket}' if period else ''}"
             " ORDER BY period, usd DESC, requests DESC LIMIT 10000", *args)
         return [usage_row(group_by, period, row) for row in rows]
@@ -150,7 +152,8 @@ def usage_row(group_by: str, period: str | None, row: Mapping[str, Any]) -> dict
     return {group_by: _group_name(group_by, row["grp"]), **({"period": row["period"]} if period else {}),
             "requests": int(row["requests"]), "errors": int(row["errors"]),
             "input_tokens": int(row["input_tokens"]), "output_tokens": int(row["output_tokens"]),
-            "weighted_tokens": float(row["weighted_tokens"]), "usd": float(row["usd"])}
+            "weighted_tokens": float(row["weighted_tokens"]), "usd": float(row["usd"]),
+            "avg_duration_ms": round(float(row["avg_duration_ms"] or 0.0), 1)}
 
 
 def _group_name(group_by: str, value: Any) -> Any:
