@@ -31,6 +31,7 @@ CONSOLE_PAGES: tuple[ConsolePage, ...] = (
     ConsolePage("/servers", "nav.servers", "gateway", ("mcp_servers:read",)),
     ConsolePage("/store", "nav.store", "gateway", ("mcp_servers:read",)),
     ConsolePage("/connections", "nav.connections", "gateway"),
+    ConsolePage("/providers", "nav.providers", "gateway", ("providers:read",)),
     ConsolePage("/users", "nav.users", "access", ("users:read",)),
     ConsolePage("/teams", "nav.teams", "access", ("teams:read",)),
     ConsolePage("/roles", "nav.roles", "access", ("roles:read",)),

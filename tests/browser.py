@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 from tests.services import CHROMIUM
 
@@ -33,8 +33,11 @@ def sign_in(page: Page, console: str, email: str, password: str) -> None:
     page.wait_for_url(console + "/")
 
 
-def screenshot(page: Page, name: str) -> None:
-    """The README shows these: each main page as the tests left it."""
+def screenshot(page: Page, name: str, part: Locator | None = None) -> None:
+    """The README shows these: each main page as the tests left it (or with ``part`` of it at the top)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.evaluate("window.scrollTo(0, 0)")
+    if part is not None:
+        part.evaluate("node => node.scrollIntoView()")
+    else:
+        page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import get_args
 
+from broker.config import ModelConfig
 from broker.connections.links import LinkState
 from broker.kernel.breaker import BreakerState
 from broker.kernel.identity.models import ApiKey
@@ -46,6 +47,9 @@ def keys_in_use() -> set[str]:
     used |= {f"ownership.{o}" for o in schema["auth"]["properties"]["ownership"]["enum"]}
     used |= {f"health.{state}" for state in get_args(Health)} | {f"breaker.{state}" for state in get_args(BreakerState)}
     used |= {f"verdict.{verdict}" for verdict in get_args(Verdict)}
+    used |= {f"routing.{mode}" for mode in get_args(ModelConfig.model_fields["routing"].annotation)}
+    used |= {f"routing.{mode}.hint" for mode in get_args(ModelConfig.model_fields["routing"].annotation)}
+    used |= {f"source.{source}" for source in ("config", "api")}  # ai_proxy/catalog_store.py
     used |= {f"link_state.{state}" for state in {*get_args(LinkState), *SHARED_STATES.values()}}
     used |= {f"logs.surface.{s}" for s in ("ai", "mcp", "admin")}
     used |= {f"outcome.{o}" for o in ("ok", "error", "refused", "tool_error")}

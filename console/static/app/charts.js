@@ -39,3 +39,34 @@ export function barList(rows, description) {
     return h("li", {}, h("span", { class: "bar-label" }, row.label), h("span", { class: "bar" }, fill), h("span", { class: "bar-value" }, row.text));
   }));
 }
+
+// points: numbers in time order (null: no data that minute) as a small line, with its last value in words.
+export function sparkline(points, description) {
+  const width = 120;
+  const height = 28;
+  const known = points.filter((p) => p !== null);
+  const top = Math.max(1e-9, ...known);
+  const step = points.length > 1 ? width / (points.length - 1) : width;
+  const svg = h("svg:svg", { viewBox: `0 0 ${width} ${height}`, class: "sparkline", role: "img", "aria-label": description });
+  svg.appendChild(h("svg:title", {}, description));
+  let path = "";
+  points.forEach((value, index) => {
+    if (value === null) return;
+    const x = (index * step).toFixed(1);
+    const y = (height - 2 - (value / top) * (height - 4)).toFixed(1);
+    path += `${path && points[index - 1] !== null ? "L" : "M"}${x},${y} `;
+  });
+  if (path) svg.appendChild(h("svg:path", { d: path.trim(), class: "line" }));
+  return svg;
+}
+
+// parts: [{label, value, className}] as one bar split by share (a traffic split, say).
+export function shareBar(parts, description) {
+  const total = parts.reduce((sum, p) => sum + p.value, 0);
+  return h("div", { class: "share-bar", role: "img", "aria-label": description }, total ? parts.filter((p) => p.value).map((p) => {
+    const share = Math.round((p.value / total) * 100);
+    const piece = h("span", { class: ["share", p.className], title: `${p.label}: ${share}%` }, share >= 12 ? `${p.label} ${share}%` : "");
+    piece.style.width = `${(p.value / total) * 100}%`;
+    return piece;
+  }) : h("span", { class: "share empty" }, "—"));
+}
