@@ -31,6 +31,7 @@ from broker.config import (
     AuditChannelConfig,
     NatsChannelConfig,
     OtlpChannelConfig,
+    QuotaBehaviourConfig,
     SyslogChannelConfig,
     WardenConfig,
     WebhookChannelConfig,
@@ -44,7 +45,8 @@ from broker.kernel.audit.adapters.clickhouse import ClickHouseAudit, ClickHouseC
 from broker.kernel.audit.adapters.store import AuditQuery, StoreAuditSink
 from broker.kernel.audit.adapters.store_search import StoreAuditSearch
 from broker.kernel.audit.body_store import BodyStore, LocalBodyStore, S3BodyStore
-from broker.kernel.audit.capture import BodyCapture, CaptureSettings
+from broker.kernel.audit.capture import BodyCapture, capture_settings
+from broker.kernel.audit.capture_settings import AuditCaptureConfig
 from broker.kernel.audit.channels.nats import NatsChannel
 from broker.kernel.audit.channels.otlp import OtlpChannel
 from broker.kernel.audit.channels.syslog import SyslogChannel
@@ -76,7 +78,7 @@ from broker.kernel.quota.errors import CounterStoreDown
 from broker.kernel.quota.ports import CounterStore
 from broker.kernel.quota.rulebook import RuleBook
 from broker.kernel.quota.rules import QuotaRuleStore
-from broker.kernel.settings import SettingsStore
+from broker.kernel.settings import LiveSettings, SettingsStore
 from broker.kernel.store.migrations import migrate
 from broker.kernel.store.ports import Database
 from broker.kernel.vault import SecretVault
@@ -157,7 +159,8 @@ class Kernel:
     audit: StoreAuditSink
     forwarders: list[AuditForwarder]
     capture: BodyCapture
-    capture_settings: CaptureSettings
+    capture_settings: LiveSettings[AuditCaptureConfig]
+    quota_settings: LiveSettings[QuotaBehaviourConfig]  # fail mode and alert thresholds
     bodies: BodyStore  # where captured bodies over body_max_bytes are offloaded
     search: AuditSearch
     hasher: KeyHasher
@@ -210,8 +213,9 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         bodies = _body_store(config)
         audit = StoreAuditSink(db, spool, bodies, config.audit.when_full == "refuse", registry)
         capture = BodyCapture(config.audit.capture)
-        capture_settings = CaptureSettings(SettingsStore(db, clock), broadcast, capture)
-        await capture_settings.load()
+        settings = SettingsStore(db, clock)
+        capture_live = capture_settings(settings, broadcast, capture)
+        await capture_live.load()
         forward_metrics = ForwardMetrics(registry)
         forwarders = [AuditForwarder(spool, _audit_channel(channel), channel.max_lag_bytes, forward_metrics)
                       for channel in config.audit.forward]
@@ -228,10 +232,13 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         quotas = QuotaEngine(counters, RuleBook(), clock, QuotaPolicy(
             config.quotas.timezone, config.quotas.fail_mode, config.quotas.alert_thresholds,
         ), registry, BudgetAlerts(events, audit, webhooks.send))
+        quota_live = LiveSettings("quota_behaviour", QuotaBehaviourConfig, config.quotas.behaviour(), settings,
+                                  broadcast, lambda b: quotas.apply(b.fail_mode, b.alert_thresholds))
+        await quota_live.load()
         box = SecretBox(secrets.key_ring)
         kernel = Kernel(config, db, redis, broadcast, identity, SecretVault(db, box, clock), events, upkeep, box,
-                        registry, quotas, quota_rules, webhooks, audit, forwarders, capture, capture_settings, bodies,
-                        search, hasher,
+                        registry, quotas, quota_rules, webhooks, audit, forwarders, capture, capture_live, quota_live,
+                        bodies, search, hasher,
                         RedisPendingAuthorizations(redis, config.redis.timeout_seconds) if redis is not None
                         else StorePendingAuthorizations(db, clock))
         await kernel.reload_quota_rules()
@@ -314,7 +321,7 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiC
                                mcp.virtuals_changed, mcp.connections, mcp.outbound, mcp.authorization,
                                _single_sign_on(config, kernel, mcp.outbound, clock), ai_catalog,
                                kernel.search, kernel.bodies, AdminTrail(kernel.audit), kernel.pending,
-                               kernel.capture_settings, templates, health)
+                               kernel.capture_settings, kernel.quota_settings, templates, health)
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
         warden_version(), config.security.oidc.label if config.security.oidc else None,

@@ -233,9 +233,29 @@ class QuotasConfig(_Section):
     @field_validator("alert_thresholds")
     @classmethod
     def _thresholds(cls, values: tuple[float, ...]) -> tuple[float, ...]:
-        if any(not 0 < v <= 1000 for v in values):
-            raise ValueError("thresholds are percentages between 0 and 1000")
-        return tuple(sorted(set(values)))
+        return alert_percentages(values)
+
+    def behaviour(self) -> QuotaBehaviourConfig:
+        return QuotaBehaviourConfig(fail_mode=self.fail_mode, alert_thresholds=self.alert_thresholds)
+
+
+def alert_percentages(values: tuple[float, ...]) -> tuple[float, ...]:
+    if any(not 0 < v <= 1000 for v in values):
+        raise ValueError("thresholds are percentages between 0 and 1000")
+    return tuple(sorted(set(values)))
+
+
+class QuotaBehaviourConfig(_Section):
+    """What quotas do when their store fails, and when budget alerts fire: changed in the console at run time
+    (the configuration file's ``quotas.fail_mode`` and ``quotas.alert_thresholds`` until then)."""
+
+    fail_mode: Literal["open", "closed"] = "open"
+    alert_thresholds: tuple[float, ...] = Field((50.0, 80.0, 95.0, 100.0), max_length=20)
+
+    @field_validator("alert_thresholds")
+    @classmethod
+    def _thresholds(cls, values: tuple[float, ...]) -> tuple[float, ...]:
+        return alert_percentages(values)
 
 
 class ToolOptionsConfig(_Section):

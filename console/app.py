@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from ai_proxy.catalog import AiCatalog
 from broker.authserver.server import McpAuthorizationServer
+from broker.config import QuotaBehaviourConfig
 from broker.connections.pending import PendingAuthorizations
 from broker.connections.service import Connections
 from broker.edge.errors import EXCEPTION_HANDLERS
@@ -23,12 +24,13 @@ from broker.edge.health import HealthChecks
 from broker.edge.metrics import HttpMetrics, MetricsMiddleware
 from broker.kernel.audit.adapters.store import AuditQuery
 from broker.kernel.audit.body_store import BodyStore
-from broker.kernel.audit.capture import CaptureSettings
+from broker.kernel.audit.capture_settings import AuditCaptureConfig
 from broker.kernel.audit.ports import AuditSearch
 from broker.kernel.clock import Clock
 from broker.kernel.identity.service import Identity
 from broker.kernel.quota.engine import QuotaEngine
 from broker.kernel.quota.rules import QuotaRuleStore
+from broker.kernel.settings import LiveSettings
 from broker.mcp.access import AccessPolicy, AccessRuleStore
 from broker.mcp.credentials import UserCredentials
 from broker.mcp.pool import UpstreamPool
@@ -105,7 +107,8 @@ class ConsoleServices:
     audit_bodies: BodyStore
     admin_trail: AdminTrail
     pending: PendingAuthorizations  # short-lived single-use grants shared by the instances (live feed tickets)
-    capture_settings: CaptureSettings
+    capture_settings: LiveSettings[AuditCaptureConfig]
+    quota_settings: LiveSettings[QuotaBehaviourConfig]
     store_templates: list[StoreTemplate]
     health: HealthChecks
 
@@ -119,7 +122,8 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
         *TeamRoutes(identity).routes(),
         *RoleRoutes(identity).routes(),
         *KeyRoutes(identity, clock, settings.rotation_grace_hours).routes(),
-        *QuotaRoutes(identity, services.quotas, services.quota_rules, services.quota_rules_changed).routes(),
+        *QuotaRoutes(identity, services.quotas, services.quota_rules, services.quota_rules_changed,
+                     services.quota_settings).routes(),
         *AiCatalogRoutes(services.ai_catalog, services.outbound).routes(),
         *McpServerRoutes(services.mcp_servers, services.mcp_pool, services.mcp_servers_changed,
                          services.outbound, services.connections).routes(),

@@ -13,17 +13,17 @@ from starlette.datastructures import QueryParams
 from broker.kernel.audit.adapters.store import AuditQuery
 from broker.kernel.audit.adapters.store_search import GROUPS, PERIODS, AuditFilter
 from broker.kernel.audit.body_store import BodyStore, BodyStoreError
-from broker.kernel.audit.capture import CaptureSettings
 from broker.kernel.audit.capture_settings import AuditCaptureConfig
 from broker.kernel.audit.ports import AuditSearch
 from broker.kernel.errors import DependencyUnavailable, FieldError, InvalidInput, NotFound
 from broker.kernel.identity.service import require
+from broker.kernel.settings import LiveSettings
 from console.endpoints import ApiRoute, Call, query_integer
 
 
 class AuditRoutes:
     def __init__(self, audit: AuditQuery, search: AuditSearch, bodies: BodyStore,
-                 capture: CaptureSettings) -> None:
+                 capture: LiveSettings[AuditCaptureConfig]) -> None:
         self._audit = audit
         self._search = search
         self._bodies = bodies

@@ -1,13 +1,19 @@
-"""Settings changed at run time: one JSON document per name, in the store (the config file gives defaults)."""
+"""Settings changed at run time: one JSON document per name, in the store (the config file gives defaults),
+applied on every instance at once through the broadcast."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import orjson
+from pydantic import BaseModel
 
+from broker.kernel.bus.ports import Broadcast, Message
 from broker.kernel.clock import Clock
 from broker.kernel.store.ports import Database
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class SettingsStore:
@@ -25,3 +31,38 @@ class SettingsStore:
             " ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at,"
             " updated_by = excluded.updated_by",
             name, orjson.dumps(value).decode(), self._clock.now(), updated_by)
+
+
+class LiveSettings(Generic[Model]):
+    """One group of settings: the configuration file's values until changed, then the stored ones; a change is
+    stored, applied here and announced, and every other instance reads and applies it on the announcement."""
+
+    def __init__(self, name: str, model: type[Model], defaults: Model, store: SettingsStore, broadcast: Broadcast,
+                 apply: Callable[[Model], None]) -> None:
+        self._name = name
+        self._model = model
+        self._store = store
+        self._broadcast = broadcast
+        self._apply = apply
+        self.current = defaults
+        broadcast.subscribe(self._channel, self._changed)
+
+    @property
+    def _channel(self) -> str:
+        return f"settings.{self._name}"
+
+    async def load(self) -> None:
+        if (stored := await self._store.get(self._name)) is not None:
+            self._set(self._model.model_validate(stored))
+
+    async def update(self, settings: Model, updated_by: str | None) -> None:
+        await self._store.put(self._name, settings.model_dump(mode="json"), updated_by)
+        self._set(settings)
+        await self._broadcast.publish(self._channel, {})
+
+    def _set(self, settings: Model) -> None:
+        self._apply(settings)
+        self.current = settings
+
+    async def _changed(self, message: Message) -> None:
+        await self.load()

@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Locator, Page
 
 from tests.browser import LAPTOP, chromium, screenshot, sign_in
 from tests.conftest import STRONG_PASSWORD
-from tests.interaction.process import WardenProcess, base_env
+from tests.interaction.process import WardenProcess, base_env, wait_until
 from tests.mcp.conftest import mcp_client, served_plain_upstream
 
 ADMIN = "admin@example.com"
@@ -309,17 +309,32 @@ def test_a_viewer_is_refused_admin_pages_in_the_browser_and_by_the_api(page: Pag
         admin_page.check("#content [name=mcp_results]")
         admin_page.fill("#content [name=body_max_bytes]", "10")
         admin_page.fill("#content [name=redaction_patterns]", "ticket=TICKET-[0-9]+")
-        admin_page.click("#content button[type=submit]")
+        admin_page.click("#content form >> nth=0 >> button[type=submit]")
         error = admin_page.locator("#content [data-field=body_max_bytes] .field-error")
         error.wait_for()
         assert "1024" in error.inner_text()
         assert api.get("/api/settings/audit").json() == before
         admin_page.fill("#content [name=body_max_bytes]", "2048")
-        admin_page.click("#content button[type=submit]")
+        admin_page.click("#content form >> nth=0 >> button[type=submit]")
         admin_page.wait_for_selector("text=Settings saved.")
         after = api.get("/api/settings/audit").json()
         assert after["mcp_results"] and after["body_max_bytes"] == 2048
         assert after["redaction_patterns"] == [{"name": "ticket", "pattern": "TICKET-[0-9]+"}]
+        # The quota fail mode and alert thresholds: words and out-of-range numbers refused at their field.
+        quotas = admin_page.locator("#quota-settings")
+        for typed, said in (("50, lots", "only numbers"), ("50, 2000", "between 0 and 1000")):
+            quotas.locator("[name=fail_mode]").select_option("closed")
+            quotas.locator("[name=alert_thresholds]").fill(typed)
+            quotas.locator("button[type=submit]").click()
+            refused = quotas.locator("[data-field=alert_thresholds] .field-error")
+            refused.wait_for()
+            assert said in refused.inner_text()
+            assert api.get("/api/settings/quotas").json() == {"fail_mode": "open",
+                                                               "alert_thresholds": [50.0, 80.0, 95.0, 100.0]}
+        quotas.locator("[name=alert_thresholds]").fill("90, 60")
+        quotas.locator("button[type=submit]").click()
+        saved = {"fail_mode": "closed", "alert_thresholds": [60.0, 90.0]}
+        assert wait_until(lambda: api.get("/api/settings/quotas").json() == saved, 10, 0.1)
         admin_page.context.close()
 
     sign_in(page, warden.console, VIEWER, STRONG_PASSWORD)

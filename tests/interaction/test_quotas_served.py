@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import REDIS_URL
+from tests.connections.conftest import console_session, first_admin
 from tests.interaction.process import WardenProcess, base_env, free_port, shared_secrets, wait_until
 
 SECRET = "wdn_" + "Q" * 43
@@ -99,9 +100,11 @@ def _redis_answers(port: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize(("fail_mode", "while_down"), [("open", 200), ("closed", 429)])
+@pytest.mark.parametrize(("fail_mode", "changed_to", "while_down"),
+                         [("open", None, 200), ("closed", None, 429), ("open", "closed", 429)])
 def test_redis_outage_follows_the_fail_mode_and_recovers(tmp_path: Path, private_redis: tuple[int, list[
-        subprocess.Popen[bytes]]], fail_mode: str, while_down: int) -> None:
+        subprocess.Popen[bytes]]], fail_mode: str, changed_to: str | None, while_down: int) -> None:
+    """The fail mode of the configuration file, or the one the console changed it to while Warden ran."""
     port, processes = private_redis
     redis = start_redis(port, processes)
     env = base_env(tmp_path / "data", "", WARDEN_REDIS_URL=f"redis://127.0.0.1:{port}/0",
@@ -110,6 +113,10 @@ def test_redis_outage_follows_the_fail_mode_and_recovers(tmp_path: Path, private
     auth = {"authorization": f"Bearer {SECRET}"}
     with WardenProcess(env, tmp_path / "warden.log") as warden:
         assert httpx.get(warden.gateway + "/v1/models", headers=auth).status_code == 200
+        if changed_to is not None:
+            first_admin(warden, "admin@example.com")
+            with console_session(warden, "admin@example.com") as console:
+                assert console.put("/api/settings/quotas", json={"fail_mode": changed_to}).status_code == 200
         redis.terminate()
         redis.wait(5)
         for _ in range(5):

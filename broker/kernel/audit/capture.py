@@ -11,11 +11,10 @@ import anyio
 
 from broker.kernel.audit.capture_settings import AuditCaptureConfig
 from broker.kernel.audit.redaction import RedactionPattern, Redactor
-from broker.kernel.bus.ports import Broadcast, Message
-from broker.kernel.settings import SettingsStore
+from broker.kernel.bus.ports import Broadcast
+from broker.kernel.settings import LiveSettings, SettingsStore
 
 SETTINGS_NAME = "audit_capture"
-CHANNEL = "settings.audit_capture"
 INLINE_CHARACTERS = 64 << 10  # longer bodies are redacted in a worker thread, the event loop serving on meanwhile
 
 
@@ -63,27 +62,7 @@ class BodyCapture:
         return CapturedBody(redacted, size, counts, len(redacted.encode()) > limit)
 
 
-class CaptureSettings:
-    """Loads the stored capture settings, and changes them on every instance (through the broadcast)."""
-
-    def __init__(self, store: SettingsStore, broadcast: Broadcast, capture: BodyCapture) -> None:
-        self._store = store
-        self._broadcast = broadcast
-        self._capture = capture
-        broadcast.subscribe(CHANNEL, self._changed)
-
-    @property
-    def current(self) -> AuditCaptureConfig:
-        return self._capture.settings
-
-    async def load(self) -> None:
-        if (stored := await self._store.get(SETTINGS_NAME)) is not None:
-            self._capture.apply(AuditCaptureConfig.model_validate(stored))
-
-    async def update(self, settings: AuditCaptureConfig, updated_by: str | None) -> None:
-        await self._store.put(SETTINGS_NAME, settings.model_dump(mode="json"), updated_by)
-        self._capture.apply(settings)
-        await self._broadcast.publish(CHANNEL, {})
-
-    async def _changed(self, message: Message) -> None:
-        await self.load()
+def capture_settings(store: SettingsStore, broadcast: Broadcast, capture: BodyCapture
+                     ) -> LiveSettings[AuditCaptureConfig]:
+    """The capture settings changed in the console, on every instance."""
+    return LiveSettings(SETTINGS_NAME, AuditCaptureConfig, capture.settings, store, broadcast, capture.apply)

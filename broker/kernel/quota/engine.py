@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -69,7 +69,8 @@ class QuotaEngine:
         self._policy = policy
         self._calendar = PeriodCalendar(ZoneInfo(policy.timezone))
         self._alert = alert
-        self._lowest_threshold = min(policy.alert_thresholds, default=100.0) / 100
+        self._lowest_threshold = 1.0
+        self.apply(policy.fail_mode, policy.alert_thresholds)
         self._quiet_until = 0.0
         self.fail_open_total = Counter("quota_fail_open", "Requests let through because the quota store was"
                                        " unavailable", registry=registry)
@@ -77,6 +78,15 @@ class QuotaEngine:
                                       registry=registry)
         self.unavailable_total = Counter("quota_unavailable", "Quota store operations that failed",
                                          ["operation"], registry=registry)
+
+    @property
+    def policy(self) -> QuotaPolicy:
+        return self._policy
+
+    def apply(self, fail_mode: str, alert_thresholds: tuple[float, ...]) -> None:
+        """New behaviour from the next request on (changed in the console, on every instance)."""
+        self._policy = replace(self._policy, fail_mode=fail_mode, alert_thresholds=alert_thresholds)
+        self._lowest_threshold = min(alert_thresholds, default=100.0) / 100
 
     async def admit(self, request: QuotaRequest) -> Admission:
         """Check every applicable rule and count the request, or raise naming the rule that refused it."""

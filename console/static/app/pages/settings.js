@@ -1,12 +1,12 @@
-// Settings: body capture per surface, body_max_bytes, body retention and admin-defined redaction patterns.
-// Changes apply on every instance without a restart.
-import { api } from "../api.js";
+// Settings: body capture per surface, body_max_bytes, body retention and admin-defined redaction patterns; the
+// quota fail mode and budget alert thresholds. Changes apply on every instance without a restart.
+import { api, ApiError } from "../api.js";
 import { h, toast } from "../dom.js";
 import { form } from "../forms.js";
 import { t } from "../i18n.js";
 
 export async function render({ redraw }) {
-  const current = await api("GET", "/api/settings/audit");
+  const [current, quotas] = await Promise.all([api("GET", "/api/settings/audit"), api("GET", "/api/settings/quotas")]);
   return h("section", { class: "page" },
     h("h1", {}, t("nav.settings")),
     h("div", { class: "panel" }, h("h2", {}, t("settings.capture")), h("p", { class: "muted" }, t("settings.capture_hint")), form({
@@ -28,6 +28,22 @@ export async function render({ redraw }) {
           return at > 0 ? { name: line.slice(0, at).trim(), pattern: line.slice(at + 1) } : { name: line, pattern: "" };
         });
         await api("PUT", "/api/settings/audit", { ...values, redaction_patterns: patterns });
+        toast(t("settings.saved"));
+        redraw();
+      },
+    })),
+    h("div", { class: "panel", id: "quota-settings" }, h("h2", {}, t("settings.quotas")), form({
+      fields: [
+        { name: "fail_mode", label: t("settings.fail_mode"), type: "select", value: quotas.fail_mode, hint: t("settings.fail_mode_hint"),
+          options: [{ value: "open", label: t("settings.fail_open") }, { value: "closed", label: t("settings.fail_closed") }] },
+        { name: "alert_thresholds", label: t("settings.alert_thresholds"), value: quotas.alert_thresholds.join(", "), hint: t("settings.alert_thresholds_hint") },
+      ],
+      onSubmit: async (values) => {
+        // Each number as typed (the API names one it refuses); words that are no number are refused here.
+        const parts = values.alert_thresholds.split(/[\s,%]+/).filter(Boolean);
+        const thresholds = parts.map(Number);
+        if (thresholds.some(Number.isNaN)) throw new ApiError(422, t("settings.not_numbers"), [{ field: "alert_thresholds", message: t("settings.not_numbers") }]);
+        await api("PUT", "/api/settings/quotas", { fail_mode: values.fail_mode, alert_thresholds: thresholds });
         toast(t("settings.saved"));
         redraw();
       },
