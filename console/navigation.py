@@ -36,6 +36,7 @@ CONSOLE_PAGES: tuple[ConsolePage, ...] = (
     ConsolePage("/teams", "nav.teams", "access", ("teams:read",)),
     ConsolePage("/roles", "nav.roles", "access", ("roles:read",)),
     ConsolePage("/keys", "nav.keys", "access", ("keys:create", "keys:read", "keys:manage")),
+    ConsolePage("/quotas", "nav.quotas", "access", ("quotas:manage",)),
     ConsolePage("/settings", "nav.settings", "system", ("settings:manage",)),
     ConsolePage("/guide", "nav.guide", "overview"),
 )

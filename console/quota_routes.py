@@ -51,7 +51,8 @@ class QuotaRoutes:
             ApiRoute("DELETE", "/api/quotas/rules/{rule_id}", self.delete, "Delete a rule (quotas:manage)",
                      "quotas", status=204),
             ApiRoute("GET", "/api/quotas/usage", self.usage,
-                     "Usage of every rule on ?subject=kind:id (quotas:manage)", "quotas"),
+                     "Usage of every rule on ?subject=kind:id, with the budget alert thresholds"
+                     " (quotas:manage)", "quotas"),
             ApiRoute("GET", "/api/quotas/mine", self.mine,
                      "How much of each limit and budget the caller has left", "quotas"),
             ApiRoute("GET", "/api/settings/quotas", self.settings, "Quota fail mode and budget alert thresholds"
@@ -101,7 +102,8 @@ class QuotaRoutes:
         if kind not in SUBJECT_KINDS or not ident:
             raise InvalidInput("invalid subject", [FieldError("query.subject", "must be kind:id, e.g. user:<id>")])
         counted = await self._engine.usage(Subject(kind, ident))
-        return {"items": [usage_view(c) for c in counted]}
+        return {"items": [usage_view(c) for c in counted],
+                "alert_thresholds": list(self._engine.policy.alert_thresholds)}
 
     async def mine(self, call: Call) -> dict[str, Any]:
         items = []

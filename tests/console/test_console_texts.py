@@ -17,7 +17,7 @@ from broker.mcp.probe import Verdict
 from broker.mcp.upstream import Health
 from console.connection_routes import SHARED_STATES
 from console.navigation import CONSOLE_PAGES
-from console.schemas import SurfaceName
+from console.schemas import CreateQuotaRule, SurfaceName
 
 CONSOLE = Path(__file__).resolve().parents[2] / "console"
 LANGUAGES = ("en", "zh")
@@ -49,6 +49,10 @@ def keys_in_use() -> set[str]:
     used |= {f"verdict.{verdict}" for verdict in get_args(Verdict)}
     used |= {f"routing.{mode}" for mode in get_args(ModelConfig.model_fields["routing"].annotation)}
     used |= {f"routing.{mode}.hint" for mode in get_args(ModelConfig.model_fields["routing"].annotation)}
+    quota_rule = CreateQuotaRule.model_fields
+    for family, field in (("metric", "metric"), ("surface", "surface"), ("kind", "subject_kind")):
+        used |= {f"quotas.{family}.{value}" for value in get_args(quota_rule[field].annotation)}
+    used |= {f"quotas.period.{value}" for value in get_args(get_args(quota_rule["period"].annotation)[0])}
     used |= {f"source.{source}" for source in ("config", "api")}  # ai_proxy/catalog_store.py
     used |= {f"link_state.{state}" for state in {*get_args(LinkState), *SHARED_STATES.values()}}
     used |= {f"logs.surface.{s}" for s in ("ai", "mcp", "admin")}

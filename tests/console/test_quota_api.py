@@ -28,7 +28,9 @@ async def test_rules_are_managed_and_enforced_on_the_gateway(admin: httpx.AsyncC
     assert (error["code"], error["rule"], error["limit"]) == ("rate_limited", "api_key:requests/1m", 2)
     assert int(refused.headers["retry-after"]) >= 1
 
-    usage = (await admin.get(f"/api/quotas/usage?subject=api_key:{key['id']}")).json()["items"]
+    answer = (await admin.get(f"/api/quotas/usage?subject=api_key:{key['id']}")).json()
+    assert answer["alert_thresholds"] == [50.0, 80.0, 95.0, 100.0]
+    usage = answer["items"]
     assert usage == [{"rule_id": rule["id"], "rule": "api_key:requests/1m", "subject": f"api_key:{key['id']}",
                       "used": 2.0, "limit": 2.0, "remaining": 0.0, "resets_in_seconds": usage[0]["resets_in_seconds"]}]
 
