@@ -38,6 +38,7 @@ CONSOLE_PAGES: tuple[ConsolePage, ...] = (
     ConsolePage("/keys", "nav.keys", "access", ("keys:create", "keys:read", "keys:manage")),
     ConsolePage("/quotas", "nav.quotas", "access", ("quotas:manage",)),
     ConsolePage("/settings", "nav.settings", "system", ("settings:manage",)),
+    ConsolePage("/trail", "nav.trail", "system", ("audit:read",)),
     ConsolePage("/guide", "nav.guide", "overview"),
 )
 

@@ -103,6 +103,26 @@ def test_weights_traffic_projection_and_the_kill_switch(page: Page, warden: Ward
     assert [(r["provider"], r["weight"], r["output_price_per_million"]) for r in routes] == [
         ("alpha", 3, None), ("beta", 1, 20.0)]
 
+    # The admin trail names who changed the routing, and what: the peers before and after.
+    change = page.locator("#content tr", has=page.locator("code", has_text="PATCH /api/ai/models/{name}")).first
+    deadline = time.monotonic() + 10  # the trail is written in batches, like every audit event
+    while True:
+        page.goto(warden.console + "/trail?outcome=ok")
+        page.wait_for_selector("#content h1")
+        if change.count() or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    row = change.inner_text()
+    assert ADMIN in row and "name=duo" in row and "routes.0.weight" in row
+    change.locator(".event-link").click()
+    weight = page.locator('dialog[open] .diff tr[data-field="routes.0.weight"]')
+    weight.wait_for()
+    assert (weight.locator("td.old").inner_text(), weight.locator("td.new").inner_text()) == ("1", "3")
+    added = page.locator('dialog[open] .diff tr[data-field="routes.1"]')
+    assert added.locator("td.old").inner_text() == "—" and '"beta"' in added.locator("td.new").inner_text()
+    screenshot(page, "trail")
+    page.keyboard.press("Escape")
+
     # Traffic from the official SDK, split by the weights: the page shows it by peer with latency and cost.
     sdk = openai.OpenAI(base_url=warden.gateway + "/v1", api_key=KEY, max_retries=0)
     for _ in range(40):

@@ -47,3 +47,11 @@ export function formatTime(seconds) {
   if (seconds === null || seconds === undefined) return "—";
   return new Date(seconds * 1000).toLocaleString();
 }
+
+// An ISO 8601 moment as a datetime-local input's value, in the browser's time zone.
+export function localInput(iso) {
+  if (!iso) return "";
+  const moment = new Date(iso);
+  if (Number.isNaN(moment.getTime())) return "";
+  return new Date(moment.getTime() - moment.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}

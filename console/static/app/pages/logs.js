@@ -2,7 +2,7 @@
 // routing decision or tool timeline, its whole trace across both surfaces, and its captured bodies (only with
 // audit:read_bodies).
 import { api } from "../api.js";
-import { formatTime, h } from "../dom.js";
+import { formatTime, h, localInput } from "../dom.js";
 import { form, openDialog } from "../forms.js";
 import { t } from "../i18n.js";
 import { can, teamScope } from "../session.js";
@@ -60,14 +60,6 @@ export async function render({ path }) {
       { label: t("logs.duration"), cell: (e) => `${Math.round(e.duration_ms)} ms` },
       { label: t("logs.cost"), cell: (e) => (e.usd ? `$${e.usd.toFixed(6)}` : "—") },
     ], page.items, t("logs.none")), more ? h("p", {}, more) : null);
-}
-
-// An ISO 8601 moment as a datetime-local input's value, in the browser's time zone.
-function localInput(iso) {
-  if (!iso) return "";
-  const moment = new Date(iso);
-  if (Number.isNaN(moment.getTime())) return "";
-  return new Date(moment.getTime() - moment.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
 }
 
 function withCursor(query, cursor) {
