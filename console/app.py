@@ -33,6 +33,7 @@ from broker.kernel.quota.rules import QuotaRuleStore
 from broker.kernel.settings import LiveSettings
 from broker.mcp.access import AccessPolicy, AccessRuleStore
 from broker.mcp.credentials import UserCredentials
+from broker.mcp.live_calls import LiveCalls
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.servers import McpServerStore
 from broker.mcp.store_templates import StoreTemplate
@@ -109,6 +110,7 @@ class ConsoleServices:
     pending: PendingAuthorizations  # short-lived single-use grants shared by the instances (live feed tickets)
     capture_settings: LiveSettings[AuditCaptureConfig]
     quota_settings: LiveSettings[QuotaBehaviourConfig]
+    live_calls: LiveCalls
     store_templates: list[StoreTemplate]
     health: HealthChecks
 
@@ -130,7 +132,7 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
         *McpAccessRoutes(identity, services.mcp_access_rules, services.mcp_access, services.mcp_pool,
                          services.mcp_credentials, services.mcp_access_changed).routes(),
         *McpVirtualRoutes(services.mcp_virtual_servers, services.mcp_pool, services.mcp_virtuals_changed).routes(),
-        *McpCallRoutes(services.audit, services.audit_search).routes(),
+        *McpCallRoutes(services.audit, services.audit_search, services.live_calls, services.pending).routes(),
         *AuditRoutes(services.audit, services.audit_search, services.audit_bodies,
                      services.capture_settings).routes(),
         *LiveFeed(services.audit_search, services.pending).routes(),

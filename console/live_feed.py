@@ -1,17 +1,11 @@
 """``/api/audit/live``: a server-sent event stream of audit events as they are stored (every instance's: it reads
-the shared store, or ClickHouse) and of per-minute stats, for the console's dashboard.
-
-Browsers cannot set headers on an EventSource, so the stream is opened with a ticket in the URL: asked for with
-the console session (``POST /api/audit/live/tickets``), valid for 30 seconds, for one stream only, kept hashed in
-the shared store of pending authorizations (any instance may serve the stream). A long-lived credential never
-goes in a URL.
+the shared store, or ClickHouse) and of per-minute stats, for the console's dashboard. It opens with a one-shot
+ticket (``POST /api/audit/live/tickets``, see ``console.stream_tickets``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -23,11 +17,11 @@ from sse_starlette import EventSourceResponse
 from broker.connections.pending import PendingAuthorizations
 from broker.kernel.audit.adapters.store_search import AuditFilter
 from broker.kernel.audit.ports import AuditSearch
-from broker.kernel.errors import AuthenticationFailed, DependencyUnavailable
+from broker.kernel.errors import DependencyUnavailable
 from broker.kernel.identity.service import require
 from console.endpoints import ApiRoute, Call
+from console.stream_tickets import TICKET_SECONDS, StreamTickets
 
-TICKET_SECONDS = 30
 BATCH = 500  # events sent per poll at most (the stats count every event regardless)
 _TRAFFIC = ("ai", "mcp")
 
@@ -36,7 +30,7 @@ class LiveFeed:
     def __init__(self, search: AuditSearch, tickets: PendingAuthorizations, poll_seconds: float = 1.0,
                  stats_seconds: float = 5.0) -> None:
         self._search = search
-        self._tickets = tickets
+        self._tickets = StreamTickets(tickets, "live")
         self._poll = poll_seconds
         self._stats_every = stats_seconds
 
@@ -56,17 +50,12 @@ class LiveFeed:
     async def ticket(self, call: Call) -> dict[str, Any]:
         team_id = call.request.query_params.get("team_id") or None
         require(call.actor, "audit:read", team_id)
-        ticket = secrets.token_urlsafe(32)
-        await self._tickets.put(_key(ticket), json.dumps({"team_id": team_id}), TICKET_SECONDS)
-        return {"ticket": ticket, "expires_in": TICKET_SECONDS,
-                "url": f"/api/audit/live?ticket={ticket}"}
+        ticket = await self._tickets.issue({"team_id": team_id})
+        return {"ticket": ticket, "expires_in": TICKET_SECONDS, "url": f"/api/audit/live?ticket={ticket}"}
 
     async def stream(self, call: Call) -> EventSourceResponse:
-        ticket = call.request.query_params.get("ticket", "")
-        grant = await self._tickets.take(_key(ticket)) if ticket else None
-        if grant is None:
-            raise AuthenticationFailed("a live feed ticket serves one stream, for 30 seconds: ask for a new one")
-        where = AuditFilter(team_id=json.loads(grant)["team_id"])
+        grant = await self._tickets.redeem(call.request.query_params.get("ticket", ""))
+        where = AuditFilter(team_id=grant["team_id"])
         return EventSourceResponse(self._events(where), ping=15, headers={"cache-control": "no-store"})
 
     async def _events(self, where: AuditFilter) -> AsyncIterator[dict[str, str]]:
@@ -106,6 +95,3 @@ class LiveFeed:
 def _quantile(ordered: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
 
-
-def _key(ticket: str) -> str:
-    return "live:" + hashlib.sha256(ticket.encode()).hexdigest()

@@ -66,6 +66,7 @@ from broker.mcp.consent import LinkConsent, can_elicit_url
 from broker.mcp.credentials import NoUserCredentials, UserCredentials
 from broker.mcp.errors import BrokerError, CredentialRequired, UnknownTool, UpstreamUnavailable
 from broker.mcp.input_bridge import InputBridge, Retryable
+from broker.mcp.live_calls import LiveCall, LiveCalls
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.result_cache import MemoryResultCache, ResultCache, cache_key
 from broker.mcp.session_store import SessionDirectory
@@ -111,6 +112,7 @@ class BrokerExtras:
     user_upstreams: UserUpstreams | None = None  # sessions of per-user servers, each with a user's account
     consent: LinkConsent | None = None  # asks callers in band to link a missing account
     capture: BodyCapture | None = None  # captures tool arguments and results into audit events
+    live: LiveCalls | None = None  # tool calls as they run, for consoles watching
 
 
 class McpBroker:
@@ -134,6 +136,7 @@ class McpBroker:
         self._user_upstreams = extras.user_upstreams
         self._consent = extras.consent
         self._capture = extras.capture
+        self._live = extras.live
         self._budget = SessionBudget(extras.sessions_per_server)
         self._bridge = InputBridge(extras.box, self._budget) if extras.box is not None else None
         # Every stateful client session, with its own upstream sessions; dropped when the session ends.
@@ -494,9 +497,13 @@ class McpBroker:
         outcome, code = "error", None
         result: types.CallToolResult | None = None  # kept for body capture
 
+        live: LiveCall | None = None  # the call's steps as they happen, while a console watches
+
         async def report(progress: float, total: float | None, message: str | None) -> None:
             timeline.progress(progress, total, message)
             await ctx.session.report_progress(progress, total, message)
+            if live is not None:
+                await live.step("progress", progress=progress, total=total, message=message)
 
         try:
             asked = False
@@ -517,6 +524,9 @@ class McpBroker:
                         return question
                     asked = True
             server, shown = connection.name, namespaced(connection.name, tool)
+            if self._live is not None and (live := self._live.start(
+                    principal, server, shown, request_context_of(ctx.request, params.meta).trace_id)) is not None:
+                await live.step("start")
             options = connection.definition.options_for(tool)
             if options.requires_user_credential:
                 await self._require_credential(principal, connection.name, namespaced(connection.name, tool))
@@ -528,6 +538,8 @@ class McpBroker:
                             ) if options.cache_ttl_seconds else ""
             if key and (cached := await self._cache.get(key)) is not None:
                 timeline.mark("cache_hit")
+                if live is not None:
+                    await live.step("cache_hit")
                 outcome = "ok"
                 result = types.CallToolResult.model_validate_json(cached)
                 return result
@@ -572,6 +584,9 @@ class McpBroker:
             raise
         finally:
             timeline.finish(outcome, code)
+            if live is not None:
+                with anyio.CancelScope(shield=True):
+                    await live.step(outcome, error_code=code)
             if outcome != "unaudited":  # refused because its event could not be kept: counted by the sink
                 event = timeline.audit_event(principal, request_context_of(ctx.request, params.meta), server,
                                              shown, params.arguments, outcome, code, account)

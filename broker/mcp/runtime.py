@@ -28,6 +28,7 @@ from broker.kernel.store.ports import Database
 from broker.mcp.access import AccessPolicy, AccessRuleStore
 from broker.mcp.consent import LinkConsent
 from broker.mcp.endpoint import AuthenticatedMcpApp, BrokerExtras, McpBroker, key_of_request
+from broker.mcp.live_calls import LiveCalls
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.result_cache import MemoryResultCache, RedisResultCache, ResultCache
 from broker.mcp.servers import McpServerStore, ToolOptions, UpstreamDefinition, auth_settings
@@ -82,6 +83,7 @@ class McpRuntime:
     user_upstreams: UserUpstreams
     outbound: Outbound
     authorization: McpAuthorizationServer  # Warden as the OAuth authorization server of its own /mcp
+    live_calls: LiveCalls  # tool calls as they run, for the console's live timeline
 
     async def servers_changed(self) -> None:
         """Re-read the definitions on every instance and bring the connections in line."""
@@ -159,10 +161,11 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, hasher: Ke
         events: EventLog = RedisEventLog(redis, config.redis.timeout_seconds)
     else:
         directory, events = MemorySessionDirectory(), MemoryEventLog()
+    live_calls = LiveCalls(broadcast)
     broker = McpBroker(pool, access, quotas, audit, version, BrokerExtras(
         cache=cache, credentials=connections, virtuals=virtuals, box=box, directory=directory, broadcast=broadcast,
         connections_url=connections.settings.connections_url, sessions_per_server=config.mcp.sessions_per_server,
-        user_upstreams=user_upstreams, consent=LinkConsent(box, user_upstreams), capture=capture))
+        user_upstreams=user_upstreams, consent=LinkConsent(box, user_upstreams), capture=capture, live=live_calls))
     notify.append(broker)
     manager = SharedSessionManager(broker.server, directory, events, broadcast, key_of_request,
                                    only_a_response=broker.only_a_response)
@@ -171,7 +174,8 @@ async def open_mcp(db: Database, redis: Redis | None, box: SecretBox, hasher: Ke
     runtime = McpRuntime(store, pool, broker, access, access_rules,
                          AuthenticatedMcpApp(manager, identity, pool, virtuals, authorization, audit,
                                              config.mcp.allowed_origins),
-                         broadcast, virtual_store, virtuals, connections, user_upstreams, outbound, authorization)
+                         broadcast, virtual_store, virtuals, connections, user_upstreams, outbound, authorization,
+                         live_calls)
     await runtime._reload_access()
     await runtime._reload_virtuals()
     broadcast.subscribe(VIRTUAL_CHANNEL, runtime._reload_virtuals)

@@ -4,11 +4,15 @@ a resumed stream and an upstream's request to the client all keep working."""
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import httpx2
 import mcp_types as types
 import pytest
@@ -17,8 +21,9 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import REDIS_URL, eventually
+from tests.connections.conftest import console_session, first_admin
 from tests.interaction.process import WardenProcess, base_env, shared_secrets
-from tests.mcp.conftest import stdio_server
+from tests.mcp.conftest import mcp_client, stdio_server
 
 SECRET = "wdn_" + "I" * 43
 OTHER = "wdn_" + "J" * 43
@@ -247,3 +252,50 @@ async def test_a_2026_client_retries_input_required_on_the_other_instance(
     assert final.content[0].text == "relayed"  # type: ignore[union-attr]
     calls = [target for body, target in balancer.posted if b'"tools/call"' in body]
     assert len(calls) == 2 and calls[0] != calls[1]  # asked on one instance, answered on the other
+
+
+async def test_a_console_on_one_instance_watches_a_call_on_the_other_as_it_runs(
+        instances: tuple[WardenProcess, WardenProcess]) -> None:
+    a, b = instances
+    first_admin(a, "admin@example.com")
+    with console_session(a, "admin@example.com") as console:
+        ticket = console.post("/api/mcp/calls/live/tickets").json()
+    steps: list[tuple[float, dict[str, Any]]] = []
+    returned: list[float] = []
+    async with httpx.AsyncClient(timeout=30) as http, \
+            http.stream("GET", a.console + ticket["url"]) as stream, anyio.create_task_group() as group:
+        assert stream.status_code == 200
+        lines = stream.aiter_lines()
+
+        async def read() -> None:
+            event = ""
+            async for line in lines:
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: ") and event == "step":
+                    steps.append((time.monotonic(), json.loads(line.removeprefix("data: "))))
+                    if steps[-1][1]["step"]["event"] in ("ok", "error", "tool_error", "refused"):
+                        return
+                elif line.startswith("data: ") and event == "watching":
+                    group.start_soon(call)
+
+        async def call() -> None:
+            await anyio.sleep(0.3)  # the watch reaches instance b over Redis
+            async with mcp_client(b.gateway + "/mcp", SECRET) as session:
+                result = await session.call_tool("demo__countdown", {"steps": 5}, progress_callback=ignore)
+                returned.append(time.monotonic())
+                assert not result.is_error
+
+        with anyio.fail_after(20):
+            await read()
+    kinds = [step["step"]["event"] for _, step in steps]
+    assert kinds == ["start", "progress", "progress", "progress", "progress", "progress", "ok"], kinds
+    assert {(step["server"], step["tool"]) for _, step in steps} == {("demo", "demo__countdown")}
+    assert [step["step"]["message"] for _, step in steps[1:6]] == [f"step {n}" for n in range(1, 6)]
+    assert len({step["call"] for _, step in steps}) == 1 and steps[0][1]["api_key_id"]
+    # As they happen: the first progress was on the console before the call returned (5 steps of 50 ms).
+    assert steps[1][0] < returned[0] - 0.1
+
+
+async def ignore(progress: float, total: float | None, message: str | None) -> None:
+    return None
