@@ -1,5 +1,6 @@
 """Live tool-call steps: published only while a console watches, each naming its call and caller (the stream
 across two instances is in test_instances.py)."""
+
 from __future__ import annotations
 
 import anyio
