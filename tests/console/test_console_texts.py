@@ -17,7 +17,7 @@ from broker.mcp.probe import Verdict
 from broker.mcp.upstream import Health
 from console.connection_routes import SHARED_STATES
 from console.navigation import CONSOLE_PAGES
-from console.schemas import CreateQuotaRule, SurfaceName
+from console.schemas import CreateAccessRule, CreateQuotaRule, SurfaceName
 
 CONSOLE = Path(__file__).resolve().parents[2] / "console"
 LANGUAGES = ("en", "zh")
@@ -56,7 +56,8 @@ def keys_in_use() -> set[str]:
     used |= {f"source.{source}" for source in ("config", "api")}  # ai_proxy/catalog_store.py
     used |= {f"link_state.{state}" for state in {*get_args(LinkState), *SHARED_STATES.values()}}
     used |= {f"logs.surface.{s}" for s in ("ai", "mcp", "admin")}
-    used |= {f"outcome.{o}" for o in ("ok", "error", "refused", "tool_error")}
+    used |= {f"outcome.{o}" for o in ("ok", "error", "refused", "tool_error", "input_required", "unaudited")}
+    used |= {f"access.kind.{kind}" for kind in get_args(CreateAccessRule.model_fields["subject_kind"].annotation)}
     used |= {f"body.{part}" for part in ("request", "response", "arguments", "result")}
     used |= {f"dependency.{name}" for name in ("database", "redis", "clickhouse")}  # broker/app.py's checks
     return used

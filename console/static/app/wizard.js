@@ -2,12 +2,11 @@
 // the auth mode (only that mode's fields), registered with POST /api/mcp/servers. A Store install opens it
 // pre-filled from the template.
 import { api } from "./api.js";
+import { authFields, authFromValues } from "./auth_fields.js";
 import { h, toast } from "./dom.js";
 import { form, openDialog } from "./forms.js";
 import { t } from "./i18n.js";
 import { badge } from "./table.js";
-
-const MODES = ["none", "static", "personal_token", "oauth"];
 
 // prefill: a server definition ({name, transport, url | command, args, env, auth}) or nothing.
 export function openWizard(prefill, onDone) {
@@ -93,26 +92,12 @@ export function openWizard(prefill, onDone) {
       const value = (name, fallback) => (name in entered ? entered[name] : fallback);
       const fields = [
         { name: "name", label: t("store.server_name"), required: true, value: value("name", definition.name || ""), hint: t("store.server_name_hint") },
-        { name: "mode", label: t("wizard.auth_mode"), type: "select", value: mode,
-          options: MODES.map((m) => ({ value: m, label: t(`auth_mode.${m}`) })) },
+        ...authFields(mode, auth, value, {
+          secretRequired: !state.token, secretHint: state.token ? t("wizard.secret_from_probe") : t("wizard.secret_hint"),
+          showClient: advice.dcr === false || Boolean(auth.client_id), clientRequired: advice.dcr === false,
+          scopesHint: advice.scopes_supported && advice.scopes_supported.length ? t("wizard.scopes_supported", { scopes: advice.scopes_supported.join(" ") }) : null,
+        }),
       ];
-      if (mode === "static" || mode === "personal_token") {
-        fields.push({ name: "header", label: t("wizard.header"), value: value("header", auth.header || "Authorization") },
-          { name: "template", label: t("wizard.template"), value: value("template", auth.template || "Bearer {token}"), hint: t("wizard.template_hint") });
-      }
-      if (mode === "static") {
-        fields.push({ name: "secret", label: t("wizard.secret"), type: "password", required: !state.token, hint: state.token ? t("wizard.secret_from_probe") : t("wizard.secret_hint") });
-      }
-      if (mode === "oauth") {
-        fields.push({ name: "ownership", label: t("wizard.ownership"), type: "select", value: value("ownership", auth.ownership || "per_user"),
-          options: ["per_user", "shared"].map((o) => ({ value: o, label: t(`ownership.${o}`) })) },
-        { name: "scopes", label: t("wizard.scopes"), value: value("scopes", (auth.scopes || []).join(" ")),
-          hint: advice.scopes_supported && advice.scopes_supported.length ? t("wizard.scopes_supported", { scopes: advice.scopes_supported.join(" ") }) : t("wizard.scopes_hint") });
-        if (advice.dcr === false || auth.client_id) {
-          fields.push({ name: "client_id", label: t("wizard.client_id"), required: advice.dcr === false, value: value("client_id", auth.client_id || "") },
-            { name: "client_secret", label: t("wizard.client_secret"), type: "password" });
-        }
-      }
       holder.replaceChildren(form({
         fields, submitLabel: t("wizard.register"), onCancel: close,
         onSubmit: async (values) => register(values),
@@ -123,15 +108,7 @@ export function openWizard(prefill, onDone) {
 
   async function register(values) {
     const { definition } = state;
-    const auth = { mode: values.mode };
-    if (values.mode === "static" || values.mode === "personal_token") Object.assign(auth, { header: values.header, template: values.template });
-    if (values.mode === "static") auth.secret = values.secret || state.token;
-    if (values.mode === "personal_token") auth.ownership = "per_user";
-    if (values.mode === "oauth") {
-      Object.assign(auth, { ownership: values.ownership, scopes: values.scopes.split(/\s+/).filter(Boolean) });
-      if (values.client_id) auth.client_id = values.client_id;
-      if (values.client_secret) auth.client_secret = values.client_secret;
-    }
+    const auth = authFromValues(values, state.token);
     const server = { name: values.name, transport: definition.transport, auth };
     if (definition.transport === "stdio") Object.assign(server, { command: definition.command, args: definition.args || [], env: definition.env || {} });
     else server.url = definition.url;
