@@ -83,7 +83,7 @@ from broker.kernel.store.migrations import migrate
 from broker.kernel.store.ports import Database
 from broker.kernel.vault import SecretVault
 from broker.mcp.runtime import McpRuntime, open_mcp
-from broker.mcp.store_templates import StoreTemplate, load_templates
+from broker.mcp.store_templates import StoreTemplate, StoreTemplates, load_templates
 from broker.mcp.upstream import Health
 from broker.outbound import Outbound
 from broker.reconcile import reconcile_api_keys, reconcile_quota_rules
@@ -321,7 +321,8 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiC
                                mcp.virtuals_changed, mcp.connections, mcp.outbound, mcp.authorization,
                                _single_sign_on(config, kernel, mcp.outbound, clock), ai_catalog,
                                kernel.search, kernel.bodies, AdminTrail(kernel.audit), kernel.pending,
-                               kernel.capture_settings, kernel.quota_settings, mcp.live_calls, templates, health)
+                               kernel.capture_settings, kernel.quota_settings, mcp.live_calls,
+                               StoreTemplates(templates, kernel.db, clock), health)
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
         warden_version(), config.security.oidc.label if config.security.oidc else None,

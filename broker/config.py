@@ -281,6 +281,7 @@ class McpAuthConfig(_Section):
 
 class McpServerConfig(_Section):
     name: str = Field(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    label: str = Field("", max_length=80)  # how the console shows it ("GitHub (work)"); empty: the name
     transport: Literal["stdio", "streamable_http", "sse"]
     command: str | None = None
     args: tuple[str, ...] = ()

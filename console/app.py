@@ -36,7 +36,7 @@ from broker.mcp.credentials import UserCredentials
 from broker.mcp.live_calls import LiveCalls
 from broker.mcp.pool import UpstreamPool
 from broker.mcp.servers import McpServerStore
-from broker.mcp.store_templates import StoreTemplate
+from broker.mcp.store_templates import StoreTemplates
 from broker.mcp.virtual import VirtualServerStore
 from broker.outbound import Outbound
 from broker.sso import OidcSignIn
@@ -111,7 +111,7 @@ class ConsoleServices:
     capture_settings: LiveSettings[AuditCaptureConfig]
     quota_settings: LiveSettings[QuotaBehaviourConfig]
     live_calls: LiveCalls
-    store_templates: list[StoreTemplate]
+    store_templates: StoreTemplates
     health: HealthChecks
 
 

@@ -52,6 +52,7 @@ class McpServerRoutes:
             body.name, body.transport, body.command, tuple(body.args), dict(body.env), body.url,
             body.timeout_seconds, body.enabled, tool_options_from(
                 {tool: o.model_dump() for tool, o in body.tool_options.items()}), auth, secrets,
+            label=body.label.strip(), template=body.template,
         ))
         await self._changed()
         return self._view(definition, "api")
@@ -66,6 +67,8 @@ class McpServerRoutes:
     async def update(self, call: Call) -> dict[str, Any]:
         require(call.actor, "mcp_servers:manage")
         changes = call.body.model_dump(exclude_unset=True)
+        if "label" in changes:
+            changes["label"] = (changes["label"] or "").strip()
         if "args" in changes:
             changes["args"] = tuple(changes["args"])
         if "tool_options" in changes:
@@ -93,7 +96,8 @@ class McpServerRoutes:
     def _view(self, definition: UpstreamDefinition, source: str) -> dict[str, Any]:
         connection = self._pool.get(definition.name)
         return {
-            "name": definition.name, "transport": definition.transport, "command": definition.command,
+            "name": definition.name, "label": definition.label or definition.name, "template": definition.template,
+            "transport": definition.transport, "command": definition.command,
             "args": list(definition.args), "env_keys": sorted(definition.env), "url": definition.url,
             "timeout_seconds": definition.timeout_seconds, "enabled": definition.enabled, "source": source,
             "tool_options": {tool: o.as_dict() for tool, o in sorted(definition.tool_options.items())},

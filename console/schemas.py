@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
@@ -139,6 +139,8 @@ class ToolOptionsBody(_Body):
 
 class CreateMcpServer(_Body):
     name: str = Field(min_length=1, max_length=40, description="also the prefix of its tools: name__tool")
+    label: str = Field("", max_length=80, description="how people see it, e.g. GitHub (work); empty: the name")
+    template: str | None = Field(None, max_length=64, description="the MCP Store template it is installed from")
     transport: Literal["stdio", "streamable_http", "sse"]
     command: str | None = Field(None, max_length=1000)
     args: list[str] = Field(default_factory=list)
@@ -167,9 +169,15 @@ class ProbeUpstreamBody(_Body):
 class TemplateDefinitionBody(_Body):
     name: str = Field(min_length=1, max_length=40, description="the server's name, also its tools' prefix")
     inputs: dict[str, str] = Field(default_factory=dict, description="the template's inputs by name")
+    label: str = Field("", max_length=80, description="how people see the install, e.g. GitHub (work)")
+
+
+class PrivateTemplateBody(_Body):
+    template: dict[str, Any] = Field(description="a template document, as store_templates/schema.json describes")
 
 
 class UpdateMcpServer(_Body):
+    label: str | None = Field(None, max_length=80)
     command: str | None = Field(None, max_length=1000)
     args: list[str] | None = None
     env: dict[str, str] | None = None

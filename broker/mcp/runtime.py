@@ -58,7 +58,7 @@ def definition_from_config(item: McpServerConfig) -> UpstreamDefinition:
     return UpstreamDefinition(item.name, item.transport, item.command, item.args, dict(item.env), item.url,
                               item.timeout_seconds, item.enabled,
                               {tool: ToolOptions(o.cache_ttl_seconds, o.requires_user_credential)
-                               for tool, o in item.tool_options.items()}, auth, secrets)
+                               for tool, o in item.tool_options.items()}, auth, secrets, label=item.label)
 
 
 def virtual_from_config(item: VirtualServerConfig) -> VirtualServer:

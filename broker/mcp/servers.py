@@ -112,6 +112,10 @@ class UpstreamDefinition:
     auth: UpstreamAuth = NO_AUTH
     # Write-only secrets of the auth mode: ``secret`` (static), ``client_secret`` (oauth, admin-supplied client).
     auth_secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    # How people see it ("GitHub (work)"; empty: the name) and the Store template it came from: neither
+    # changes how Warden reaches it, so neither reconnects it.
+    label: str = field(default="", compare=False)
+    template: str | None = field(default=None, compare=False)
 
     def options_for(self, tool: str) -> ToolOptions:
         """The tool's own options, else the server-wide ``*`` ones, else none."""
@@ -189,6 +193,7 @@ class McpServerStore:
             auth=auth_from(json.loads(row["auth"])),
             auth_secrets=json.loads(self._box.open(base64.b64decode(row["auth_sealed"]),
                                                    _AUTH_CONTEXT + row["name"].encode())) if row["auth_sealed"] else {},
+            label=row["label"], template=row["template"],
         )
 
     def _seal_env(self, definition: UpstreamDefinition) -> str:
@@ -207,12 +212,12 @@ class McpServerStore:
         try:
             await self._db.execute(
                 "INSERT INTO mcp_servers (name, transport, command, args, env_sealed, url, timeout_seconds,"
-                " enabled, tool_options, auth, auth_sealed, source, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " enabled, tool_options, auth, auth_sealed, source, created_at, updated_at, label, template)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 definition.name, definition.transport, definition.command, json.dumps(list(definition.args)),
                 self._seal_env(definition), definition.url, definition.timeout_seconds, definition.enabled,
                 _options_json(definition), json.dumps(definition.auth.as_dict()), self._seal_auth(definition),
-                source, now, now,
+                source, now, now, definition.label, definition.template,
             )
         except UniqueViolation as exc:
             raise Conflict(f"an MCP server named {definition.name!r} already exists") from exc
@@ -226,11 +231,11 @@ class McpServerStore:
         validate_definition(updated)
         await self._db.execute(
             "UPDATE mcp_servers SET transport = ?, command = ?, args = ?, env_sealed = ?, url = ?,"
-            " timeout_seconds = ?, enabled = ?, tool_options = ?, auth = ?, auth_sealed = ?, updated_at = ?"
-            " WHERE name = ?",
+            " timeout_seconds = ?, enabled = ?, tool_options = ?, auth = ?, auth_sealed = ?, updated_at = ?,"
+            " label = ? WHERE name = ?",
             updated.transport, updated.command, json.dumps(list(updated.args)), self._seal_env(updated),
             updated.url, updated.timeout_seconds, updated.enabled, _options_json(updated),
-            json.dumps(updated.auth.as_dict()), self._seal_auth(updated), self._clock.now(), name,
+            json.dumps(updated.auth.as_dict()), self._seal_auth(updated), self._clock.now(), updated.label, name,
         )
         return updated
 

@@ -17,7 +17,7 @@ export async function renderServer(name, redraw) {
   const manage = can("mcp_servers:manage");
   const section = h("section", { class: "page", dataset: { server: name } },
     h("p", {}, h("a", { href: "/servers", "data-link": true }, `← ${t("nav.servers")}`)),
-    h("div", { class: "page-head" }, h("h1", {}, server.name),
+    h("div", { class: "page-head" }, h("h1", {}, server.label, server.label !== server.name ? h("small", { class: "muted" }, ` ${server.name}`) : null),
       badge(t(`health.${server.health}`), server.health === "healthy" ? "ok" : "warn"),
       badge(t(`breaker.${server.breaker}`), server.breaker === "closed" ? "ok" : "warn"),
       badge(t(`source.${server.source}`))),
@@ -46,14 +46,14 @@ function editPanel(server, redraw) {
         { name: "args", label: t("wizard.args"), type: "textarea", rows: 2, value: value("args", server.args.join("\n")), hint: t("wizard.args_hint") }]
       : [{ name: "url", label: t("wizard.url"), required: true, value: value("url", server.url || "") }];
     holder.replaceChildren(form({
-      fields: [...where,
+      fields: [{ name: "label", label: t("store.label"), value: value("label", server.label), hint: t("servers.label_hint") }, ...where,
         { name: "timeout_seconds", label: t("servers.timeout"), type: "number", min: 1, max: 3600, required: true, value: value("timeout_seconds", server.timeout_seconds) },
         ...authFields(mode, server.auth, value, {
           secretRequired: !stored.has("secret"), secretHint: stored.has("secret") ? t("servers.secret_kept") : t("wizard.secret_hint"),
           showClient: true, clientSecretHint: stored.has("client_secret") ? t("servers.secret_kept") : null,
         })],
       onSubmit: async (values) => {
-        const change = { timeout_seconds: values.timeout_seconds, auth: authFromValues(values) };
+        const change = { label: values.label, timeout_seconds: values.timeout_seconds, auth: authFromValues(values) };
         if (server.transport === "stdio") Object.assign(change, { command: values.command, args: values.args.split("\n").map((a) => a.trim()).filter(Boolean) });
         else change.url = values.url;
         await api("PATCH", `/api/mcp/servers/${encodeURIComponent(server.name)}`, change);

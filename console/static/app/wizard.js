@@ -109,7 +109,8 @@ export function openWizard(prefill, onDone) {
   async function register(values) {
     const { definition } = state;
     const auth = authFromValues(values, state.token);
-    const server = { name: values.name, transport: definition.transport, auth };
+    const server = { name: values.name, transport: definition.transport, auth, label: definition.label || "" };
+    if (definition.template) server.template = definition.template;
     if (definition.transport === "stdio") Object.assign(server, { command: definition.command, args: definition.args || [], env: definition.env || {} });
     else server.url = definition.url;
     await api("POST", "/api/mcp/servers", server);

@@ -19,8 +19,8 @@ export async function render({ path, redraw }) {
     h("div", { class: "page-head" }, h("h1", {}, t("nav.servers")),
       manage ? h("button", { type: "button", class: "primary", id: "new-server", on: { click: () => openWizard(null, redraw) } }, t("servers.register")) : null),
     table([
-      { label: t("servers.name"), cell: (s) => h("span", {}, h("a", { href: `/servers/${encodeURIComponent(s.name)}`, "data-link": true }, h("strong", {}, s.name)),
-        s.enabled ? "" : [" ", badge(t("servers.disabled"), "warn")]) },
+      { label: t("servers.name"), cell: (s) => h("span", {}, h("a", { href: `/servers/${encodeURIComponent(s.name)}`, "data-link": true }, h("strong", {}, s.label)),
+        s.label !== s.name ? [" ", h("code", { class: "muted" }, s.name)] : null, s.enabled ? "" : [" ", badge(t("servers.disabled"), "warn")]) },
       { label: t("wizard.transport"), cell: (s) => h("span", {}, t(`transport.${s.transport}`), h("br"), h("code", { class: "muted" }, s.url || [s.command, ...s.args].join(" "))) },
       { label: t("wizard.auth_mode"), cell: (s) => `${t(`auth_mode.${s.auth.mode}`)}${s.auth.mode === "none" ? "" : ` · ${t(`ownership.${s.auth.ownership}`)}`}` },
       { label: t("servers.health"), cell: (s) => h("span", { class: "health", dataset: { health: s.health } }, badge(t(`health.${s.health}`), HEALTH[s.health] || ""),
