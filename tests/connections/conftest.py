@@ -21,10 +21,10 @@ PASSWORD = "correct horse 9 battery"
 
 
 @contextmanager
-def console_session(warden: WardenProcess, email: str) -> Iterator[httpx.Client]:
+def console_session(warden: WardenProcess, email: str, password: str = PASSWORD) -> Iterator[httpx.Client]:
     """A signed-in console session (cookies and the CSRF header), as the browser holds it."""
     with httpx.Client(base_url=warden.console, timeout=30) as client:
-        login = client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+        login = client.post("/api/auth/login", json={"email": email, "password": password})
         assert login.status_code == 200, login.text
         client.headers["x-csrf-token"] = client.cookies["warden_csrf"]
         yield client
