@@ -29,6 +29,7 @@ from ai_proxy.models import ModelList
 from ai_proxy.routing import ModelRouter
 from broker.config import (
     AuditChannelConfig,
+    AuditRetentionConfig,
     NatsChannelConfig,
     OtlpChannelConfig,
     QuotaBehaviourConfig,
@@ -45,7 +46,8 @@ from broker.kernel.audit.adapters.clickhouse import ClickHouseAudit, ClickHouseC
 from broker.kernel.audit.adapters.store import AuditQuery, StoreAuditSink
 from broker.kernel.audit.adapters.store_search import StoreAuditSearch
 from broker.kernel.audit.body_store import BodyStore, LocalBodyStore, S3BodyStore
-from broker.kernel.audit.capture import BodyCapture, capture_settings
+from broker.kernel.audit.capture import SETTINGS_NAME as CAPTURE_SETTINGS
+from broker.kernel.audit.capture import BodyCapture
 from broker.kernel.audit.capture_settings import AuditCaptureConfig
 from broker.kernel.audit.channels.nats import NatsChannel
 from broker.kernel.audit.channels.otlp import OtlpChannel
@@ -161,6 +163,7 @@ class Kernel:
     capture: BodyCapture
     capture_settings: LiveSettings[AuditCaptureConfig]
     quota_settings: LiveSettings[QuotaBehaviourConfig]  # fail mode and alert thresholds
+    retention_settings: LiveSettings[AuditRetentionConfig]  # how long audit events are kept
     bodies: BodyStore  # where captured bodies over body_max_bytes are offloaded
     search: AuditSearch
     hasher: KeyHasher
@@ -213,14 +216,21 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         bodies = _body_store(config)
         audit = StoreAuditSink(db, spool, bodies, config.audit.when_full == "refuse", registry)
         capture = BodyCapture(config.audit.capture)
-        settings = SettingsStore(db, clock)
-        capture_live = capture_settings(settings, broadcast, capture)
-        await capture_live.load()
         forward_metrics = ForwardMetrics(registry)
         forwarders = [AuditForwarder(spool, _audit_channel(channel), channel.max_lag_bytes, forward_metrics)
                       for channel in config.audit.forward]
         search: AuditSearch = StoreAuditSearch(db)
-        clickhouse = _clickhouse(config, capture.settings.body_retention_days)
+        clickhouse = _clickhouse(config)
+        settings = SettingsStore(db, clock)
+        capture_live = LiveSettings(CAPTURE_SETTINGS, AuditCaptureConfig, capture.settings, settings,
+                                    broadcast).follow(capture.apply)
+        retention_live = LiveSettings("audit_retention", AuditRetentionConfig, config.audit.retention(), settings,
+                                      broadcast)  # the purge reads it at each pass
+        if clickhouse is not None:  # its TTLs follow both
+            for live in (capture_live, retention_live):
+                live.follow(lambda _: clickhouse.retain(_clickhouse_retention(retention_live, capture_live)))
+        await capture_live.load()
+        await retention_live.load()
         if clickhouse is not None and config.audit.clickhouse is not None:
             search = clickhouse  # the analytics engine answers searches when there is one
             forwarders.append(AuditForwarder(spool, ClickHouseChannel(clickhouse),
@@ -233,12 +243,12 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
             config.quotas.timezone, config.quotas.fail_mode, config.quotas.alert_thresholds,
         ), registry, BudgetAlerts(events, audit, webhooks.send))
         quota_live = LiveSettings("quota_behaviour", QuotaBehaviourConfig, config.quotas.behaviour(), settings,
-                                  broadcast, lambda b: quotas.apply(b.fail_mode, b.alert_thresholds))
+                                  broadcast).follow(lambda b: quotas.apply(b.fail_mode, b.alert_thresholds))
         await quota_live.load()
         box = SecretBox(secrets.key_ring)
         kernel = Kernel(config, db, redis, broadcast, identity, SecretVault(db, box, clock), events, upkeep, box,
                         registry, quotas, quota_rules, webhooks, audit, forwarders, capture, capture_live, quota_live,
-                        bodies, search, hasher,
+                        retention_live, bodies, search, hasher,
                         RedisPendingAuthorizations(redis, config.redis.timeout_seconds) if redis is not None
                         else StorePendingAuthorizations(db, clock))
         await kernel.reload_quota_rules()
@@ -283,9 +293,10 @@ async def create_app(config: WardenConfig, clock: Clock | None = None) -> AsyncI
             background.start_soon(kernel.audit.run)
             for forwarder in kernel.forwarders:
                 background.start_soon(forwarder.run)
+            periods = kernel.retention_settings
             background.start_soon(AuditRetention(
-                kernel.db, clock, config.audit.retention_days, config.audit.retention_days_by_kind, kernel.bodies,
-                lambda: kernel.capture.settings.body_retention_days).run)
+                kernel.db, clock, lambda: (periods.current.retention_days, periods.current.retention_days_by_kind),
+                kernel.bodies, lambda: kernel.capture.settings.body_retention_days).run)
             try:
                 yield warden
             finally:
@@ -321,7 +332,8 @@ def _wire(config: WardenConfig, kernel: Kernel, mcp: McpRuntime, ai_catalog: AiC
                                mcp.virtuals_changed, mcp.connections, mcp.outbound, mcp.authorization,
                                _single_sign_on(config, kernel, mcp.outbound, clock), ai_catalog,
                                kernel.search, kernel.bodies, AdminTrail(kernel.audit), kernel.pending,
-                               kernel.capture_settings, kernel.quota_settings, mcp.live_calls,
+                               kernel.capture_settings, kernel.quota_settings, kernel.retention_settings,
+                               mcp.live_calls,
                                StoreTemplates(templates, kernel.db, clock), health)
     console = build_console(services, clock, metrics, ConsoleSettings(
         config.security.cookie_secure, config.security.cors_origins, config.keys.rotation_grace_hours,
@@ -342,7 +354,13 @@ def _single_sign_on(config: WardenConfig, kernel: Kernel, outbound: Outbound, cl
                       kernel.db)
 
 
-def _clickhouse(config: WardenConfig, body_days: int) -> ClickHouseAudit | None:
+def _clickhouse_retention(retention: LiveSettings[AuditRetentionConfig], capture: LiveSettings[AuditCaptureConfig]
+                          ) -> ClickHouseRetention:
+    return ClickHouseRetention(retention.current.retention_days, retention.current.retention_days_by_kind,
+                               capture.current.body_retention_days)
+
+
+def _clickhouse(config: WardenConfig) -> ClickHouseAudit | None:
     settings = config.audit.clickhouse
     if settings is None:
         return None
@@ -353,7 +371,8 @@ def _clickhouse(config: WardenConfig, body_days: int) -> ClickHouseAudit | None:
             connect_timeout=settings.timeout_seconds, send_receive_timeout=settings.timeout_seconds)
 
     return ClickHouseAudit(connect, settings.database, ClickHouseRetention(
-        config.audit.retention_days, config.audit.retention_days_by_kind, body_days), timeout=settings.timeout_seconds)
+        config.audit.retention_days, config.audit.retention_days_by_kind, config.audit.capture.body_retention_days),
+        timeout=settings.timeout_seconds)
 
 
 def _body_store(config: WardenConfig) -> BodyStore:

@@ -449,11 +449,32 @@ class AuditConfig(_Section):
     @field_validator("retention_days_by_kind")
     @classmethod
     def _retention_days(cls, value: dict[str, int]) -> dict[str, int]:
-        if bad := [kind for kind in value if not re.match(r"^[a-z0-9_-]{1,40}$", kind)]:
-            raise ValueError(f"kinds are surfaces such as ai or mcp (lower-case letters, digits, _ and -): {bad[0]!r}")
-        if any(days < 0 or days > 36500 for days in value.values()):
-            raise ValueError("retention days must be between 0 (forever) and 36500")
-        return value
+        return retention_by_kind(value)
+
+    def retention(self) -> AuditRetentionConfig:
+        return AuditRetentionConfig(retention_days=self.retention_days,
+                                    retention_days_by_kind=self.retention_days_by_kind)
+
+
+def retention_by_kind(value: dict[str, int]) -> dict[str, int]:
+    if bad := [kind for kind in value if not re.match(r"^[a-z0-9_-]{1,40}$", kind)]:
+        raise ValueError(f"kinds are surfaces such as ai or mcp (lower-case letters, digits, _ and -): {bad[0]!r}")
+    if any(days < 0 or days > 36500 for days in value.values()):
+        raise ValueError("retention days must be between 0 (forever) and 36500")
+    return value
+
+
+class AuditRetentionConfig(_Section):
+    """How long audit events are kept: changed in the console at run time (the configuration file's
+    ``audit.retention_days`` and ``audit.retention_days_by_kind`` until then)."""
+
+    retention_days: int = Field(365, ge=0, le=36500)
+    retention_days_by_kind: dict[str, int] = Field(default_factory=dict, max_length=50)
+
+    @field_validator("retention_days_by_kind")
+    @classmethod
+    def _retention_days(cls, value: dict[str, int]) -> dict[str, int]:
+        return retention_by_kind(value)
 
 
 class WardenConfig(_Section):

@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from ai_proxy.catalog import AiCatalog
 from broker.authserver.server import McpAuthorizationServer
-from broker.config import QuotaBehaviourConfig
+from broker.config import AuditRetentionConfig, QuotaBehaviourConfig
 from broker.connections.pending import PendingAuthorizations
 from broker.connections.service import Connections
 from broker.edge.errors import EXCEPTION_HANDLERS
@@ -60,6 +60,7 @@ from console.quota_routes import QuotaRoutes
 from console.role_routes import RoleRoutes
 from console.security import SecurityHeadersMiddleware
 from console.session_routes import CookiePolicy, SessionRoutes
+from console.settings_routes import SettingsGroup, SettingsRoutes
 from console.sso_routes import CALLBACK, SsoRoutes
 from console.store_routes import StoreRoutes
 from console.team_routes import TeamRoutes
@@ -110,6 +111,7 @@ class ConsoleServices:
     pending: PendingAuthorizations  # short-lived single-use grants shared by the instances (live feed tickets)
     capture_settings: LiveSettings[AuditCaptureConfig]
     quota_settings: LiveSettings[QuotaBehaviourConfig]
+    retention_settings: LiveSettings[AuditRetentionConfig]
     live_calls: LiveCalls
     store_templates: StoreTemplates
     health: HealthChecks
@@ -124,8 +126,7 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
         *TeamRoutes(identity).routes(),
         *RoleRoutes(identity).routes(),
         *KeyRoutes(identity, clock, settings.rotation_grace_hours).routes(),
-        *QuotaRoutes(identity, services.quotas, services.quota_rules, services.quota_rules_changed,
-                     services.quota_settings).routes(),
+        *QuotaRoutes(identity, services.quotas, services.quota_rules, services.quota_rules_changed).routes(),
         *AiCatalogRoutes(services.ai_catalog, services.outbound).routes(),
         *McpServerRoutes(services.mcp_servers, services.mcp_pool, services.mcp_servers_changed,
                          services.outbound, services.connections).routes(),
@@ -133,8 +134,17 @@ def api_routes(services: ConsoleServices, clock: Clock, settings: ConsoleSetting
                          services.mcp_credentials, services.mcp_access_changed).routes(),
         *McpVirtualRoutes(services.mcp_virtual_servers, services.mcp_pool, services.mcp_virtuals_changed).routes(),
         *McpCallRoutes(services.audit, services.audit_search, services.live_calls, services.pending).routes(),
-        *AuditRoutes(services.audit, services.audit_search, services.audit_bodies,
-                     services.capture_settings).routes(),
+        *AuditRoutes(services.audit, services.audit_search, services.audit_bodies).routes(),
+        *SettingsRoutes([
+            SettingsGroup("audit", services.capture_settings, AuditCaptureConfig, "Body capture per surface,"
+                          " body_max_bytes, redaction_patterns ([{name, pattern}], RE2) and body_retention_days"),
+            SettingsGroup("quotas", services.quota_settings, QuotaBehaviourConfig, "The quota fail mode (open: let"
+                          " requests through while the quota store is down; closed: refuse them) and the budget alert"
+                          " thresholds in per cent"),
+            SettingsGroup("retention", services.retention_settings, AuditRetentionConfig, "Days audit events are"
+                          " kept (0: forever): retention_days, and retention_days_by_kind for kinds (surfaces) kept"
+                          " otherwise"),
+        ]).routes(),
         *LiveFeed(services.audit_search, services.pending).routes(),
         *StoreRoutes(services.store_templates).routes(),
         *McpWizardRoutes(services.outbound, services.connections).routes(),

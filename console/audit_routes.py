@@ -13,21 +13,17 @@ from starlette.datastructures import QueryParams
 from broker.kernel.audit.adapters.store import AuditQuery
 from broker.kernel.audit.adapters.store_search import GROUPS, PERIODS, AuditFilter
 from broker.kernel.audit.body_store import BodyStore, BodyStoreError
-from broker.kernel.audit.capture_settings import AuditCaptureConfig
 from broker.kernel.audit.ports import AuditSearch
 from broker.kernel.errors import DependencyUnavailable, FieldError, InvalidInput, NotFound
 from broker.kernel.identity.service import require
-from broker.kernel.settings import LiveSettings
 from console.endpoints import ApiRoute, Call, query_integer
 
 
 class AuditRoutes:
-    def __init__(self, audit: AuditQuery, search: AuditSearch, bodies: BodyStore,
-                 capture: LiveSettings[AuditCaptureConfig]) -> None:
+    def __init__(self, audit: AuditQuery, search: AuditSearch, bodies: BodyStore) -> None:
         self._audit = audit
         self._search = search
         self._bodies = bodies
-        self._capture = capture
 
     def routes(self) -> list[ApiRoute]:
         return [
@@ -49,10 +45,6 @@ class AuditRoutes:
                      "audit"),
             ApiRoute("GET", "/api/audit/events/{event_id}/bodies", self.bodies,
                      "The event's captured bodies, redacted, offloaded ones fetched (audit:read_bodies)", "audit"),
-            ApiRoute("GET", "/api/settings/audit", self.settings, "Body capture and redaction settings"
-                     " (settings:manage)", "settings"),
-            ApiRoute("PUT", "/api/settings/audit", self.update, "Change body capture and redaction; applies on"
-                     " every instance without a restart (settings:manage)", "settings", body=AuditCaptureConfig),
         ]
 
     async def search(self, call: Call) -> dict[str, Any]:
@@ -105,16 +97,6 @@ class AuditRoutes:
             return {"event_id": event_id, "bodies": await self._audit.bodies(event_id, self._bodies)}
         except BodyStoreError as exc:
             raise DependencyUnavailable(f"an offloaded body could not be read: {exc}") from exc
-
-    async def settings(self, call: Call) -> dict[str, Any]:
-        require(call.actor, "settings:manage")
-        return self._capture.current.model_dump(mode="json")
-
-    async def update(self, call: Call) -> dict[str, Any]:
-        require(call.actor, "settings:manage")
-        settings: AuditCaptureConfig = call.body
-        await self._capture.update(settings, call.actor.user.id if call.actor.user else None)
-        return settings.model_dump(mode="json")
 
 
 _TEXT_FILTERS = ("surface", "user_id", "team_id", "api_key_id", "model", "provider", "server", "tool", "outcome",

@@ -1,19 +1,16 @@
-"""``/api/quotas``: rate-limit and budget rules, and how much of each a subject has used; ``/api/settings/quotas``:
-what quotas do when their store fails, and the budget alert thresholds."""
+"""``/api/quotas``: rate-limit and budget rules, and how much of each a subject has used."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from broker.config import QuotaBehaviourConfig
 from broker.kernel.errors import FieldError, InvalidInput
 from broker.kernel.identity.service import Identity, require
 from broker.kernel.quota.engine import QuotaEngine
 from broker.kernel.quota.models import SUBJECT_KINDS, Counted, Rule, Subject
 from broker.kernel.quota.rules import QuotaRuleStore
 from broker.kernel.quota.subjects import subjects_for
-from broker.kernel.settings import LiveSettings
 from console.endpoints import ApiRoute, Call
 from console.schemas import CreateQuotaRule, UpdateQuotaRule
 
@@ -34,9 +31,8 @@ class QuotaRoutes:
     """Handlers for quota rules and usage."""
 
     def __init__(self, identity: Identity, engine: QuotaEngine, rules: QuotaRuleStore,
-                 rules_changed: Callable[[], Awaitable[None]], behaviour: LiveSettings[QuotaBehaviourConfig]) -> None:
+                 rules_changed: Callable[[], Awaitable[None]]) -> None:
         self._identity = identity
-        self._behaviour = behaviour
         self._engine = engine
         self._rules = rules
         self._rules_changed = rules_changed
@@ -55,23 +51,7 @@ class QuotaRoutes:
                      " (quotas:manage)", "quotas"),
             ApiRoute("GET", "/api/quotas/mine", self.mine,
                      "How much of each limit and budget the caller has left", "quotas"),
-            ApiRoute("GET", "/api/settings/quotas", self.settings, "Quota fail mode and budget alert thresholds"
-                     " (settings:manage)", "settings"),
-            ApiRoute("PUT", "/api/settings/quotas", self.update_settings, "Change the quota fail mode (open: let"
-                     " requests through while the quota store is down; closed: refuse them) and the budget alert"
-                     " thresholds in per cent; applies on every instance without a restart (settings:manage)",
-                     "settings", body=QuotaBehaviourConfig),
         ]
-
-    async def settings(self, call: Call) -> dict[str, Any]:
-        require(call.actor, "settings:manage")
-        return self._behaviour.current.model_dump(mode="json")
-
-    async def update_settings(self, call: Call) -> dict[str, Any]:
-        require(call.actor, "settings:manage")
-        settings: QuotaBehaviourConfig = call.body
-        await self._behaviour.update(settings, call.actor.user.id if call.actor.user else None)
-        return settings.model_dump(mode="json")
 
     async def index(self, call: Call) -> dict[str, Any]:
         require(call.actor, "quotas:manage")

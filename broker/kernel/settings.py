@@ -35,15 +35,16 @@ class SettingsStore:
 
 class LiveSettings(Generic[Model]):
     """One group of settings: the configuration file's values until changed, then the stored ones; a change is
-    stored, applied here and announced, and every other instance reads and applies it on the announcement."""
+    stored, applied here and announced, and every other instance reads and applies it on the announcement.
+    ``current`` is the value in force; ``follow`` adds what must act on a change."""
 
-    def __init__(self, name: str, model: type[Model], defaults: Model, store: SettingsStore, broadcast: Broadcast,
-                 apply: Callable[[Model], None]) -> None:
+    def __init__(self, name: str, model: type[Model], defaults: Model, store: SettingsStore, broadcast: Broadcast
+                 ) -> None:
         self._name = name
         self._model = model
         self._store = store
         self._broadcast = broadcast
-        self._apply = apply
+        self._followers: list[Callable[[Model], None]] = []
         self.current = defaults
         broadcast.subscribe(self._channel, self._changed)
 
@@ -60,9 +61,15 @@ class LiveSettings(Generic[Model]):
         self._set(settings)
         await self._broadcast.publish(self._channel, {})
 
+    def follow(self, apply: Callable[[Model], None]) -> LiveSettings[Model]:
+        """Give every new value of these settings to ``apply`` too (readers of ``current`` need nothing)."""
+        self._followers.append(apply)
+        return self
+
     def _set(self, settings: Model) -> None:
-        self._apply(settings)
         self.current = settings
+        for apply in self._followers:
+            apply(settings)
 
     async def _changed(self, message: Message) -> None:
         await self.load()

@@ -320,6 +320,17 @@ def test_a_viewer_is_refused_admin_pages_in_the_browser_and_by_the_api(page: Pag
         after = api.get("/api/settings/audit").json()
         assert after["mcp_results"] and after["body_max_bytes"] == 2048
         assert after["redaction_patterns"] == [{"name": "ticket", "pattern": "TICKET-[0-9]+"}]
+        # Audit retention: a line that is no kind=days is refused at its field; saved, the API holds it.
+        retention = admin_page.locator("#retention-settings")
+        retention.locator("[name=retention_days]").fill("400")
+        retention.locator("[name=retention_days_by_kind]").fill("admin=730\nmcp: 90")
+        retention.locator("button[type=submit]").click()
+        retention.locator("[data-field=retention_days_by_kind] .field-error").wait_for()
+        assert api.get("/api/settings/retention").json()["retention_days"] == 365
+        retention.locator("[name=retention_days_by_kind]").fill("admin=730\nmcp=90")
+        retention.locator("button[type=submit]").click()
+        kept = {"retention_days": 400, "retention_days_by_kind": {"admin": 730, "mcp": 90}}
+        assert wait_until(lambda: api.get("/api/settings/retention").json() == kept, 10, 0.1)
         # The quota fail mode and alert thresholds: words and out-of-range numbers refused at their field.
         quotas = admin_page.locator("#quota-settings")
         for typed, said in (("50, lots", "only numbers"), ("50, 2000", "between 0 and 1000")):

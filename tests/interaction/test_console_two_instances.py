@@ -65,10 +65,13 @@ def test_settings_changed_on_one_instance_apply_on_the_other(
         assert on_a.put("/api/settings/audit", json={"mcp_results": True, "body_max_bytes": 4096}).status_code == 200
         assert on_a.put("/api/settings/quotas", json={"fail_mode": "closed", "alert_thresholds": [70]}
                         ).status_code == 200
+        assert on_a.put("/api/settings/retention", json={"retention_days": 90}).status_code == 200
 
         def applied() -> bool:  # what B answers is what B applies (its settings in memory)
             audit, quotas = on_b.get("/api/settings/audit").json(), on_b.get("/api/settings/quotas").json()
-            return bool(audit["mcp_results"] and audit["body_max_bytes"] == 4096 and quotas["fail_mode"] == "closed")
+            retention = on_b.get("/api/settings/retention").json()
+            return bool(audit["mcp_results"] and audit["body_max_bytes"] == 4096 and quotas["fail_mode"] == "closed"
+                        and retention["retention_days"] == 90)
 
         assert wait_until(applied, 5)
 

@@ -11,8 +11,6 @@ import anyio
 
 from broker.kernel.audit.capture_settings import AuditCaptureConfig
 from broker.kernel.audit.redaction import RedactionPattern, Redactor
-from broker.kernel.bus.ports import Broadcast
-from broker.kernel.settings import LiveSettings, SettingsStore
 
 SETTINGS_NAME = "audit_capture"
 INLINE_CHARACTERS = 64 << 10  # longer bodies are redacted in a worker thread, the event loop serving on meanwhile
@@ -61,8 +59,3 @@ class BodyCapture:
             redacted, counts = redactor.redact(text)
         return CapturedBody(redacted, size, counts, len(redacted.encode()) > limit)
 
-
-def capture_settings(store: SettingsStore, broadcast: Broadcast, capture: BodyCapture
-                     ) -> LiveSettings[AuditCaptureConfig]:
-    """The capture settings changed in the console, on every instance."""
-    return LiveSettings(SETTINGS_NAME, AuditCaptureConfig, capture.settings, store, broadcast, capture.apply)

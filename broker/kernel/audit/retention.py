@@ -24,29 +24,30 @@ CHUNK = 5_000
 
 
 class AuditRetention:
-    def __init__(self, db: Database, clock: Clock, default_days: int, days_by_kind: Mapping[str, int],
+    def __init__(self, db: Database, clock: Clock, periods: Callable[[], tuple[int, Mapping[str, int]]],
                  bodies: BodyStore, body_days: Callable[[], int]) -> None:
         self._db = db
         self._clock = clock
-        self._default_days = default_days
-        self._days_by_kind = dict(days_by_kind)
+        # Both read at each pass: an admin may change them. ``periods``: the default days and the days by kind.
+        self._periods = periods
         self._bodies = bodies
-        self._body_days = body_days  # read at each pass: an admin may change it
+        self._body_days = body_days
 
     async def purge(self) -> int:
         """Delete every expired body and event now; returns how many events went."""
         now = self._clock.now()
         if days := self._body_days():
             await self._delete_bodies("at < ?", now - days * DAY)
+        default_days, days_by_kind = self._periods()
         deleted = 0
-        for kind, days in self._days_by_kind.items():
+        for kind, days in days_by_kind.items():
             if days:
                 deleted += await self._delete("surface = ? AND at < ?", kind, now - days * DAY)
-        if self._default_days:
-            others = list(self._days_by_kind)
+        if default_days:
+            others = list(days_by_kind)
             placeholders = ", ".join("?" * len(others))
             condition = f"surface NOT IN ({placeholders}) AND at < ?" if others else "at < ?"
-            deleted += await self._delete(condition, *others, now - self._default_days * DAY)
+            deleted += await self._delete(condition, *others, now - default_days * DAY)
         return deleted
 
     async def run(self, every: float = DAY) -> None:

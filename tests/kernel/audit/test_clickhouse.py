@@ -66,6 +66,19 @@ async def test_the_table_is_laid_out_for_analytics(warden: Warden, audit_log: ht
     assert "toDateTime(at) + toIntervalDay(400) WHERE surface NOT IN ('mcp', 'quota')" in ddl
 
 
+async def test_retention_changed_in_the_console_moves_the_tables_ttls(warden: Warden, audit_log: httpx.AsyncClient,
+                                                                         clickhouse: ClickHouseEndpoint) -> None:
+    assert (await audit_log.put("/api/settings/retention", json={"retention_days": 60, "retention_days_by_kind": {
+        "admin": 0, "mcp": 7}})).status_code == 200
+    assert (await audit_log.put("/api/settings/audit", json={"body_retention_days": 3})).status_code == 200
+    assert (await audit_log.get("/api/audit/events?limit=1")).status_code == 200  # the table's next use
+    ddl = await anyio.to_thread.run_sync(clickhouse.query,
+                                         f"SHOW CREATE TABLE {warden.kernel.search.table}")  # type: ignore[attr-defined]
+    assert "`request_body` String DEFAULT '' CODEC(ZSTD(3)) TTL toDateTime(at) + toIntervalDay(3)" in ddl
+    assert "toDateTime(at) + toIntervalDay(7) WHERE surface = 'mcp'" in ddl
+    assert "toDateTime(at) + toIntervalDay(60) WHERE surface NOT IN ('admin', 'mcp')" in ddl
+
+
 async def test_a_clickhouse_outage_only_delays_events(tmp_path: Path, clock: FakeClock,
                                                       clickhouse: ClickHouseEndpoint) -> None:
     config = make_config(tmp_path, "", audit=clickhouse_config(tmp_path, clickhouse.url, "w" + uuid.uuid4().hex[:12]))

@@ -24,7 +24,7 @@ async def add(kernel: Kernel, surface: str, days_ago: float, clock: FakeClock) -
 
 def retention_of(kernel: Kernel, clock: FakeClock, default_days: int, days_by_kind: dict[str, int],
                  body_days: int = 0) -> AuditRetention:
-    return AuditRetention(kernel.db, clock, default_days, days_by_kind, kernel.bodies, lambda: body_days)
+    return AuditRetention(kernel.db, clock, lambda: (default_days, days_by_kind), kernel.bodies, lambda: body_days)
 
 
 async def add_body(kernel: Kernel, event_id: str, days_ago: float, clock: FakeClock, offloaded: bool) -> str | None:
@@ -55,6 +55,17 @@ async def test_each_kind_keeps_its_own_period_and_the_rest_the_default(kernel: K
     assert await retention.purge() == len(gone)
     assert await remaining(kernel) == kept
     assert await retention.purge() == 0
+
+
+async def test_periods_changed_at_run_time_apply_at_the_next_pass(kernel: Kernel, clock: FakeClock) -> None:
+    """The periods are read at every pass: what the console's retention settings hold when the purge runs."""
+    recent, older = await add(kernel, "ai", 20, clock), await add(kernel, "mcp", 50, clock)
+    periods: tuple[int, dict[str, int]] = (365, {})
+    retention = AuditRetention(kernel.db, clock, lambda: periods, kernel.bodies, lambda: 0)
+    assert await retention.purge() == 0
+    periods = (30, {"ai": 10})
+    assert await retention.purge() == 2 and await remaining(kernel) == set()
+    assert recent != older
 
 
 async def test_forever_keeps_everything_and_large_purges_go_in_chunks(

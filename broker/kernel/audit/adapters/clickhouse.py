@@ -61,13 +61,21 @@ class ClickHouseAudit:
         self._client: AsyncClient | None = None
         self._retention = retention
         self._timeout = timeout
-        self._prepared = False
+        # The table is prepared for one version of the retention settings; a change asks for the next one.
+        self._retention_version = 0
+        self._prepared_version: int | None = None
         self._connecting = anyio.Lock()
         self.table = f"{database}.{table}"
         self._database = database
 
     async def ping(self) -> None:
         await self._query("SELECT 1", {})
+
+    def retain(self, retention: ClickHouseRetention) -> None:
+        """New retention periods (an admin changed them): the table's TTLs follow before its next use (again,
+        when this comes while the table is being prepared for the previous ones)."""
+        self._retention = retention
+        self._retention_version += 1
 
     async def close(self) -> None:
         if self._client is not None:
@@ -78,9 +86,10 @@ class ClickHouseAudit:
         async with self._connecting:  # the channel and searches may both be first
             if self._client is None:
                 self._client = await self._connect()
-            if not self._prepared:
+            version = self._retention_version
+            if self._prepared_version != version:
                 await self._prepare(self._client)
-                self._prepared = True
+                self._prepared_version = version
             return self._client
 
     async def _command(self, sql: str) -> None:
@@ -99,7 +108,7 @@ class ClickHouseAudit:
         return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
 
     async def _prepare(self, client: AsyncClient) -> None:
-        """Create the table when missing; set its retention (and the bodies') to the configuration's."""
+        """Create the table when missing; set its retention (and the bodies') to the current settings'."""
         retention = self._retention
         retention_days, days_by_kind, body_days = retention.days, retention.days_by_kind, retention.body_days
         await client.command(f"CREATE DATABASE IF NOT EXISTS {self._database}")
@@ -136,7 +145,7 @@ class ClickHouseAudit:
             ) ENGINE = ReplacingMergeTree
             PARTITION BY toYYYYMM(at)
             ORDER BY (at, id)""")
-        # Kept in step with the configuration at every start (the table may predate a change).
+        # Kept in step with the settings at every start and change (the table may predate either).
         for column in ("request_body", "response_body"):
             await client.command(f"ALTER TABLE {self.table} MODIFY COLUMN {column}"
                                        + (f" TTL toDateTime(at) + INTERVAL {int(body_days)} DAY" if body_days

@@ -1,12 +1,14 @@
-// Settings: body capture per surface, body_max_bytes, body retention and admin-defined redaction patterns; the
-// quota fail mode and budget alert thresholds. Changes apply on every instance without a restart.
+// Settings: body capture per surface, body_max_bytes, body retention and admin-defined redaction patterns; how long
+// audit events are kept; the quota fail mode and budget alert thresholds. Changes apply on every instance without
+// a restart.
 import { api, ApiError } from "../api.js";
 import { h, toast } from "../dom.js";
 import { form } from "../forms.js";
 import { t } from "../i18n.js";
 
 export async function render({ redraw }) {
-  const [current, quotas] = await Promise.all([api("GET", "/api/settings/audit"), api("GET", "/api/settings/quotas")]);
+  const [current, retention, quotas] = await Promise.all([api("GET", "/api/settings/audit"),
+    api("GET", "/api/settings/retention"), api("GET", "/api/settings/quotas")]);
   return h("section", { class: "page" },
     h("h1", {}, t("nav.settings")),
     h("div", { class: "panel" }, h("h2", {}, t("settings.capture")), h("p", { class: "muted" }, t("settings.capture_hint")), form({
@@ -28,6 +30,28 @@ export async function render({ redraw }) {
           return at > 0 ? { name: line.slice(0, at).trim(), pattern: line.slice(at + 1) } : { name: line, pattern: "" };
         });
         await api("PUT", "/api/settings/audit", { ...values, redaction_patterns: patterns });
+        toast(t("settings.saved"));
+        redraw();
+      },
+    })),
+    h("div", { class: "panel", id: "retention-settings" }, h("h2", {}, t("settings.retention")), form({
+      fields: [
+        { name: "retention_days", label: t("settings.retention_days"), type: "number", required: true, min: 0, max: 36500,
+          value: retention.retention_days, hint: t("settings.retention_days_hint") },
+        { name: "retention_days_by_kind", label: t("settings.retention_by_kind"), type: "textarea", rows: 3,
+          value: Object.entries(retention.retention_days_by_kind).map(([kind, days]) => `${kind}=${days}`).join("\n"),
+          hint: t("settings.retention_by_kind_hint") },
+      ],
+      onSubmit: async (values) => {
+        const byKind = {};
+        for (const line of values.retention_days_by_kind.split("\n").map((l) => l.trim()).filter(Boolean)) {
+          const [kind, days] = line.split("=").map((part) => part.trim());
+          if (!kind || days === undefined || !/^\d+$/.test(days)) {
+            throw new ApiError(422, t("settings.kind_days"), [{ field: "retention_days_by_kind", message: t("settings.kind_days") }]);
+          }
+          byKind[kind] = Number(days);
+        }
+        await api("PUT", "/api/settings/retention", { retention_days: values.retention_days, retention_days_by_kind: byKind });
         toast(t("settings.saved"));
         redraw();
       },
