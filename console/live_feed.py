@@ -18,7 +18,6 @@ from broker.connections.pending import PendingAuthorizations
 from broker.kernel.audit.adapters.store_search import AuditFilter
 from broker.kernel.audit.ports import AuditSearch
 from broker.kernel.errors import DependencyUnavailable
-from broker.kernel.identity.service import require
 from console.endpoints import ApiRoute, Call
 from console.stream_tickets import TICKET_SECONDS, StreamTickets
 
@@ -48,10 +47,7 @@ class LiveFeed:
         ]
 
     async def ticket(self, call: Call) -> dict[str, Any]:
-        team_id = call.request.query_params.get("team_id") or None
-        require(call.actor, "audit:read", team_id)
-        ticket = await self._tickets.issue({"team_id": team_id})
-        return {"ticket": ticket, "expires_in": TICKET_SECONDS, "url": f"/api/audit/live?ticket={ticket}"}
+        return await self._tickets.for_audit_readers(call, "/api/audit/live")
 
     async def stream(self, call: Call) -> EventSourceResponse:
         grant = await self._tickets.redeem(call.request.query_params.get("ticket", ""))

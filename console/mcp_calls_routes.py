@@ -59,10 +59,7 @@ class McpCallRoutes:
         return event
 
     async def ticket(self, call: Call) -> dict[str, Any]:
-        team_id = call.request.query_params.get("team_id") or None
-        require(call.actor, "audit:read", team_id)
-        ticket = await self._tickets.issue({"team_id": team_id})
-        return {"ticket": ticket, "expires_in": TICKET_SECONDS, "url": f"/api/mcp/calls/live?ticket={ticket}"}
+        return await self._tickets.for_audit_readers(call, "/api/mcp/calls/live")
 
     async def stream(self, call: Call) -> EventSourceResponse:
         grant = await self._tickets.redeem(call.request.query_params.get("ticket", ""))

@@ -14,6 +14,8 @@ from typing import Any
 
 from broker.connections.pending import PendingAuthorizations
 from broker.kernel.errors import AuthenticationFailed
+from broker.kernel.identity.service import require
+from console.endpoints import Call
 
 TICKET_SECONDS = 30
 
@@ -27,6 +29,14 @@ class StreamTickets:
         ticket = secrets.token_urlsafe(32)
         await self._store.put(self._key(ticket), json.dumps(grant), TICKET_SECONDS)
         return ticket
+
+    async def for_audit_readers(self, call: Call, path: str) -> dict[str, Any]:
+        """A ticket for a stream of what the audit shows: for ``audit:read``, or ``audit:read`` in ?team_id's team
+        (the grant then names the team: the stream shows only its own)."""
+        team_id = call.request.query_params.get("team_id") or None
+        require(call.actor, "audit:read", team_id)
+        ticket = await self.issue({"team_id": team_id})
+        return {"ticket": ticket, "expires_in": TICKET_SECONDS, "url": f"{path}?ticket={ticket}"}
 
     async def redeem(self, ticket: str) -> dict[str, Any]:
         """What the ticket was issued with; it is spent."""

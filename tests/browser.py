@@ -41,3 +41,14 @@ def screenshot(page: Page, name: str, part: Locator | None = None) -> None:
     else:
         page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+@contextmanager
+def signed_in_page(console: str, email: str, password: str) -> Iterator[Page]:
+    """A laptop-sized page of a fresh browser, signed in to ``console``; it accepts the confirmations the
+    console asks for (removing, switching off)."""
+    with chromium() as browser:
+        page = browser.new_context(viewport=LAPTOP).new_page()  # type: ignore[arg-type]
+        page.on("dialog", lambda dialog: dialog.accept())
+        sign_in(page, console, email, password)
+        yield page

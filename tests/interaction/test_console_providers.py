@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Page
 
 from tests.ai.fake_providers import launched
-from tests.browser import LAPTOP, chromium, screenshot, sign_in
+from tests.browser import screenshot, signed_in_page
 from tests.connections.conftest import PASSWORD, console_session, first_admin
 from tests.interaction.process import WardenProcess, served
 
@@ -42,11 +42,7 @@ def warden(tmp_path_factory: pytest.TempPathFactory, provider: str) -> Iterator[
 
 @pytest.fixture
 def page(warden: WardenProcess) -> Iterator[Page]:
-    with chromium() as browser:
-        context = browser.new_context(viewport=LAPTOP)  # type: ignore[arg-type]
-        page = context.new_page()
-        page.on("dialog", lambda dialog: dialog.accept())  # the kill switch's confirmation
-        sign_in(page, warden.console, ADMIN, PASSWORD)
+    with signed_in_page(warden.console, ADMIN, PASSWORD) as page:
         yield page
 
 

@@ -15,7 +15,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from playwright.sync_api import Page
 
-from tests.browser import LAPTOP, chromium, screenshot, sign_in
+from tests.browser import screenshot, signed_in_page
 from tests.connections.conftest import PASSWORD, console_session, first_admin
 from tests.interaction.process import WardenProcess, served
 from tests.mcp.conftest import mcp_client, served_plain_upstream, stdio_server
@@ -43,9 +43,7 @@ def warden(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WardenProcess]:
 
 @pytest.fixture
 def page(warden: WardenProcess) -> Iterator[Page]:
-    with chromium() as browser:
-        page = browser.new_context(viewport=LAPTOP).new_page()  # type: ignore[arg-type]
-        sign_in(page, warden.console, ADMIN, PASSWORD)
+    with signed_in_page(warden.console, ADMIN, PASSWORD) as page:
         yield page
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page
 
-from tests.browser import LAPTOP, chromium, screenshot, sign_in
+from tests.browser import screenshot, signed_in_page
 from tests.connections.conftest import PASSWORD, console_session, first_admin
 from tests.interaction.process import WardenProcess, served
 from tests.mcp.conftest import served_plain_upstream
@@ -44,10 +44,7 @@ def warden(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WardenProcess]:
 
 @pytest.fixture
 def page(warden: WardenProcess) -> Iterator[Page]:
-    with chromium() as browser:
-        page = browser.new_context(viewport=LAPTOP).new_page()  # type: ignore[arg-type]
-        page.on("dialog", lambda dialog: dialog.accept())
-        sign_in(page, warden.console, ADMIN, PASSWORD)
+    with signed_in_page(warden.console, ADMIN, PASSWORD) as page:
         yield page
 
 

@@ -18,8 +18,8 @@ from broker.app import Warden, create_app
 from broker.kernel.audit.adapters.store_search import AuditFilter, StoreAuditSearch
 from broker.kernel.audit.body_store import S3BodyStore
 from tests.ai.fake_providers import launched
-from tests.conftest import REDIS_URL, STRONG_PASSWORD, FakeClock, asgi_client, eventually, make_config
-from tests.console.conftest import sign_in
+from tests.conftest import STRONG_PASSWORD, FakeClock, asgi_client, eventually, make_config
+from tests.console.conftest import sign_in, two_instances
 from tests.kernel.audit.test_body_store import BUCKET, s3_endpoint
 from tests.mcp.conftest import served_plain_upstream
 from tests.webhook_receiver import Receiver
@@ -188,12 +188,8 @@ async def test_admin_patterns_apply_at_once(warden: Warden, admin: httpx.AsyncCl
 @pytest.mark.redis
 async def test_a_settings_change_applies_on_every_instance_without_a_restart(tmp_path: Path, postgres_url: str,
                                                                              clock: FakeClock) -> None:
-    first, second = (make_config(tmp_path / name, postgres_url, redis={"url": REDIS_URL}) for name in "ab")
-    async with create_app(first, clock) as one, create_app(second, clock) as other, \
-            asgi_client(one.console, "http://console.test") as console:
-        assert (await console.post("/api/setup", json={"email": "admin@example.com",
-                                                       "password": STRONG_PASSWORD})).status_code == 201
-        await sign_in(console, "admin@example.com")
+    async with two_instances(tmp_path, postgres_url, clock) as (_, other, console):
+        restart = other.kernel.config
         assert not other.kernel.capture.wants("result")
         assert (await console.put("/api/settings/audit", json={"mcp_results": True})).status_code == 200
 
@@ -201,7 +197,7 @@ async def test_a_settings_change_applies_on_every_instance_without_a_restart(tmp
             return other.kernel.capture.wants("result")
 
         assert await eventually(applied)
-    async with create_app(second, clock) as restarted:  # and it is what a starting instance reads
+    async with create_app(restart, clock) as restarted:  # and it is what a starting instance reads
         assert restarted.kernel.capture.wants("result") and not restarted.kernel.capture.wants("request")
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from broker.app import create_app
-from tests.conftest import REDIS_URL, STRONG_PASSWORD, FakeClock, asgi_client, eventually, make_config
-from tests.console.conftest import sign_in
+from tests.conftest import STRONG_PASSWORD, FakeClock, asgi_client, eventually, make_config
+from tests.console.conftest import sign_in, two_instances
 
 
 async def test_bad_settings_are_refused_naming_the_field_and_nothing_changes(tmp_path: Path, clock: FakeClock) -> None:
@@ -33,12 +33,8 @@ async def test_bad_settings_are_refused_naming_the_field_and_nothing_changes(tmp
 @pytest.mark.redis
 async def test_a_change_applies_on_every_instance_and_survives_a_restart(tmp_path: Path, postgres_url: str,
                                                                           clock: FakeClock) -> None:
-    first, second = (make_config(tmp_path / name, postgres_url, redis={"url": REDIS_URL}) for name in "ab")
-    async with create_app(first, clock) as one, create_app(second, clock) as other, \
-            asgi_client(one.console, "http://console.test") as console:
-        assert (await console.post("/api/setup", json={"email": "admin@example.com",
-                                                       "password": STRONG_PASSWORD})).status_code == 201
-        await sign_in(console, "admin@example.com")
+    async with two_instances(tmp_path, postgres_url, clock) as (_, other, console):
+        restart = other.kernel.config
         assert other.kernel.quotas.policy.fail_mode == "open"
         answer = await console.put("/api/settings/quotas", json={"fail_mode": "closed", "alert_thresholds": [75]})
         assert answer.status_code == 200, answer.text
@@ -48,5 +44,5 @@ async def test_a_change_applies_on_every_instance_and_survives_a_restart(tmp_pat
             return policy.fail_mode == "closed" and policy.alert_thresholds == (75.0,)
 
         assert await eventually(applied)
-    async with create_app(second, clock) as restarted:
+    async with create_app(restart, clock) as restarted:
         assert restarted.kernel.quotas.policy.fail_mode == "closed"
