@@ -11,11 +11,11 @@ from typing import Any
 from starlette.datastructures import QueryParams
 
 from broker.kernel.audit.adapters.store import AuditQuery
-from broker.kernel.audit.adapters.store_search import GROUPS, PERIODS, AuditFilter
+from broker.kernel.audit.adapters.store_search import GROUPS, PERIODS, AuditFilter, trace_summary
 from broker.kernel.audit.body_store import BodyStore, BodyStoreError
 from broker.kernel.audit.ports import AuditSearch
 from broker.kernel.errors import DependencyUnavailable, FieldError, InvalidInput, NotFound
-from broker.kernel.identity.service import require
+from broker.kernel.identity.service import require, require_somewhere
 from console.endpoints import ApiRoute, Call, query_integer
 
 
@@ -35,16 +35,18 @@ class AuditRoutes:
                      " ?team_id's team)", "audit"),
             ApiRoute("GET", "/api/audit/traces/{trace_id}", self.trace,
                      "One trace across both surfaces (LLM turns and tool calls) in time order, with its tokens and"
-                     " total cost (audit:read)", "audit"),
+                     " total cost (audit:read; audit:read in a team: that team's part of it)", "audit"),
             ApiRoute("GET", "/api/audit/usage", self.usage,
                      "Requests, errors, tokens, cost and mean duration per ?group_by= user, team, key, model,"
                      " provider, surface, server or tool, per UTC ?period= minute, hour, day or month (or in all);"
                      " same filters as the search (audit:read, or in ?team_id's team)", "audit"),
             ApiRoute("GET", "/api/audit/events/{event_id}", self.get,
-                     "One audit event; detail.bodies gives the captured bodies' sizes and redactions (audit:read)",
+                     "One audit event; detail.bodies gives the captured bodies' sizes and redactions (audit:read,"
+                     " everywhere or in the event's team)",
                      "audit"),
             ApiRoute("GET", "/api/audit/events/{event_id}/bodies", self.bodies,
-                     "The event's captured bodies, redacted, offloaded ones fetched (audit:read_bodies)", "audit"),
+                     "The event's captured bodies, redacted, offloaded ones fetched (audit:read_bodies, everywhere or"
+                     " in the event's team)", "audit"),
         ]
 
     async def search(self, call: Call) -> dict[str, Any]:
@@ -60,11 +62,14 @@ class AuditRoutes:
         return {"items": items, "next_cursor": f"{last['at']!r}:{last['id']}" if last else None}
 
     async def trace(self, call: Call) -> dict[str, Any]:
-        require(call.actor, "audit:read")
+        require_somewhere(call.actor, "audit:read")
         trace = await self._search.trace(call.path("trace_id"))
-        if not trace["events"]:
+        permissions = call.actor.permissions
+        # A team's auditor sees the part of the run that is their team's (and what it cost), not the rest.
+        visible = [event for event in trace["events"] if permissions.allows("audit:read", event["team_id"])]
+        if not visible:
             raise NotFound("no audit events in this trace")
-        return trace
+        return trace if len(visible) == len(trace["events"]) else trace_summary(trace["trace_id"], visible)
 
     async def usage(self, call: Call) -> dict[str, Any]:
         query = call.request.query_params
@@ -82,17 +87,21 @@ class AuditRoutes:
         return {"group_by": group_by, "period": period, "items": await self._search.usage(group_by, period, where)}
 
     async def get(self, call: Call) -> dict[str, Any]:
-        require(call.actor, "audit:read")
+        """The event, for audit:read everywhere or in the event's team."""
+        require_somewhere(call.actor, "audit:read")
         event = await self._audit.get(call.path("event_id"))
         if event is None:
             raise NotFound("no such audit event")
+        require(call.actor, "audit:read", event["team_id"])
         return event
 
     async def bodies(self, call: Call) -> dict[str, Any]:
-        require(call.actor, "audit:read_bodies")
+        require_somewhere(call.actor, "audit:read_bodies")
         event_id = call.path("event_id")
-        if await self._audit.get(event_id) is None:
+        event = await self._audit.get(event_id)
+        if event is None:
             raise NotFound("no such audit event")
+        require(call.actor, "audit:read_bodies", event["team_id"])
         try:
             return {"event_id": event_id, "bodies": await self._audit.bodies(event_id, self._bodies)}
         except BodyStoreError as exc:

@@ -115,3 +115,12 @@ def require(principal: Principal, permission: str, team_id: str | None = None) -
         raise AuthenticationFailed("this credential does not act as a user")
     if not principal.permissions.allows(permission, team_id):
         raise PermissionDenied(f"missing permission {permission!r}")
+
+
+def require_somewhere(principal: Principal, permission: str) -> None:
+    """Raise PermissionDenied unless the principal holds ``permission`` globally or in at least one team (what
+    it then may see is narrowed to those teams)."""
+    if principal.user is None:
+        raise AuthenticationFailed("this credential does not act as a user")
+    if not principal.permissions.allows_somewhere(permission):
+        raise PermissionDenied(f"missing permission {permission!r}")

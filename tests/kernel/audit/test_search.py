@@ -171,3 +171,36 @@ async def test_a_viewer_reads_the_log_but_searches_bodies_only_with_read_bodies(
         await sign_in(viewer, "view@example.com")
     async with asgi_client(warden.console, "http://console.test") as anonymous:
         assert (await anonymous.get("/api/audit/events")).status_code == 401
+
+
+async def test_a_team_auditor_reads_its_team_s_events_bodies_and_part_of_a_trace(
+        warden: Warden, audit_log: httpx.AsyncClient) -> None:
+    team = (await audit_log.post("/api/teams", json={"name": "ml"})).json()
+    role = (await audit_log.post("/api/roles", json={"name": "team auditor",
+                                                     "permissions": ["audit:read", "audit:read_bodies"]})).json()
+    user = (await audit_log.post("/api/users", json={"email": "aud@example.com", "password": STRONG_PASSWORD})).json()
+    assigned = await audit_log.post(f"/api/users/{user['id']}/roles",
+                                    json={"role_id": role["id"], "team_id": team["id"]})
+    assert assigned.status_code == 201, assigned.text
+    trace = "c" * 32
+    for event in (with_bodies(ai("own", DAY2 + 10, "u3", team["id"], "gpt-4o", "openai", 0.125, trace), body("ours")),
+                  with_bodies(ai("theirs", DAY2 + 11, "u4", "t2", "gpt-4o", "openai", 0.5, trace), body("theirs"))):
+        await warden.kernel.audit.record(event)
+
+    async def stored() -> bool:
+        return len(await warden.kernel.search.events(AuditFilter(trace_id=trace), 10)) == 2
+
+    assert await eventually(stored)
+    async with asgi_client(warden.console, "http://console.test") as auditor:
+        await sign_in(auditor, "aud@example.com")
+        assert (await auditor.get("/api/audit/events/own")).status_code == 200
+        assert (await auditor.get("/api/audit/events/theirs")).status_code == 403
+        assert (await auditor.get("/api/audit/events/own/bodies")).json()["bodies"]["request"]["text"] == "ours"
+        assert (await auditor.get("/api/audit/events/theirs/bodies")).status_code == 403
+        run = (await auditor.get(f"/api/audit/traces/{trace}")).json()
+        assert [e["id"] for e in run["events"]] == ["own"] and run["usd"] == 0.125 and run["count"] == 1
+        assert (await auditor.get("/api/audit/events", params={"trace_id": trace})).status_code == 403
+        mine = await auditor.get("/api/audit/events", params={"trace_id": trace, "team_id": team["id"]})
+        assert [e["id"] for e in mine.json()["items"]] == ["own"]
+    full = (await audit_log.get(f"/api/audit/traces/{trace}")).json()  # a global auditor sees the whole run
+    assert full["count"] == 2 and full["usd"] == 0.625

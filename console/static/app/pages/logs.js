@@ -21,7 +21,7 @@ export async function render({ path }) {
     can("users:read") ? api("GET", "/api/users?limit=500").then((r) => r.items) : Promise.resolve([]),
   ]);
   const who = (id) => (id ? (users.find((u) => u.id === id) || { email: id }).email : "—");
-  const readBodies = can("audit:read_bodies");
+  const readBodies = can("audit:read_bodies", team || undefined);
   const fields = [
     { name: "since", label: t("logs.since"), type: "datetime-local", value: localInput(query.get("since")) },
     { name: "until", label: t("logs.until"), type: "datetime-local", value: localInput(query.get("until")) },
@@ -94,7 +94,7 @@ async function showEvent(id, who) {
       h("ol", { class: "trace" }, trace.events.map((e) => h("li", { class: e.id === event.id ? "current" : "" },
         badge(t(`logs.surface.${e.surface}`)), " ", h("code", {}, e.action), ` ${Math.round(e.duration_ms)} ms`))));
   }
-  if (detail.bodies && can("audit:read_bodies")) {
+  if (detail.bodies && can("audit:read_bodies", event.team_id || undefined)) {
     const bodies = (await api("GET", `/api/audit/events/${id}/bodies`)).bodies;
     parts.push(h("h3", {}, t("logs.bodies")), ...Object.entries(bodies).map(([part, body]) => h("div", { class: "body" },
       h("p", {}, h("strong", {}, t(`body.${part}`)), " ", h("small", { class: "muted" }, t("logs.body_size", { bytes: body.bytes }),
