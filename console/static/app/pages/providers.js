@@ -44,19 +44,20 @@ export async function render({ redraw }) {
 }
 
 // Per model: requests and mean latency by peer over the last hour, per-minute latency, and the last day's
-// tokens (for the cost projection), from the audit log's usage aggregates.
+// tokens (for the cost projection), from the audit log's usage aggregates: one query a model for its peers, one
+// for every model's minutes and one for every model's day.
 async function recentTraffic(models) {
   const now = Math.floor(Date.now() / 1000);
   const usage = (query) => api("GET", `/api/audit/usage?${new URLSearchParams({ surface: "ai", ...query })}`).then((r) => r.items);
-  const entries = await Promise.all(models.map(async (m) => {
-    const [byPeer, perMinute, lastDay] = await Promise.all([
-      usage({ group_by: "provider", model: m.name, since: now - HOUR }),
-      usage({ group_by: "model", model: m.name, period: "minute", since: now - HOUR }),
-      usage({ group_by: "model", model: m.name, since: now - 24 * HOUR }),
-    ]);
-    return [m.name, { byPeer, perMinute, lastDay: lastDay[0] || null, now }];
-  }));
-  return new Map(entries);
+  const [byPeer, minutes, days] = await Promise.all([
+    Promise.all(models.map((m) => usage({ group_by: "provider", model: m.name, since: now - HOUR }))),
+    usage({ group_by: "model", period: "minute", since: now - HOUR }),
+    usage({ group_by: "model", since: now - 24 * HOUR }),
+  ]);
+  return new Map(models.map((m, i) => [m.name, {
+    byPeer: byPeer[i], perMinute: minutes.filter((row) => row.model === m.name),
+    lastDay: days.find((row) => row.model === m.name) || null, now,
+  }]));
 }
 
 function modelCard(model, providers, traffic, manage, redraw) {
