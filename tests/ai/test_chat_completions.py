@@ -252,14 +252,21 @@ async def test_a_failing_peer_fails_over_with_no_client_visible_error_and_its_br
 
 
 async def test_an_unreachable_peer_fails_over(client: openai.AsyncOpenAI, warden: WardenProcess) -> None:
-    answer = await client.chat.completions.create(model="lazarus", messages=[{"role": "user", "content": "x"}])
-    assert answer.choices[0].message.content == "Hello from the fake provider."
+    # By weight (1000 to 1) the dead peer is tried first on nearly every request, not on all: the rare request
+    # routed to the healthy peer first has nothing to fall over from, so a few are sent.
+    for sent in range(1, 4):
+        answer = await client.chat.completions.create(model="lazarus", messages=[{"role": "user", "content": "x"}])
+        assert answer.choices[0].message.content == "Hello from the fake provider."
 
-    async def fell_over() -> bool:
-        events = audited(warden, "lazarus")
-        return bool(events) and events[0]["fallbacks"][0] == "dead: upstream_unavailable"
+        async def stored(count: int = sent) -> bool:
+            return len(audited(warden, "lazarus")) == count
 
-    assert await eventually(fell_over)
+        assert await eventually(stored)
+        tried_dead_first = [e for e in audited(warden, "lazarus") if "peer dead" in e["routing"]]
+        if tried_dead_first:
+            break
+    assert tried_dead_first[0]["fallbacks"][0] == "dead: upstream_unavailable"
+    assert tried_dead_first[0]["provider"] == "fake"
 
 
 async def test_no_retry_after_the_first_streamed_byte(warden: WardenProcess, provider: str) -> None:

@@ -98,7 +98,9 @@ async def test_a_hanging_upstream_times_out_within_its_bound(warden: WardenProce
         started = time.monotonic()
         with pytest.raises(MCPError) as caught:
             await session.call_tool("demo__hang", {})
-        assert time.monotonic() - started < 2 + 1.5
+        took = time.monotonic() - started
+    # The server's 2-second bound ends the call (not at once, not never); the slack is for a loaded CI machine.
+    assert 1.9 < took < 2 + 5, took
     assert caught.value.code == -32002
 
 
