@@ -7,6 +7,7 @@ import { formatTime, h, toast } from "./dom.js";
 import { form } from "./forms.js";
 import { t } from "./i18n.js";
 import { can } from "./session.js";
+import { subjectNames } from "./subjects.js";
 import { badge, table } from "./table.js";
 
 const SUBJECT_KINDS = ["role", "team", "user", "api_key"];
@@ -68,7 +69,7 @@ function editPanel(server, redraw) {
 // The allow rules whose pattern can match this server's tools, who they name, and a catalog check.
 async function accessPanel(server, manage, redraw) {
   const prefix = `${server.name}__`;
-  const [rules, names] = await Promise.all([api("GET", "/api/mcp/access-rules").then((r) => r.items), subjectNames()]);
+  const [rules, names] = await Promise.all([api("GET", "/api/mcp/access-rules").then((r) => r.items), subjectNames(SUBJECT_KINDS)]);
   const mine = rules.filter((r) => r.pattern === "*" || r.pattern.startsWith(prefix));
   const named = (rule) => (names[rule.subject_kind] || {})[rule.subject_id] || rule.subject_id;
   const panel = h("div", { class: "panel", id: "access-rules" }, h("h2", {}, t("access.title")), h("p", { class: "muted" }, t("access.intro")),
@@ -106,17 +107,6 @@ async function accessPanel(server, manage, redraw) {
   }
   panel.append(explainForm(server, names));
   return panel;
-}
-
-async function subjectNames() {
-  const list = (permission, path, label) => (can(permission)
-    ? api("GET", path).then((r) => Object.fromEntries(r.items.map((item) => [item.id, label(item)])), () => ({})) : Promise.resolve({}));
-  const [role, team, user, apiKey] = await Promise.all([
-    list("roles:read", "/api/roles", (r) => r.name), list("teams:read", "/api/teams", (x) => x.name),
-    list("users:read", "/api/users?limit=500", (u) => u.email),
-    api("GET", "/api/keys").then((r) => Object.fromEntries(r.items.map((k) => [k.id, `${k.name} (${k.prefix})`])), () => ({})),
-  ]);
-  return { role, team, user, api_key: apiKey };
 }
 
 // Is this tool in that key's catalog, and why (or why not)?

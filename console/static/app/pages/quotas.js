@@ -5,7 +5,7 @@ import { api } from "../api.js";
 import { h, toast } from "../dom.js";
 import { form, openDialog } from "../forms.js";
 import { t } from "../i18n.js";
-import { can } from "../session.js";
+import { subjectNames } from "../subjects.js";
 import { badge, table } from "../table.js";
 
 const KINDS = ["user", "team", "api_key", "provider", "model", "mcp_server", "tool"];
@@ -16,7 +16,7 @@ const REFRESH_MS = 5000;
 
 export async function render({ redraw }) {
   const rules = (await api("GET", "/api/quotas/rules")).items;
-  const subjects = await knownSubjects();
+  const subjects = await subjectNames(["user", "team", "api_key"]);
   const bySubject = new Map();
   for (const rule of rules) {
     const key = `${rule.subject_kind}:${rule.subject_id}`;
@@ -43,22 +43,10 @@ export async function render({ redraw }) {
     usagePanel(subjects));
 }
 
-// Users, teams and keys by name, where the caller may list them (else ids are typed).
-async function knownSubjects() {
-  const list = (permission, path) => (can(permission) ? api("GET", path).then((r) => r.items, () => []) : Promise.resolve([]));
-  const [users, teams, keys] = await Promise.all([list("users:read", "/api/users?limit=500"), list("teams:read", "/api/teams"), api("GET", "/api/keys").then((r) => r.items, () => [])]);
-  return {
-    user: users.map((u) => ({ id: u.id, label: u.email })),
-    team: teams.map((x) => ({ id: x.id, label: x.name })),
-    api_key: keys.map((k) => ({ id: k.id, label: `${k.name} (${k.prefix || k.id.slice(0, 8)})` })),
-  };
-}
-
 function subjectLabel(subject, subjects) {
   const [kind, id] = [subject.slice(0, subject.indexOf(":")), subject.slice(subject.indexOf(":") + 1)];
   if (id === "*") return t("quotas.every", { kind: t(`quotas.kind.${kind}`) });
-  const known = (subjects[kind] || []).find((s) => s.id === id);
-  return `${t(`quotas.kind.${kind}`)}: ${known ? known.label : id}`;
+  return `${t(`quotas.kind.${kind}`)}: ${(subjects[kind] || {})[id] || id}`;
 }
 
 function limitText(metric, value) {
@@ -141,7 +129,7 @@ function usagePanel(subjects) {
   const kind = h("select", { id: "usage-kind", "aria-label": t("quotas.subject_kind") }, KINDS.map((k) => h("option", { value: k }, t(`quotas.kind.${k}`))));
   const idInput = h("input", { id: "usage-subject", "aria-label": t("quotas.subject_id"), placeholder: t("quotas.subject_id"), list: "usage-known" });
   const known = h("datalist", { id: "usage-known" });
-  const fillKnown = () => known.replaceChildren(...(subjects[kind.value] || []).map((s) => h("option", { value: s.id }, s.label)));
+  const fillKnown = () => known.replaceChildren(...Object.entries(subjects[kind.value] || {}).map(([id, label]) => h("option", { value: id }, label)));
   kind.addEventListener("change", fillKnown);
   fillKnown();
   let timer = null;
