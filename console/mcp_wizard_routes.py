@@ -10,11 +10,10 @@ from typing import Any
 
 from broker.connections.oauth import OAuthFailure
 from broker.connections.service import Connections
-from broker.kernel.errors import FieldError, InvalidInput
 from broker.kernel.identity.service import require
 from broker.mcp.pool import StaticCredential
 from broker.mcp.probe import ProbeReport, probe
-from broker.mcp.servers import UpstreamAuth, UpstreamDefinition
+from broker.mcp.servers import UpstreamAuth, UpstreamDefinition, validate_definition
 from broker.mcp.upstream import Presented, Reach
 from broker.outbound import Outbound
 from console.endpoints import ApiRoute, Call
@@ -34,13 +33,10 @@ class McpWizardRoutes:
     async def probe(self, call: Call) -> dict[str, Any]:
         require(call.actor, "mcp_servers:manage")
         body: ProbeUpstreamBody = call.body
-        if body.transport == "stdio" and not body.command:
-            raise InvalidInput("a stdio server needs a command", [FieldError("command", "required for stdio")])
-        if body.transport != "stdio" and not body.url:
-            raise InvalidInput(f"a {body.transport} server needs a URL", [FieldError("url", "required")])
-        await self._outbound.check_field(body.url, "url")
         definition = UpstreamDefinition("probe", body.transport, body.command, tuple(body.args), dict(body.env),
                                         body.url, body.timeout_seconds)
+        validate_definition(definition)  # what registering it would refuse (a command, an http(s) URL)
+        await self._outbound.check_field(body.url, "url")
         credential = None
         if body.token:
             presented = UpstreamAuth(mode="static", header=body.header, template=body.template).present(body.token)
