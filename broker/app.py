@@ -220,17 +220,17 @@ async def open_kernel(config: WardenConfig, clock: Clock | None = None) -> Async
         forwarders = [AuditForwarder(spool, _audit_channel(channel), channel.max_lag_bytes, forward_metrics)
                       for channel in config.audit.forward]
         search: AuditSearch = StoreAuditSearch(db)
-        clickhouse = _clickhouse(config)
         settings = SettingsStore(db, clock)
         capture_live = LiveSettings(CAPTURE_SETTINGS, AuditCaptureConfig, capture.settings, settings,
                                     broadcast).follow(capture.apply)
         retention_live = LiveSettings("audit_retention", AuditRetentionConfig, config.audit.retention(), settings,
                                       broadcast)  # the purge reads it at each pass
+        await capture_live.load()
+        await retention_live.load()
+        clickhouse = _clickhouse(config, _clickhouse_retention(retention_live, capture_live))
         if clickhouse is not None:  # its TTLs follow both
             for live in (capture_live, retention_live):
                 live.follow(lambda _: clickhouse.retain(_clickhouse_retention(retention_live, capture_live)))
-        await capture_live.load()
-        await retention_live.load()
         if clickhouse is not None and config.audit.clickhouse is not None:
             search = clickhouse  # the analytics engine answers searches when there is one
             forwarders.append(AuditForwarder(spool, ClickHouseChannel(clickhouse),
@@ -360,7 +360,7 @@ def _clickhouse_retention(retention: LiveSettings[AuditRetentionConfig], capture
                                capture.current.body_retention_days)
 
 
-def _clickhouse(config: WardenConfig) -> ClickHouseAudit | None:
+def _clickhouse(config: WardenConfig, retention: ClickHouseRetention) -> ClickHouseAudit | None:
     settings = config.audit.clickhouse
     if settings is None:
         return None
@@ -370,9 +370,7 @@ def _clickhouse(config: WardenConfig) -> ClickHouseAudit | None:
             dsn=settings.url, username=settings.username, password=settings.password or "", compress="lz4",
             connect_timeout=settings.timeout_seconds, send_receive_timeout=settings.timeout_seconds)
 
-    return ClickHouseAudit(connect, settings.database, ClickHouseRetention(
-        config.audit.retention_days, config.audit.retention_days_by_kind, config.audit.capture.body_retention_days),
-        timeout=settings.timeout_seconds)
+    return ClickHouseAudit(connect, settings.database, retention, timeout=settings.timeout_seconds)
 
 
 def _body_store(config: WardenConfig) -> BodyStore:

@@ -69,8 +69,7 @@ class QuotaEngine:
         self._policy = policy
         self._calendar = PeriodCalendar(ZoneInfo(policy.timezone))
         self._alert = alert
-        self._lowest_threshold = 1.0
-        self.apply(policy.fail_mode, policy.alert_thresholds)
+        self.apply(policy.fail_mode, policy.alert_thresholds)  # sets the lowest alert threshold
         self._quiet_until = 0.0
         self.fail_open_total = Counter("quota_fail_open", "Requests let through because the quota store was"
                                        " unavailable", registry=registry)
