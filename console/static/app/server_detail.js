@@ -7,6 +7,7 @@ import { formatTime, h, toast } from "./dom.js";
 import { form } from "./forms.js";
 import { t } from "./i18n.js";
 import { can } from "./session.js";
+import { followStream } from "./streams.js";
 import { subjectNames } from "./subjects.js";
 import { badge, table } from "./table.js";
 
@@ -152,12 +153,9 @@ async function callsPanel(server) {
 
 function follow(serverName, list) {
   const calls = new Map();
-  api("POST", "/api/mcp/calls/live/tickets").then(({ url }) => {
-    const source = new EventSource(url);
-    // The page may be left (redrawn, navigated away): the stream closes with it.
-    const alive = setInterval(() => { if (!list.isConnected) { source.close(); clearInterval(alive); } }, 1000);
-    source.addEventListener("watching", () => { list.dataset.watching = "true"; });
-    source.addEventListener("step", (message) => {
+  followStream("/api/mcp/calls/live/tickets", list, {
+    watching: () => { list.dataset.watching = "true"; },
+    step: (message) => {
       const step = JSON.parse(message.data);
       if (step.server !== serverName) return;
       let entry = calls.get(step.call);
@@ -176,6 +174,6 @@ function follow(serverName, list) {
       if (ENDS.includes(event)) {
         entry.node.querySelector(".state").replaceChildren(badge(t(`outcome.${event}`), event === "ok" ? "ok" : "warn"));
       }
-    });
-  }, (error) => list.replaceChildren(h("li", { class: "error" }, error.message)));
+    },
+  }).catch((error) => list.replaceChildren(h("li", { class: "error" }, error.message)));
 }

@@ -5,12 +5,10 @@ import { formatTime, h } from "../dom.js";
 import { barList, stackedBars } from "../charts.js";
 import { t } from "../i18n.js";
 import { can, teamScope } from "../session.js";
+import { followStream } from "../streams.js";
 import { badge, table } from "../table.js";
 
-let feed = null; // the open live feed: one per page, closed when the page is left or redrawn
-
 export async function render() {
-  if (feed) feed.close();
   const now = new Date();
   const today = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate())).toISOString();
   const month = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString();
@@ -85,21 +83,15 @@ function healthList(checks, servers) {
   ], rows, t("dashboard.nothing_yet"));
 }
 
-// The audit live feed: a one-shot ticket (never a long-lived credential in the URL), a new one on reconnect.
-async function openFeed(view) {
-  const { ticket } = await api("POST", `/api/audit/live/tickets${view.scope}`);
-  const source = new EventSource(`/api/audit/live?ticket=${encodeURIComponent(ticket)}`);
-  feed = source;
-  source.addEventListener("stats", (message) => showStats(view, JSON.parse(message.data)));
-  source.addEventListener("audit", (message) => showEvent(view, JSON.parse(message.data)));
-  source.addEventListener("error", () => {
-    source.close();
-    if (feed === source && document.body.contains(view.chart)) setTimeout(() => openFeed(view).catch(() => {}), 3000);
-  });
+// The audit live feed, for as long as the dashboard is on the page.
+function openFeed(view) {
+  followStream(`/api/audit/live/tickets${view.scope}`, view.chart, {
+    stats: (message) => showStats(view, JSON.parse(message.data)),
+    audit: (message) => showEvent(view, JSON.parse(message.data)),
+  }).catch(() => {});
 }
 
 function showStats(view, stats) {
-  if (!document.body.contains(view.chart)) { feed.close(); return; } // the page was left
   const last = stats.last_minute;
   view.live.requests.textContent = String(last.requests);
   view.live.errors.textContent = last.requests ? `${((100 * last.errors) / last.requests).toFixed(1)} %` : "—";
