@@ -6,6 +6,7 @@ import { barList, stackedBars } from "../charts.js";
 import { t } from "../i18n.js";
 import { can, teamScope } from "../session.js";
 import { followStream } from "../streams.js";
+import { subjectNames } from "../subjects.js";
 import { badge, table } from "../table.js";
 
 export async function render() {
@@ -19,9 +20,9 @@ export async function render() {
     usage("team", today), usage("model", today), usage("team", month), usage("model", month), usage("user", today), usage("tool", today),
     api("GET", "/api/console/health"),
     can("mcp_servers:read") ? api("GET", "/api/mcp/servers").then((r) => r.items) : Promise.resolve([]),
-    can("users:read") ? api("GET", "/api/users?limit=500").then((r) => r.items) : Promise.resolve([]),
+    subjectNames(["user"]),
   ]);
-  const email = (id) => (people.find((u) => u.id === id) || { email: id || t("dashboard.nobody") }).email;
+  const email = (id) => people.user[id] || id || t("dashboard.nobody");
   const sum = (rows, key) => rows.reduce((total, row) => total + row[key], 0);
   const live = {
     requests: h("strong", { id: "kpi-requests" }, "…"), errors: h("strong", { id: "kpi-errors" }, "…"),

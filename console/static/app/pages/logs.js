@@ -6,6 +6,7 @@ import { formatTime, h, localInput } from "../dom.js";
 import { form, openDialog } from "../forms.js";
 import { t } from "../i18n.js";
 import { can, teamScope } from "../session.js";
+import { subjectNames } from "../subjects.js";
 import { badge, table } from "../table.js";
 
 const FILTERS = ["surface", "user_id", "team_id", "api_key_id", "model", "server", "tool", "outcome", "trace_id"];
@@ -16,11 +17,8 @@ export async function render({ path }) {
   if (!params.has("limit")) params.set("limit", "50");
   const team = teamScope("audit:read"); // a team's own auditor reads that team's events
   if (team) params.set("team_id", team);
-  const [page, users] = await Promise.all([
-    api("GET", `/api/audit/events?${params}`),
-    can("users:read") ? api("GET", "/api/users?limit=500").then((r) => r.items) : Promise.resolve([]),
-  ]);
-  const who = (id) => (id ? (users.find((u) => u.id === id) || { email: id }).email : "—");
+  const [page, names] = await Promise.all([api("GET", `/api/audit/events?${params}`), subjectNames(["user"])]);
+  const who = (id) => (id ? names.user[id] || id : "—");
   const readBodies = can("audit:read_bodies", team || undefined);
   const fields = [
     { name: "since", label: t("logs.since"), type: "datetime-local", value: localInput(query.get("since")) },

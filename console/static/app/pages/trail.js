@@ -4,7 +4,7 @@ import { api } from "../api.js";
 import { formatTime, h, localInput } from "../dom.js";
 import { form, openDialog } from "../forms.js";
 import { t } from "../i18n.js";
-import { can } from "../session.js";
+import { subjectNames } from "../subjects.js";
 import { badge, table } from "../table.js";
 
 export async function render({ path }) {
@@ -12,15 +12,13 @@ export async function render({ path }) {
   const params = new URLSearchParams([...query].filter(([, value]) => value));
   params.set("surface", "admin");
   if (!params.has("limit")) params.set("limit", "50");
-  const [page, users] = await Promise.all([
-    api("GET", `/api/audit/events?${params}`),
-    can("users:read") ? api("GET", "/api/users?limit=500").then((r) => r.items) : Promise.resolve([]),
-  ]);
-  const who = (id) => (id ? (users.find((u) => u.id === id) || { email: id }).email : t("trail.nobody"));
+  const [page, names] = await Promise.all([api("GET", `/api/audit/events?${params}`), subjectNames(["user"])]);
+  const users = Object.entries(names.user);
+  const who = (id) => (id ? names.user[id] || id : t("trail.nobody"));
   const filters = form({
     fields: [
       { name: "user_id", label: t("trail.actor"), type: users.length ? "select" : "text", value: query.get("user_id") || "",
-        options: [{ value: "", label: t("logs.any") }, ...users.map((u) => ({ value: u.id, label: u.email }))] },
+        options: [{ value: "", label: t("logs.any") }, ...users.map(([value, label]) => ({ value, label }))] },
       { name: "outcome", label: t("logs.outcome"), type: "select", value: query.get("outcome") || "",
         options: [{ value: "", label: t("logs.any") }, ...["ok", "error", "refused"].map((o) => ({ value: o, label: t(`outcome.${o}`) }))] },
       { name: "since", label: t("logs.since"), type: "datetime-local", value: localInput(query.get("since")) },
