@@ -17,6 +17,11 @@ payload, the payload (the event as JSON) — and ``acked``, the position up to w
 short by a crash is found by its length or CRC when the spool is opened and cut off; nothing after it was
 acknowledged to anyone.
 
+A segment everyone is done with becomes the next one (``spare``, zeroed by the writer's ``sync`` in its worker
+thread, renamed when a new segment starts) instead of being deleted: writing into a file's pages that are in the
+page cache with their disk blocks allocated cost about 0.2 us per 4 KiB page here, filling a new file's pages
+about 8.5 us (block allocation, the page cache growing): 1.6-1.9 us an event of 730 bytes in the copy alone.
+
 Forwarding channels (syslog, webhooks, NATS) read the same spool, each from its own position, kept in
 ``forwarded.<channel>``: the spool is every channel's queue, so a channel that is down keeps its events, in
 order, without holding up the sink or the others. Only the sink, the system of record, makes the spool full; a
@@ -43,10 +48,11 @@ from prometheus_client.registry import Collector
 
 from broker.kernel.audit.events import AuditEvent, spooled, unspooled
 
-SEGMENT_BYTES = 8 * 1024 * 1024  # a new segment starts past this; acknowledged segments are deleted whole
+SEGMENT_BYTES = 8 * 1024 * 1024  # a new segment starts past this; acknowledged ones go (or are reused) whole
 _HEADER = struct.Struct("<II")
 _READ_BYTES = 1 << 20  # reading a finished segment: a chunk at a time
 _SUFFIX = ".spool"
+_SPARE = "spare"  # an acknowledged segment kept to become the next one (not a *.spool: no reader sees it)
 
 
 class SpoolFull(Exception):
@@ -88,6 +94,9 @@ class AuditSpool:
         for stale in directory.glob(_forwarded_file("*")):
             if stale.name not in {_forwarded_file(name) for name in self._forwarded}:
                 stale.unlink()
+        # parked: an acknowledged segment renamed ``spare``, its old records still in it; zeroed: ready for reuse
+        # (only then, so that after a crash no old record can be read as a new one)
+        self._spare: str | None = "parked" if (directory / _SPARE).exists() else None
         self._delete_below(self._kept_from())
         self._fd, self._map = _mapped(directory / _name(self._segment_start), self._position - self._segment_start)
         self._room: anyio.Event | None = None  # set when an acknowledgement makes room in a full spool
@@ -145,16 +154,21 @@ class AuditSpool:
         """Make what was appended so far durable on disk (fsync in a worker thread, off the event loop)."""
         retired, self._retired = self._retired, []
         descriptors = [*retired, self._fd]
+        spare = self._directory / _SPARE if self._spare == "parked" else None
 
         def fsync_all() -> None:
             for descriptor in descriptors:
                 os.fsync(descriptor)
+            if spare is not None:
+                _zero(spare)
 
         try:
             await anyio.to_thread.run_sync(fsync_all)
         except BaseException:
             self._retired = [*retired, *self._retired]  # synced again by the next attempt
             raise
+        if spare is not None and self._spare == "parked":
+            self._spare = "zeroed"
         for descriptor in retired:
             os.close(descriptor)
 
@@ -174,7 +188,11 @@ class AuditSpool:
         else:  # nothing in this segment yet: it grows to take the record
             self._map.close()
             os.close(self._fd)
-        self._fd, self._map = _mapped(self._directory / _name(self._segment_start), 0, record_bytes)
+        path = self._directory / _name(self._segment_start)
+        if self._spare == "zeroed" and not path.exists():
+            os.replace(self._directory / _SPARE, path)
+            self._spare = None
+        self._fd, self._map = _mapped(path, 0, record_bytes)
 
     def _finish_segment(self) -> None:
         """Unmap the segment being written and give back its reserved space past the last record (the data
@@ -287,9 +305,15 @@ class AuditSpool:
         return sorted(int(p.name.removesuffix(_SUFFIX)) for p in self._directory.glob("*" + _SUFFIX))
 
     def _delete_below(self, position: int) -> None:
-        """Delete the segments that end at or before ``position`` (never the last one, still appended to)."""
+        """Let go of the segments that end at or before ``position`` (never the last one, still appended to): the
+        first becomes the spare when there is none, the others are deleted."""
         while len(self._starts) > 1 and self._starts[1] <= position:
-            (self._directory / _name(self._starts.pop(0))).unlink(missing_ok=True)
+            path = self._directory / _name(self._starts.pop(0))
+            if self._spare is None:
+                os.replace(path, self._directory / _SPARE)
+                self._spare = "parked"
+            else:
+                path.unlink(missing_ok=True)
 
     def _kept_from(self) -> int:
         """Where the oldest position anyone still needs is: segments wholly before it can go."""
@@ -332,6 +356,16 @@ def _mapped(path: Path, used: int, record_bytes: int = 0) -> tuple[int, mmap.mma
     except BaseException:
         os.close(descriptor)
         raise
+
+
+def _zero(path: Path) -> None:
+    """Overwrite a spare segment with zeros (in place: its pages and disk blocks are kept), SEGMENT_BYTES long."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        os.ftruncate(descriptor, min(os.fstat(descriptor).st_size, SEGMENT_BYTES))
+        os.pwrite(descriptor, bytes(SEGMENT_BYTES), 0)
+    finally:
+        os.close(descriptor)
 
 
 def _valid_length(path: Path) -> int:

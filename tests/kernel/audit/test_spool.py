@@ -73,6 +73,46 @@ def test_segments_rotate_and_acknowledged_ones_are_deleted(tmp_path: Path, monke
     assert [r["detail"]["n"] for r in rest] == list(range(15, 20))
 
 
+def test_an_acknowledged_segment_is_zeroed_and_becomes_the_next_one(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file (its pages and disk blocks) of a segment everyone is done with is written again as a later segment;
+    none of its old records is read back as a new one after a crash: the records are of equal size, so an old one
+    would start exactly where the new ones end."""
+    script = f"""
+import os, signal, sys
+import anyio
+sys.path.insert(0, {str(Path(__file__).resolve().parents[3])!r})
+from pathlib import Path
+from broker.kernel.audit import spool as spool_module
+from tests.kernel.audit.test_spool import event
+spool_module.SEGMENT_BYTES = 4096
+directory = Path({str(tmp_path)!r})
+spool = spool_module.AuditSpool(directory, 1 << 20)
+first = directory / "00000000000000000000.spool"
+inode = first.stat().st_ino
+while len(list(directory.glob("*.spool"))) < 2:
+    spool.append(event(1000))
+spool.ack(spool.position - 1)  # the first segment, not the second: the first becomes the spare
+assert not first.exists() and (directory / "spare").stat().st_ino == inode
+anyio.run(spool.sync)  # zeroes the spare off the event loop
+while len(list(directory.glob("*.spool"))) < 2:
+    spool.append(event(2000))
+reused = sorted(directory.glob("*.spool"))[-1]
+assert reused.stat().st_ino == inode and not (directory / "spare").exists()
+spool.append(event(3000))
+print(reused.name, spool.position, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60, text=True)
+    assert finished.returncode == -signal.SIGKILL, finished.stderr
+    reused, position = finished.stdout.split()
+    monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 4096)
+    reopened = AuditSpool(tmp_path, 1 << 20)
+    read, _ = reopened.read(int(reused.removesuffix(".spool")), 100)
+    assert [r["detail"]["n"] for r in read] == [2000, 3000]  # the one that started it, then the last
+    assert reopened.position == int(position)
+
+
 async def test_a_full_spool_refuses_until_an_acknowledgement_makes_room(tmp_path: Path) -> None:
     spool = AuditSpool(tmp_path, 1000)
     while not spool.full():
