@@ -69,14 +69,14 @@ AI_NUMBERS = SPOOLED[SPOOLED.index("model"):STORED]
 _NO_NUMBERS = (None,) * len(AI_NUMBERS)
 
 
-def spool_values(event: AuditEvent) -> tuple[Any, ...]:
-    """The event's values in SPOOLED order: the spool keeps them as one JSON array."""
+def spooled(event: AuditEvent) -> bytes:
+    """The event as the spool keeps it."""
     detail = event.detail
-    numbers = tuple(map(detail.get, AI_NUMBERS)) if event.surface == "ai" else _NO_NUMBERS
-    return (event.id, event.at, event.trace_id, event.surface, event.user_id, event.team_id, event.api_key_id,
-            event.target, event.action, event.outcome, event.error_code, event.duration_ms,
-            orjson.dumps(detail).decode(), event.request_id, event.client_ip, event.user_agent, *numbers,
-            event.span_id, event.parent_span_id, event.bodies)
+    numbers = tuple(detail.get(name) for name in AI_NUMBERS) if event.surface == "ai" else _NO_NUMBERS
+    return orjson.dumps((event.id, event.at, event.trace_id, event.surface, event.user_id, event.team_id,
+                         event.api_key_id, event.target, event.action, event.outcome, event.error_code,
+                         event.duration_ms, orjson.dumps(detail).decode(), event.request_id, event.client_ip,
+                         event.user_agent, *numbers, event.span_id, event.parent_span_id, event.bodies))
 
 
 def unspooled(payload: bytes) -> dict[str, Any]:

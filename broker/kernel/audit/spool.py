@@ -43,11 +43,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import orjson
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from broker.kernel.audit.events import AuditEvent, spool_values, unspooled
+from broker.kernel.audit.events import AuditEvent, spooled, unspooled
 
 SEGMENT_BYTES = 8 * 1024 * 1024  # a new segment starts past this; acknowledged ones go (or are reused) whole
 _HEADER = struct.Struct("<II")
@@ -122,13 +121,11 @@ class AuditSpool:
     def full(self) -> bool:
         return self.unacked_bytes >= self._max_bytes
 
-    def append(self, event: AuditEvent) -> tuple[tuple[Any, ...], bytes]:
-        """Append one event, or raise SpoolFull; return its values (``events.spool_values``) and their record's
-        payload, for a reader in this process that would otherwise read them back."""
+    def append(self, event: AuditEvent) -> None:
+        """Append one event, or raise SpoolFull."""
         if self.full():
             raise SpoolFull(f"the audit spool holds {self.unacked_bytes} unacknowledged bytes")
-        values = spool_values(event)
-        payload = orjson.dumps(values)
+        payload = spooled(event)
         record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         offset = self._position - self._segment_start
         if offset + len(record) > len(self._map):
@@ -139,7 +136,6 @@ class AuditSpool:
         if self._grown is not None:
             self._grown.set()
             self._grown = None
-        return values, payload
 
     async def wait_beyond(self, position: int) -> None:
         """Return once something was appended past ``position``."""
@@ -211,10 +207,9 @@ class AuditSpool:
         payloads, position = self.read_payloads(start, limit)
         return [unspooled(payload) for payload in payloads], position
 
-    def read_payloads(self, start: int, limit: int, end: int | None = None) -> tuple[list[bytes], int]:
-        """``read``, the events left as they were spooled (JSON arrays of ``events.spool_values``), up to the
-        record boundary ``end`` at most."""
-        return self._payloads(start, limit, self._position if end is None else end)
+    def read_payloads(self, start: int, limit: int) -> tuple[list[bytes], int]:
+        """``read``, the events left as they were spooled (``broker.kernel.audit.events.spooled``)."""
+        return self._payloads(start, limit, self._position)
 
     def oldest_unacked_at(self) -> float | None:
         """When the oldest event not yet acknowledged was recorded (None when every event was)."""

@@ -10,7 +10,6 @@ import pytest
 
 from broker.app import Kernel
 from broker.kernel.audit import spool as spool_module
-from broker.kernel.audit.adapters import store as store_module
 from broker.kernel.audit.adapters.store import BATCH, AuditQuery, StoreAuditSink
 from broker.kernel.audit.adapters.store_search import AuditFilter, StoreAuditSearch
 from broker.kernel.audit.body_store import LocalBodyStore
@@ -38,39 +37,6 @@ async def test_every_queued_event_is_written_before_the_writer_returns(kernel: K
     stored = await StoreAuditSearch(kernel.db).events(AuditFilter(surface="mcp"), 1000)
     assert sorted(e["id"] for e in stored) == sorted(e.id for e in events)
     assert stored[0]["detail"]["timeline"][0]["event"] == "start"
-
-
-async def test_events_memory_could_not_hold_are_read_back_from_the_spool_between_those_it_held(
-        kernel: Kernel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The writer takes the events this process recorded from memory, up to PENDING_MAX of them; those recorded
-    while memory was full it reads back from the spool, in their place between the others: none is lost."""
-    monkeypatch.setattr(store_module, "PENDING_MAX", 3)
-    monkeypatch.setattr(store_module, "BATCH", 2)
-    monkeypatch.setattr(store_module, "LINGER", 0.001)
-    spool = AuditSpool(tmp_path / "spool", 1 << 30)
-    read_back = []
-    read_payloads = spool.read_payloads
-
-    def counted(start: int, limit: int, end: int | None = None) -> tuple[list[bytes], int]:
-        payloads, after = read_payloads(start, limit, end)
-        read_back.extend(payloads)
-        return payloads, after
-
-    monkeypatch.setattr(spool, "read_payloads", counted)
-    sink = StoreAuditSink(kernel.db, spool, LocalBodyStore(tmp_path / "bodies"))
-    events = [event() for _ in range(300)]
-    async with anyio.create_task_group() as group:
-        group.start_soon(sink.run)
-        for number, item in enumerate(events):
-            await sink.record(item)
-            if number % 7 in (0, 3):  # the writer runs in between now and then, memory fills up at other times
-                await anyio.sleep(0.002)
-        sink.close()
-        with anyio.fail_after(20):
-            await sink.drained.wait()
-    stored = await StoreAuditSearch(kernel.db).events(AuditFilter(surface="mcp"), 1000)
-    assert sorted(e["id"] for e in stored) == sorted(e.id for e in events)
-    assert 0 < len(read_back) < len(events)  # both ways were taken
 
 
 async def test_replaying_an_event_does_not_duplicate_it(kernel: Kernel, tmp_path: Path) -> None:
@@ -142,7 +108,7 @@ async def test_events_spooled_by_an_earlier_version_as_json_objects_are_read_and
                                       "weighted_tokens": 12.0, "usd": 0.5, "routing": "weights"},
                     request_id="r", client_ip="127.0.0.1", user_agent="ua", span_id="a" * 16)
     spool = AuditSpool(tmp_path / "spool", 1 << 30)
-    monkeypatch.setattr(spool_module, "spool_values", lambda event: event)  # spooled whole, as objects, before
+    monkeypatch.setattr(spool_module, "spooled", orjson.dumps)  # how events were spooled before
     spool.append(ai)
     spool.append(event())
     monkeypatch.undo()

@@ -2,15 +2,11 @@
 event is stored within about a quarter of a second of being recorded while the database answers).
 
 ``record`` appends the event to the spool (``broker/kernel/audit/spool.py``) before it returns, so the event
-survives the process being killed; the writer takes the spool's events from the last acknowledged position, makes
-the batch durable (fsync), inserts it (ids already stored are skipped, so a replay never duplicates) and only then
-acknowledges it. The events this process appended it takes from memory, as ``record`` left them (reading them back
-and parsing them took the writer about 3 us an event on the event loop, timed inside the server under load; taking
-them from memory about 1 us); what an earlier process left, or what came while memory held its maximum, it reads
-from the spool. While the database is down the writer retries and the spool
-grows; when it holds its maximum, ``record`` waits for room (back pressure), it never drops an event. ``run``
-drains the spool before it returns on shutdown, and starts by replaying what an earlier process left
-unacknowledged.
+survives the process being killed; the writer reads the spool from the last acknowledged position, makes the
+batch durable (fsync), inserts it (ids already stored are skipped, so a replay never duplicates) and only then
+acknowledges it. While the database is down the writer retries and the spool grows; when it holds its maximum,
+``record`` waits for room (back pressure), it never drops an event. ``run`` drains the spool before it returns
+on shutdown, and starts by replaying what an earlier process left unacknowledged.
 """
 
 from __future__ import annotations
@@ -18,8 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections import deque
-from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -38,7 +32,6 @@ BATCH = 1000
 # same core as the event loop: a quarter of a second rather than 50 ms cut auditing's CPU a request by about a
 # third under load (bench/audit_cost.py, docs/performance.md).
 LINGER = 0.25
-PENDING_MAX = 4 * BATCH  # events kept in memory for the writer; past that, it reads them back from the spool
 _COLUMNS = SPOOLED[:STORED]  # a spooled event's first values are the row
 _ROW = f"({', '.join('?' * len(_COLUMNS))})"
 _INSERT_BODY = ("INSERT INTO audit_bodies (event_id, part, at, bytes, redactions, content, offload_key)"
@@ -59,10 +52,6 @@ class StoreAuditSink:
                                      " audit_unavailable because the audit spool was full", registry=registry)
         self._closed = False
         self._appended: anyio.Event | None = None  # set when an event arrives while the writer waits for one
-        # Events appended by this process and not yet taken by the writer, in spool order: their spool positions
-        # (start, end), their values and their record's payload. Runs of them may have gaps (events only in the
-        # spool) while it held PENDING_MAX.
-        self._pending: deque[tuple[int, int, Sequence[Any], bytes]] = deque()
         self.drained = anyio.Event()  # set when ``run`` has written everything recorded before ``close``
 
     def admit(self) -> None:
@@ -74,15 +63,12 @@ class StoreAuditSink:
     async def record(self, event: AuditEvent) -> None:
         # Even after ``close`` (a stream cancelled at shutdown): the spool keeps it for the next start.
         while True:
-            start = self._spool.position
             try:
-                values, payload = self._spool.append(event)
+                self._spool.append(event)
                 break
             except SpoolFull as exc:
                 log.warning("audit: %s; requests wait until the database takes events again", exc)
                 await self._spool.wait_for_room()
-        if len(self._pending) < PENDING_MAX:
-            self._pending.append((start, self._spool.position, values, payload))
         if self._appended is not None:
             self._appended.set()
 
@@ -111,28 +97,13 @@ class StoreAuditSink:
                 # Let what arrives shortly after share the transaction: a transaction per few events costs
                 # the database thread and the event loop far more than a short delay before they are stored.
                 await anyio.sleep(LINGER)
-            batch, after = self._next_batch(position)
-            full_batch = len(batch) == BATCH
-            await self._write(batch)
+            payloads, after = self._spool.read_payloads(position, BATCH)
+            full_batch = len(payloads) == BATCH
+            await self._write(payloads)
             self._spool.ack(after)
             position = after
 
-    def _next_batch(self, position: int) -> tuple[list[tuple[Sequence[Any], bytes]], int]:
-        """Up to BATCH events from spool position ``position`` (each its values, whose first are the row, and its
-        payload), and the position after them: from memory while it holds the events from there on, else read
-        from the spool up to the first event memory holds."""
-        pending = self._pending
-        batch: list[tuple[Sequence[Any], bytes]] = []
-        after = position
-        while pending and pending[0][0] == after and len(batch) < BATCH:
-            _, after, values, payload = pending.popleft()
-            batch.append((values, payload))
-        if batch:
-            return batch, after
-        payloads, after = self._spool.read_payloads(position, BATCH, pending[0][0] if pending else None)
-        return [(stored_row(payload), payload) for payload in payloads], after
-
-    async def _write(self, batch: list[tuple[Sequence[Any], bytes]]) -> None:
+    async def _write(self, batch: list[bytes]) -> None:
         """Retry until written; meanwhile the spool grows and, once full, ``record`` makes requests wait."""
         attempt = 0
         while True:
@@ -154,9 +125,9 @@ class StoreAuditSink:
                              " written when Warden starts again", len(batch))
                 raise
 
-    async def _body_rows(self, batch: list[tuple[Sequence[Any], bytes]]) -> list[tuple[Any, ...]]:
+    async def _body_rows(self, batch: list[bytes]) -> list[tuple[Any, ...]]:
         rows = []
-        for _, payload in batch:
+        for payload in batch:
             if not has_bodies(payload):
                 continue
             event = unspooled(payload)
@@ -180,11 +151,11 @@ class StoreAuditSink:
                 done += rows
 
 
-def _row_values(batch: list[tuple[Sequence[Any], bytes]]) -> list[Any]:
+def _row_values(batch: list[bytes]) -> list[Any]:
     """The events' column values, one after the other."""
     values: list[Any] = []
-    for event, _ in batch:
-        values += event[:STORED]
+    for payload in batch:
+        values += stored_row(payload)
     return values
 
 
