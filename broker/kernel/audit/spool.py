@@ -32,7 +32,9 @@ the disk either.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import fcntl
+import logging
 import mmap
 import os
 import struct
@@ -48,6 +50,7 @@ from prometheus_client.registry import Collector
 
 from broker.kernel.audit.events import AuditEvent, spooled, unspooled
 
+log = logging.getLogger(__name__)
 SEGMENT_BYTES = 8 * 1024 * 1024  # a new segment starts past this; acknowledged ones go (or are reused) whole
 _HEADER = struct.Struct("<II")
 _READ_BYTES = 1 << 20  # reading a finished segment: a chunk at a time
@@ -156,19 +159,30 @@ class AuditSpool:
         descriptors = [*retired, self._fd]
         spare = self._directory / _SPARE if self._spare == "parked" else None
 
-        def fsync_all() -> None:
+        def fsync_all() -> OSError | None:
             for descriptor in descriptors:
                 os.fsync(descriptor)
             if spare is not None:
-                _zero(spare)
+                try:
+                    _zero(spare)
+                except OSError as exc:  # reusing a segment saves work; failing to must not stop the writer
+                    return exc
+            return None
 
         try:
-            await anyio.to_thread.run_sync(fsync_all)
+            unusable = await anyio.to_thread.run_sync(fsync_all)
         except BaseException:
             self._retired = [*retired, *self._retired]  # synced again by the next attempt
             raise
-        if spare is not None and self._spare == "parked":
-            self._spare = "zeroed"
+        if spare is not None:
+            if unusable is None:
+                self._spare = "zeroed"
+            else:
+                log.warning("audit spool: the spare segment could not be reused (%s); new segments are new files",
+                            unusable)
+                with contextlib.suppress(OSError):
+                    spare.unlink()
+                self._spare = None
         for descriptor in retired:
             os.close(descriptor)
 
@@ -190,8 +204,9 @@ class AuditSpool:
             os.close(self._fd)
         path = self._directory / _name(self._segment_start)
         if self._spare == "zeroed" and not path.exists():
-            os.replace(self._directory / _SPARE, path)
             self._spare = None
+            with contextlib.suppress(FileNotFoundError):  # removed behind the spool's back: a new file then
+                os.replace(self._directory / _SPARE, path)
         self._fd, self._map = _mapped(path, 0, record_bytes)
 
     def _finish_segment(self) -> None:
@@ -309,7 +324,7 @@ class AuditSpool:
         first becomes the spare when there is none, the others are deleted."""
         while len(self._starts) > 1 and self._starts[1] <= position:
             path = self._directory / _name(self._starts.pop(0))
-            if self._spare is None:
+            if self._spare is None and path.exists():
                 os.replace(path, self._directory / _SPARE)
                 self._spare = "parked"
             else:

@@ -113,6 +113,21 @@ os.kill(os.getpid(), signal.SIGKILL)
     assert reopened.position == int(position)
 
 
+def test_a_spare_segment_that_cannot_be_reused_does_not_stop_the_writer(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 4096)
+    spool = AuditSpool(tmp_path, 1 << 20)
+    while len(list(tmp_path.glob("*.spool"))) < 2:
+        spool.append(event(1000))
+    spool.ack(spool.position - 1)
+    (tmp_path / "spare").unlink()  # gone behind the spool's back
+    anyio.run(spool.sync)  # still makes the events durable, without complaint
+    while len(list(tmp_path.glob("*.spool"))) < 2:
+        spool.append(event(2000))
+    newest = sorted(tmp_path.glob("*.spool"))[-1]
+    assert [r["detail"]["n"] for r in spool.read(int(newest.name.removesuffix(".spool")), 10)[0]] == [2000]
+
+
 async def test_a_full_spool_refuses_until_an_acknowledgement_makes_room(tmp_path: Path) -> None:
     spool = AuditSpool(tmp_path, 1000)
     while not spool.full():
