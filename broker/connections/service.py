@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,8 @@ from broker.mcp.servers import McpServerStore, UpstreamAuth, UpstreamDefinition
 
 _PENDING_CONTEXT = b"oauth_state:"
 _CLIENT_CONTEXT = b"oauth_client:"
+
+log = logging.getLogger(__name__)
 
 
 def binding_cookie(state: str) -> str:
@@ -259,7 +262,7 @@ class Connections:
         expires = link.tokens.expires_at
         if link.kind != "oauth" or expires is None or expires - self._clock.now() > self.settings.refresh_ahead_seconds:
             return link
-        return await self._refresh(link, definition)
+        return await self._refresh(link, definition, "the token expires")
 
     async def rejected(self, link: Link, definition: UpstreamDefinition) -> Link | None:
         """The upstream refused ``link``'s token: a refreshed link to retry with, or None."""
@@ -268,11 +271,11 @@ class Connections:
             await self._changed(link.server, link.user_id)
             return None
         try:
-            return await self._refresh(link, definition)
+            return await self._refresh(link, definition, "the upstream refused the token")
         except NeedsAuthorization:
             return None
 
-    async def _refresh(self, link: Link, definition: UpstreamDefinition) -> Link:
+    async def _refresh(self, link: Link, definition: UpstreamDefinition, cause: str) -> Link:
         async with self._locks.hold(f"link:{link.id}"):
             current = await self.links.get(link.id)
             if current.version != link.version and current.state == "connected":
@@ -293,6 +296,8 @@ class Connections:
                 raise UpstreamAuthUnavailable(f"{definition.name}: the token expired and renewal failed: {exc}"
                                               ) from exc
             self.refreshes += 1
+            log.info("renewed the token of %s account %r of user %s (version %d): %s", definition.name,
+                     current.label, current.user_id, current.version, cause)
             return await self.links.refreshed(current, tokens) or await self.links.get(link.id)
 
     async def _needs_authorization(self, link: Link, detail: str) -> None:

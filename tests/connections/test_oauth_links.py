@@ -152,7 +152,8 @@ async def test_link_call_refresh_once_under_concurrency_then_revocation(warden: 
         for _ in range(20):
             group.start_soon(call)
     assert accounts_called == ["alice"] * 20
-    assert oauth_world.stats().get("alice", 0) - before == 1
+    renewals = [line for line in warden.log_path.read_text().splitlines() if "renewed the token" in line]
+    assert oauth_world.stats().get("alice", 0) - before == 1, renewals  # why each renewal happened, if two
     tokens = {entry["token"] for entry in oauth_world.seen()[seen_before:]}
     assert len(tokens) == 1  # every request after the refresh carried the one renewed token
 
