@@ -42,7 +42,7 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from prometheus_client.core import GaugeMetricFamily
@@ -99,7 +99,7 @@ class AuditSpool:
                 stale.unlink()
         # parked: an acknowledged segment renamed ``spare``, its old records still in it; zeroed: ready for reuse
         # (only then, so that after a crash no old record can be read as a new one)
-        self._spare: str | None = "parked" if (directory / _SPARE).exists() else None
+        self._spare: Literal["parked", "zeroed"] | None = "parked" if (directory / _SPARE).exists() else None
         self._delete_below(self._kept_from())
         self._fd, self._map = _mapped(directory / _name(self._segment_start), self._position - self._segment_start)
         self._room: anyio.Event | None = None  # set when an acknowledgement makes room in a full spool
@@ -199,15 +199,14 @@ class AuditSpool:
             self._retired.append(self._fd)  # made durable by the writer's next ``sync``, not here on the loop
             self._segment_start = self._position
             self._starts.append(self._segment_start)
+            if self._spare == "zeroed":
+                self._spare = None
+                with contextlib.suppress(FileNotFoundError):  # removed behind the spool's back: a new file then
+                    os.replace(self._directory / _SPARE, self._directory / _name(self._segment_start))
         else:  # nothing in this segment yet: it grows to take the record
             self._map.close()
             os.close(self._fd)
-        path = self._directory / _name(self._segment_start)
-        if self._spare == "zeroed" and not path.exists():
-            self._spare = None
-            with contextlib.suppress(FileNotFoundError):  # removed behind the spool's back: a new file then
-                os.replace(self._directory / _SPARE, path)
-        self._fd, self._map = _mapped(path, 0, record_bytes)
+        self._fd, self._map = _mapped(self._directory / _name(self._segment_start), 0, record_bytes)
 
     def _finish_segment(self) -> None:
         """Unmap the segment being written and give back its reserved space past the last record (the data
