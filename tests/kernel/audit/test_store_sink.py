@@ -144,3 +144,25 @@ async def test_a_full_batch_is_written_in_one_transaction(kernel: Kernel, tmp_pa
         await sink.run()
     stored = await kernel.db.fetch("SELECT id FROM audit_events")
     assert sorted(row["id"] for row in stored) == sorted(e.id for e in events)
+
+
+async def test_numbers_are_stored_typed_whichever_python_number_they_come_as(kernel: Kernel, tmp_path: Path) -> None:
+    """A free model's cost is the integer 0 and an error code an int beside events without one: each batch goes
+    to PostgreSQL as one typed array per column, which must take them all (and NULLs) as SQLite does."""
+    spool = AuditSpool(tmp_path / "spool", 1 << 30)
+    free = AuditEvent(uuid.uuid4().hex, 2.0, "t" * 32, "ai", "u1", None, "k1", "provider:p", "chat.completions:m",
+                      "error", 502, 3, {"model": "m", "provider": "p", "input_tokens": 5, "output_tokens": 0,
+                                        "weighted_tokens": 5, "usd": 0})
+    for item in (free, event(), replace(free, id=uuid.uuid4().hex, error_code=None, detail={"model": None})):
+        spool.append(item)
+    sink = StoreAuditSink(kernel.db, spool, LocalBodyStore(tmp_path / "bodies"))
+    sink.close()
+    with anyio.fail_after(10):
+        await sink.run()
+    rows = await kernel.db.fetch("SELECT id, error_code, duration_ms, input_tokens, weighted_tokens, usd"
+                                 " FROM audit_events ORDER BY id")
+    by_id = {row.pop("id"): row for row in rows}
+    assert len(by_id) == 3
+    assert by_id[free.id] == {"error_code": 502, "duration_ms": 3.0, "input_tokens": 5, "weighted_tokens": 5.0,
+                              "usd": 0.0}
+    assert [row["usd"] for row in by_id.values()].count(None) == 2

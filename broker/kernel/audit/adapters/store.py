@@ -12,6 +12,7 @@ on shutdown, and starts by replaying what an earlier process left unacknowledged
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 from typing import Any
@@ -34,6 +35,14 @@ BATCH = 1000
 LINGER = 0.25
 _COLUMNS = SPOOLED[:STORED]  # a spooled event's first values are the row
 _ROW = f"({', '.join('?' * len(_COLUMNS))})"
+# PostgreSQL takes a batch as one array per column: one short statement, prepared once. A multi-row VALUES of a
+# few hundred rows is too long for asyncpg's statement cache (15 KB) and was prepared anew for every chunk of
+# every batch, which cost the event loop about as much as the rest of auditing (bench/audit_cost.py).
+_POSTGRES_TYPES = {"at": "float8", "error_code": "int4", "duration_ms": "float8", "input_tokens": "int8",
+                   "output_tokens": "int8", "weighted_tokens": "float8", "usd": "float8"}  # the others are text
+_INSERT_ARRAYS = (f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
+                  + ", ".join(f"?::{_POSTGRES_TYPES.get(column, 'text')}[]" for column in _COLUMNS)
+                  + ") ON CONFLICT (id) DO NOTHING")
 _INSERT_BODY = ("INSERT INTO audit_bodies (event_id, part, at, bytes, redactions, content, offload_key)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, part) DO NOTHING")
 
@@ -112,7 +121,7 @@ class StoreAuditSink:
                 with anyio.CancelScope(shield=True):  # a started transaction finishes even during shutdown
                     await self._spool.sync()
                     rows = await self._body_rows(batch)  # offloaded first: a row never points at nothing
-                    await self._insert(_row_values(batch), rows)
+                    await self._insert([stored_row(payload) for payload in batch], rows)
                 if attempt > 1:
                     log.warning("audit writes work again after %d failed attempt(s)", attempt - 1)
                 return
@@ -140,23 +149,18 @@ class StoreAuditSink:
                              None if key else body["text"], key))
         return rows
 
-    async def _insert(self, values: list[Any], bodies: list[tuple[Any, ...]]) -> None:
+    async def _insert(self, rows: list[list[Any]], bodies: list[tuple[Any, ...]]) -> None:
         async with self._db.transaction() as tx:
             if bodies:
                 await tx.execute_many(_INSERT_BODY, bodies)
-            width = len(_COLUMNS)
+            if self._db.dialect == "postgres":
+                if rows:
+                    await tx.execute(_INSERT_ARRAYS, *(list(column) for column in zip(*rows, strict=True)))
+                return
             done = 0
-            for rows in _chunks(len(values) // width):
-                await tx.execute(_insert(rows), *values[done * width:(done + rows) * width])
-                done += rows
-
-
-def _row_values(batch: list[bytes]) -> list[Any]:
-    """The events' column values, one after the other."""
-    values: list[Any] = []
-    for payload in batch:
-        values += stored_row(payload)
-    return values
+            for count in _chunks(len(rows)):
+                await tx.execute(_insert(count), *itertools.chain.from_iterable(rows[done:done + count]))
+                done += count
 
 
 def _chunks(rows: int) -> list[int]:
@@ -168,10 +172,10 @@ def _chunks(rows: int) -> list[int]:
 
 @functools.lru_cache(maxsize=16)
 def _insert(rows: int) -> str:
-    """One statement inserting ``rows`` events. Not ``executemany``: SQLite's driver takes the interpreter lock
-    back for every row, and on a busy event loop each of those hand-overs cost more than inserting the row; one
-    statement binds all values at once and inserts them without the lock (PostgreSQL: one round trip). At most
-    512 rows (``_chunks`` of ``BATCH``): 11,264 values, within both databases' limit (32,766)."""
+    """One SQLite statement inserting ``rows`` events. Not ``executemany``: SQLite's driver takes the interpreter
+    lock back for every row, and on a busy event loop each of those hand-overs cost more than inserting the row;
+    one statement binds all values at once and inserts them without the lock. At most 512 rows (``_chunks`` of
+    ``BATCH``): 11,264 values, within SQLite's limit (32,766)."""
     return (f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES {', '.join([_ROW] * rows)}"
             " ON CONFLICT (id) DO NOTHING")
 
