@@ -71,12 +71,17 @@ _NO_NUMBERS = (None,) * len(AI_NUMBERS)
 
 def spooled(event: AuditEvent) -> bytes:
     """The event as the spool keeps it."""
+    return spooled_row(event)[1]
+
+
+def spooled_row(event: AuditEvent) -> tuple[tuple[Any, ...], bytes]:
+    """The event's row in the store (its first STORED values) and the event as the spool keeps it."""
     detail = event.detail
-    numbers = tuple(detail.get(name) for name in AI_NUMBERS) if event.surface == "ai" else _NO_NUMBERS
-    return orjson.dumps((event.id, event.at, event.trace_id, event.surface, event.user_id, event.team_id,
-                         event.api_key_id, event.target, event.action, event.outcome, event.error_code,
-                         event.duration_ms, orjson.dumps(detail).decode(), event.request_id, event.client_ip,
-                         event.user_agent, *numbers, event.span_id, event.parent_span_id, event.bodies))
+    numbers = (*map(detail.get, AI_NUMBERS),) if event.surface == "ai" else _NO_NUMBERS
+    row = (event.id, event.at, event.trace_id, event.surface, event.user_id, event.team_id, event.api_key_id,
+           event.target, event.action, event.outcome, event.error_code, event.duration_ms,
+           orjson.dumps(detail).decode(), event.request_id, event.client_ip, event.user_agent, *numbers)
+    return row, orjson.dumps((*row, event.span_id, event.parent_span_id, event.bodies))
 
 
 def unspooled(payload: bytes) -> dict[str, Any]:

@@ -126,9 +126,12 @@ class AuditSpool:
 
     def append(self, event: AuditEvent) -> None:
         """Append one event, or raise SpoolFull."""
+        self.append_spooled(spooled(event))
+
+    def append_spooled(self, payload: bytes) -> None:
+        """Append one event as ``broker.kernel.audit.events.spooled`` made it, or raise SpoolFull."""
         if self.full():
             raise SpoolFull(f"the audit spool holds {self.unacked_bytes} unacknowledged bytes")
-        payload = spooled(event)
         record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         offset = self._position - self._segment_start
         if offset + len(record) > len(self._map):
@@ -221,9 +224,10 @@ class AuditSpool:
         payloads, position = self.read_payloads(start, limit)
         return [unspooled(payload) for payload in payloads], position
 
-    def read_payloads(self, start: int, limit: int) -> tuple[list[bytes], int]:
-        """``read``, the events left as they were spooled (``broker.kernel.audit.events.spooled``)."""
-        return self._payloads(start, limit, self._position)
+    def read_payloads(self, start: int, limit: int, end: int | None = None) -> tuple[list[bytes], int]:
+        """``read``, the events left as they were spooled (``broker.kernel.audit.events.spooled``); none at or
+        past ``end`` (a record boundary) when given."""
+        return self._payloads(start, limit, self._position if end is None else end)
 
     def oldest_unacked_at(self) -> float | None:
         """When the oldest event not yet acknowledged was recorded (None when every event was)."""

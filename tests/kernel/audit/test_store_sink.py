@@ -10,10 +10,12 @@ import pytest
 
 from broker.app import Kernel
 from broker.kernel.audit import spool as spool_module
+from broker.kernel.audit.adapters import store as store_module
 from broker.kernel.audit.adapters.store import BATCH, AuditQuery, StoreAuditSink
 from broker.kernel.audit.adapters.store_search import AuditFilter, StoreAuditSearch
 from broker.kernel.audit.body_store import LocalBodyStore
-from broker.kernel.audit.events import AuditEvent
+from broker.kernel.audit.capture import CapturedBody
+from broker.kernel.audit.events import AuditEvent, with_bodies
 from broker.kernel.audit.spool import AuditSpool
 from tests.conftest import eventually
 
@@ -21,6 +23,10 @@ from tests.conftest import eventually
 def event(target: str = "mcp_server:demo") -> AuditEvent:
     return AuditEvent(uuid.uuid4().hex, 1.0, "t" * 32, "mcp", "u1", None, "k1", target, "tools/call:demo__x",
                       "ok", None, 1.5, {"timeline": [{"t_ms": 0, "event": "start"}]})
+
+
+def with_captured(item: AuditEvent) -> AuditEvent:
+    return with_bodies(item, {"request": CapturedBody("hello [EMAIL]", 21, {"email": 1}, False)})
 
 
 async def test_every_queued_event_is_written_before_the_writer_returns(kernel: Kernel, tmp_path: Path) -> None:
@@ -166,3 +172,46 @@ async def test_numbers_are_stored_typed_whichever_python_number_they_come_as(ker
     assert by_id[free.id] == {"error_code": 502, "duration_ms": 3.0, "input_tokens": 5, "weighted_tokens": 5.0,
                               "usd": 0.0}
     assert [row["usd"] for row in by_id.values()].count(None) == 2
+
+
+async def test_the_writer_inserts_remembered_rows_and_reads_only_the_rest_from_the_spool(
+        kernel: Kernel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows of the latest events this process appended are kept for the writer, at most REMEMBERED of them:
+    it reads from the spool only what an earlier run left and what came while that many waited, in order."""
+    monkeypatch.setattr(store_module, "REMEMBERED", 3)
+    spool = AuditSpool(tmp_path / "spool", 1 << 30)
+    left = [event() for _ in range(2)]
+    for item in left:  # an earlier run's, never written
+        spool.append(item)
+    sink = StoreAuditSink(kernel.db, spool, LocalBodyStore(tmp_path / "bodies"))
+    captured = with_captured(event())
+    recorded = [captured, *(event() for _ in range(6))]
+    for item in recorded:
+        await sink.record(item)
+    read: list[str] = []
+    read_payloads = spool.read_payloads
+
+    def counted(start: int, limit: int, end: int | None = None) -> tuple[list[bytes], int]:
+        payloads, after = read_payloads(start, limit, end)
+        read.extend(orjson.loads(payload)[0] for payload in payloads)
+        return payloads, after
+
+    monkeypatch.setattr(spool, "read_payloads", counted)
+    async with anyio.create_task_group() as group:
+        group.start_soon(sink.run)
+
+        async def all_stored() -> bool:
+            return len(await kernel.db.fetch("SELECT id FROM audit_events")) == len(left) + len(recorded)
+
+        assert await eventually(all_stored, within=10)
+        later = [event() for _ in range(2)]  # remembered again: the writer took the others
+        for item in later:
+            await sink.record(item)
+        sink.close()
+        with anyio.fail_after(10):
+            await sink.drained.wait()
+    assert read == [e.id for e in [*left, *recorded[3:]]]  # not the first three recorded, nor the later ones
+    stored = await kernel.db.fetch("SELECT id FROM audit_events")
+    assert sorted(row["id"] for row in stored) == sorted(e.id for e in [*left, *recorded, *later])
+    bodies = await AuditQuery(kernel.db).bodies(captured.id, LocalBodyStore(tmp_path / "bodies"))
+    assert bodies["request"]["text"] == "hello [EMAIL]"

@@ -11,24 +11,27 @@ on shutdown, and starts by replaying what an earlier process left unacknowledged
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import json
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import anyio
 import orjson
 from prometheus_client import CollectorRegistry, Counter
 
 from broker.kernel.audit.body_store import BodyStore, offload_key
-from broker.kernel.audit.events import SPOOLED, STORED, AuditEvent, has_bodies, stored_row, unspooled
+from broker.kernel.audit.events import SPOOLED, STORED, AuditEvent, has_bodies, spooled_row, stored_row, unspooled
 from broker.kernel.audit.spool import AuditSpool, SpoolFull
 from broker.kernel.errors import AuditUnavailable
 from broker.kernel.store.ports import Database, Row
 
 log = logging.getLogger(__name__)
 BATCH = 1000
+REMEMBERED = 4 * BATCH  # rows kept for the writer, about 4 MB at most
 # Seconds an event may wait for others to share its transaction. Each batch wakes the database thread, on the
 # same core as the event loop: a quarter of a second rather than 50 ms cut auditing's CPU a request by about a
 # third under load (bench/audit_cost.py, docs/performance.md).
@@ -47,6 +50,16 @@ _INSERT_BODY = ("INSERT INTO audit_bodies (event_id, part, at, bytes, redactions
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, part) DO NOTHING")
 
 
+class _Remembered(NamedTuple):
+    """An event this process appended: where its record starts and ends in the spool, its row, and the spooled
+    event when it carries bodies (their rows are made from it)."""
+
+    start: int
+    end: int
+    row: tuple[Any, ...]
+    payload: bytes | None
+
+
 class StoreAuditSink:
     """The embedded default sink (SQLite or PostgreSQL, whichever is the store)."""
 
@@ -61,6 +74,11 @@ class StoreAuditSink:
                                      " audit_unavailable because the audit spool was full", registry=registry)
         self._closed = False
         self._appended: anyio.Event | None = None  # set when an event arrives while the writer waits for one
+        # The rows of the latest events this process appended, one contiguous run of spool records ending where
+        # the spool ends, for the writer to insert as they are: reading them back from the spool and parsing
+        # them again cost it about as much as appending them. What is not here (an earlier run's events, or
+        # those appended while REMEMBERED rows waited, the database being slow or down) is read from the spool.
+        self._remembered: collections.deque[_Remembered] = collections.deque()
         self.drained = anyio.Event()  # set when ``run`` has written everything recorded before ``close``
 
     def admit(self) -> None:
@@ -71,13 +89,18 @@ class StoreAuditSink:
 
     async def record(self, event: AuditEvent) -> None:
         # Even after ``close`` (a stream cancelled at shutdown): the spool keeps it for the next start.
+        row, payload = spooled_row(event)
         while True:
+            start = self._spool.position
             try:
-                self._spool.append(event)
+                self._spool.append_spooled(payload)
                 break
             except SpoolFull as exc:
                 log.warning("audit: %s; requests wait until the database takes events again", exc)
                 await self._spool.wait_for_room()
+        remembered = self._remembered
+        if len(remembered) < REMEMBERED and (not remembered or remembered[-1].end == start):
+            remembered.append(_Remembered(start, self._spool.position, row, payload if event.bodies else None))
         if self._appended is not None:
             self._appended.set()
 
@@ -106,13 +129,26 @@ class StoreAuditSink:
                 # Let what arrives shortly after share the transaction: a transaction per few events costs
                 # the database thread and the event loop far more than a short delay before they are stored.
                 await anyio.sleep(LINGER)
-            payloads, after = self._spool.read_payloads(position, BATCH)
-            full_batch = len(payloads) == BATCH
-            await self._write(payloads)
+            rows, with_bodies, after = self._batch(position)
+            full_batch = len(rows) == BATCH
+            await self._write(rows, with_bodies)
             self._spool.ack(after)
             position = after
 
-    async def _write(self, batch: list[bytes]) -> None:
+    def _batch(self, position: int) -> tuple[list[Sequence[Any]], list[bytes], int]:
+        """The rows of up to BATCH events from ``position``, the spooled events among them that carry bodies,
+        and the position after them: remembered ones when they start there, else read from the spool."""
+        remembered = self._remembered
+        while remembered and remembered[0].start < position:  # written already (not expected: the writer is one)
+            remembered.popleft()
+        if remembered and remembered[0].start == position:
+            taken = [remembered.popleft() for _ in range(min(BATCH, len(remembered)))]
+            return ([item.row for item in taken], [item.payload for item in taken if item.payload is not None],
+                    taken[-1].end)
+        payloads, after = self._spool.read_payloads(position, BATCH, remembered[0].start if remembered else None)
+        return [stored_row(payload) for payload in payloads], [p for p in payloads if has_bodies(p)], after
+
+    async def _write(self, rows: list[Sequence[Any]], with_bodies: list[bytes]) -> None:
         """Retry until written; meanwhile the spool grows and, once full, ``record`` makes requests wait."""
         attempt = 0
         while True:
@@ -120,25 +156,23 @@ class StoreAuditSink:
             try:
                 with anyio.CancelScope(shield=True):  # a started transaction finishes even during shutdown
                     await self._spool.sync()
-                    rows = await self._body_rows(batch)  # offloaded first: a row never points at nothing
-                    await self._insert([stored_row(payload) for payload in batch], rows)
+                    bodies = await self._body_rows(with_bodies)  # offloaded first: a row never points at nothing
+                    await self._insert(rows, bodies)
                 if attempt > 1:
                     log.warning("audit writes work again after %d failed attempt(s)", attempt - 1)
                 return
             except Exception as exc:
-                log.error("audit write of %d event(s) failed (attempt %d): %s", len(batch), attempt, exc)
+                log.error("audit write of %d event(s) failed (attempt %d): %s", len(rows), attempt, exc)
             try:
                 await anyio.sleep(min(0.2 * 2**attempt, 5))
             except anyio.get_cancelled_exc_class():
                 log.critical("audit: shutting down with %d event(s) unwritten; they stay in the spool and are"
-                             " written when Warden starts again", len(batch))
+                             " written when Warden starts again", len(rows))
                 raise
 
-    async def _body_rows(self, batch: list[bytes]) -> list[tuple[Any, ...]]:
+    async def _body_rows(self, with_bodies: list[bytes]) -> list[tuple[Any, ...]]:
         rows = []
-        for payload in batch:
-            if not has_bodies(payload):
-                continue
+        for payload in with_bodies:
             event = unspooled(payload)
             for part, body in (event.get("bodies") or {}).items():
                 key = None
@@ -149,7 +183,7 @@ class StoreAuditSink:
                              None if key else body["text"], key))
         return rows
 
-    async def _insert(self, rows: list[list[Any]], bodies: list[tuple[Any, ...]]) -> None:
+    async def _insert(self, rows: list[Sequence[Any]], bodies: list[tuple[Any, ...]]) -> None:
         async with self._db.transaction() as tx:
             if bodies:
                 await tx.execute_many(_INSERT_BODY, bodies)
