@@ -25,6 +25,11 @@ class Executor(Protocol):
         """Run one statement once per row of arguments, in one round trip to the database."""
         ...
 
+    async def insert_new(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], key: str) -> None:
+        """Insert many rows at once, leaving out those whose ``key`` (a unique column) is already stored: the bulk
+        path, for batches of many rows (the audit writer's)."""
+        ...
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         """Run a query; return every row."""
         ...

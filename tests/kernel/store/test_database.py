@@ -26,3 +26,36 @@ async def test_execute_many_runs_the_statement_for_every_row_and_rolls_back_with
         assert [r["id"] for r in rows] == [f"many-{i}" for i in range(5)]  # the failed batch left nothing
     finally:
         await db.close()
+
+
+COLUMNS = ("id", "at", "trace_id", "surface", "target", "action", "outcome", "duration_ms", "detail")
+
+
+def row(key: str, at: float = 1.0) -> tuple[object, ...]:
+    return (key, at, "trace", "mcp", "t", "a", "ok", 1, "{}")
+
+
+async def test_insert_new_leaves_out_rows_already_stored_and_goes_with_its_transaction(config: WardenConfig) -> None:
+    """The bulk path: thousands of rows at once (more than one SQLite statement holds), those whose key is stored
+    already, or twice in the batch, left out; inside a transaction it commits or rolls back with it."""
+    db = await open_database(config)
+    try:
+        await migrate(db)
+        await db.insert_new("audit_events", COLUMNS, [row(f"bulk-{i:05d}", i) for i in range(0, 4000, 2)], "id")
+        batch = [row(f"bulk-{i:05d}", -1) for i in range(5000)] + [row("bulk-00001", -2)]
+        async with db.transaction() as tx:
+            await tx.insert_new("audit_events", COLUMNS, batch, "id")
+            await tx.insert_new("audit_events", COLUMNS, [row("bulk-last")], "id")  # twice in one transaction
+        rows = await db.fetch("SELECT id, at, duration_ms FROM audit_events WHERE id LIKE 'bulk-%' ORDER BY id")
+        assert [r["id"] for r in rows] == [*(f"bulk-{i:05d}" for i in range(5000)), "bulk-last"]
+        assert [r["at"] for r in rows[:4:2]] == [0.0, 2.0] and rows[3]["at"] == -1.0  # stored rows kept
+        assert rows[1]["at"] in (-1.0, -2.0)  # one of the pair
+        assert rows[0]["duration_ms"] == 1.0
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as tx:
+                await tx.insert_new("audit_events", COLUMNS, [row("bulk-rolled-back")], "id")
+                raise RuntimeError("the transaction fails after the insert")
+        assert await db.fetchrow("SELECT id FROM audit_events WHERE id = 'bulk-rolled-back'") is None
+        await db.insert_new("audit_events", COLUMNS, [], "id")
+    finally:
+        await db.close()

@@ -12,8 +12,6 @@ on shutdown, and starts by replaying what an earlier process left unacknowledged
 from __future__ import annotations
 
 import collections
-import functools
-import itertools
 import json
 import logging
 from collections.abc import Sequence
@@ -37,15 +35,6 @@ REMEMBERED = 4 * BATCH  # rows kept for the writer, about 4 MB at most
 # third under load (bench/audit_cost.py, docs/performance.md).
 LINGER = 0.25
 _COLUMNS = SPOOLED[:STORED]  # a spooled event's first values are the row
-_ROW = f"({', '.join('?' * len(_COLUMNS))})"
-# PostgreSQL takes a batch as one array per column: one short statement, prepared once. A multi-row VALUES of a
-# few hundred rows is too long for asyncpg's statement cache (15 KB) and was prepared anew for every chunk of
-# every batch, which cost the event loop about as much as the rest of auditing (bench/audit_cost.py).
-_POSTGRES_TYPES = {"at": "float8", "error_code": "int4", "duration_ms": "float8", "input_tokens": "int8",
-                   "output_tokens": "int8", "weighted_tokens": "float8", "usd": "float8"}  # the others are text
-_INSERT_ARRAYS = (f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
-                  + ", ".join(f"?::{_POSTGRES_TYPES.get(column, 'text')}[]" for column in _COLUMNS)
-                  + ") ON CONFLICT (id) DO NOTHING")
 _INSERT_BODY = ("INSERT INTO audit_bodies (event_id, part, at, bytes, redactions, content, offload_key)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, part) DO NOTHING")
 
@@ -187,31 +176,7 @@ class StoreAuditSink:
         async with self._db.transaction() as tx:
             if bodies:
                 await tx.execute_many(_INSERT_BODY, bodies)
-            if self._db.dialect == "postgres":
-                if rows:
-                    await tx.execute(_INSERT_ARRAYS, *(list(column) for column in zip(*rows, strict=True)))
-                return
-            done = 0
-            for count in _chunks(len(rows)):
-                await tx.execute(_insert(count), *itertools.chain.from_iterable(rows[done:done + count]))
-                done += count
-
-
-def _chunks(rows: int) -> list[int]:
-    """``rows`` as a sum of powers of two, largest first: the statements a batch is inserted with. A statement
-    per batch size would be prepared anew for nearly every batch (batches vary in size), and preparing one of a
-    few hundred rows cost about as much as inserting them; these few are prepared once and kept by the driver."""
-    return [1 << bit for bit in range(rows.bit_length() - 1, -1, -1) if rows >> bit & 1]
-
-
-@functools.lru_cache(maxsize=16)
-def _insert(rows: int) -> str:
-    """One SQLite statement inserting ``rows`` events. Not ``executemany``: SQLite's driver takes the interpreter
-    lock back for every row, and on a busy event loop each of those hand-overs cost more than inserting the row;
-    one statement binds all values at once and inserts them without the lock. At most 512 rows (``_chunks`` of
-    ``BATCH``): 11,264 values, within SQLite's limit (32,766)."""
-    return (f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES {', '.join([_ROW] * rows)}"
-            " ON CONFLICT (id) DO NOTHING")
+            await tx.insert_new("audit_events", _COLUMNS, rows, "id")
 
 
 class AuditQuery:

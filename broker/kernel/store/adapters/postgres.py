@@ -55,6 +55,23 @@ class _Connection:
         except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
             raise _translate(exc) from exc
 
+    async def insert_new(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], key: str) -> None:
+        # COPY into a temporary table of the same columns, then one INSERT of what is new: COPY cannot leave out
+        # rows, and binary COPY costs the client a quarter of what a multi-row INSERT or arrays of values do.
+        if not rows:
+            return
+        staging = f"{table}_new"
+        names = ", ".join(columns)
+        try:
+            async with self._conn.transaction():  # a savepoint inside a caller's transaction
+                await self._conn.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {table})"
+                                         " ON COMMIT DELETE ROWS")
+                await self._conn.copy_records_to_table(staging, records=rows, columns=list(columns))
+                await self._conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging}"
+                                         f" ON CONFLICT ({key}) DO NOTHING")
+        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+            raise _translate(exc) from exc
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         try:
             return [dict(r) for r in await self._conn.fetch(to_postgres(sql), *args)]
@@ -91,6 +108,10 @@ class PostgresDatabase:
     async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         async with self._acquire() as conn:
             await conn.execute_many(sql, rows)
+
+    async def insert_new(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], key: str) -> None:
+        async with self._acquire() as conn:
+            await conn.insert_new(table, columns, rows, key)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         async with self._acquire() as conn:

@@ -6,6 +6,8 @@ their own connection so they never queue behind a write transaction.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -53,6 +55,13 @@ class _Connection:
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
 
+    async def insert_new(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], key: str) -> None:
+        done = 0
+        for count in _chunks(len(rows), len(columns)):
+            await self.execute(_insert_statement(table, tuple(columns), count, key),
+                               *itertools.chain.from_iterable(rows[done:done + count]))
+            done += count
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         try:
             cursor = await self.conn.execute(sql, args)
@@ -93,6 +102,10 @@ class SqliteDatabase:
         async with self._write_lock:
             await self._writer.execute_many(sql, rows)
 
+    async def insert_new(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], key: str) -> None:
+        async with self.transaction() as tx:
+            await tx.insert_new(table, columns, rows, key)
+
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return await self._reader.fetch(sql, *args)
 
@@ -124,3 +137,27 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     for pragma in _PRAGMAS:
         await conn.execute(pragma)
     return conn
+
+
+# A bulk insert's rows go in statements of many rows each (not ``executemany``: SQLite's driver takes the
+# interpreter lock back for every row, and on a busy event loop each of those hand-overs cost more than inserting
+# the row; one statement binds all its values at once and inserts them without the lock), at most this many
+# values a statement, within SQLite's limit (32,766).
+_MAX_VALUES = 16_384
+
+
+def _chunks(rows: int, width: int = 1) -> list[int]:
+    """``rows`` as a sum of powers of two, largest first, none over ``_MAX_VALUES // width`` rows: the statements a
+    batch is inserted with. A statement per batch size would be prepared anew for nearly every batch (batches
+    vary in size), and preparing one of a few hundred rows cost about as much as inserting them; these few are
+    prepared once and kept by the driver."""
+    largest = 1 << ((_MAX_VALUES // width).bit_length() - 1)
+    whole, rest = divmod(rows, largest)
+    return [largest] * whole + [1 << bit for bit in range(rest.bit_length() - 1, -1, -1) if rest >> bit & 1]
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_statement(table: str, columns: tuple[str, ...], rows: int, key: str) -> str:
+    row = f"({', '.join('?' * len(columns))})"
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)}"
+            f" ON CONFLICT ({key}) DO NOTHING")
