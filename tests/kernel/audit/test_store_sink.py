@@ -25,6 +25,14 @@ def event(target: str = "mcp_server:demo") -> AuditEvent:
                       "ok", None, 1.5, {"timeline": [{"t_ms": 0, "event": "start"}]})
 
 
+async def write_spooled(kernel: Kernel, spool: AuditSpool, tmp_path: Path, within: float = 10) -> None:
+    """A sink's writer, started on ``spool`` after its sink was closed: it writes what the spool holds, returns."""
+    sink = StoreAuditSink(kernel.db, spool, LocalBodyStore(tmp_path / "bodies"))
+    sink.close()
+    with anyio.fail_after(within):
+        await sink.run()
+
+
 def with_captured(item: AuditEvent) -> AuditEvent:
     return with_bodies(item, {"request": CapturedBody("hello [EMAIL]", 21, {"email": 1}, False)})
 
@@ -97,10 +105,8 @@ async def test_events_a_killed_process_left_in_the_spool_are_written_once_at_the
         spool.append(item)
     spool.close()
 
-    again = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30), LocalBodyStore(tmp_path / 'bodies'))
-    again.close()
-    with anyio.fail_after(10):
-        await again.run()  # replays what the spool holds past its acknowledged position
+    # A new process's writer replays what the spool holds past its acknowledged position.
+    await write_spooled(kernel, AuditSpool(tmp_path / "spool", 1 << 30), tmp_path)
     stored_ids = [e["id"] for e in await StoreAuditSearch(kernel.db).events(AuditFilter(surface="mcp"), 100)]
     assert sorted(stored_ids) == sorted([written.id, *(e.id for e in unwritten)])
 
@@ -123,10 +129,7 @@ async def test_events_spooled_by_an_earlier_version_as_json_objects_are_read_and
     assert {**old_ai, "id": new_ai["id"]} == new_ai
     assert old_mcp["detail"] == {"timeline": [{"t_ms": 0, "event": "start"}]} and "model" not in new_ai
 
-    sink = StoreAuditSink(kernel.db, spool, LocalBodyStore(tmp_path / "bodies"))
-    sink.close()
-    with anyio.fail_after(10):
-        await sink.run()
+    await write_spooled(kernel, spool, tmp_path)
     rows = await kernel.db.fetch("SELECT id, model, provider, input_tokens, output_tokens, weighted_tokens, usd,"
                                  " detail, request_id FROM audit_events WHERE surface = 'ai' ORDER BY id")
     assert len(rows) == 2
@@ -144,10 +147,7 @@ async def test_a_full_batch_is_written_in_one_transaction(kernel: Kernel, tmp_pa
     events = [event() for _ in range(BATCH + 23)]
     for item in events:
         spool.append(item)
-    sink = StoreAuditSink(kernel.db, spool, LocalBodyStore(tmp_path / "bodies"))
-    sink.close()
-    with anyio.fail_after(30):
-        await sink.run()
+    await write_spooled(kernel, spool, tmp_path, within=30)
     stored = await kernel.db.fetch("SELECT id FROM audit_events")
     assert sorted(row["id"] for row in stored) == sorted(e.id for e in events)
 
@@ -161,10 +161,7 @@ async def test_numbers_are_stored_typed_whichever_python_number_they_come_as(ker
                                         "weighted_tokens": 5, "usd": 0})
     for item in (free, event(), replace(free, id=uuid.uuid4().hex, error_code=None, detail={"model": None})):
         spool.append(item)
-    sink = StoreAuditSink(kernel.db, spool, LocalBodyStore(tmp_path / "bodies"))
-    sink.close()
-    with anyio.fail_after(10):
-        await sink.run()
+    await write_spooled(kernel, spool, tmp_path)
     rows = await kernel.db.fetch("SELECT id, error_code, duration_ms, input_tokens, weighted_tokens, usd"
                                  " FROM audit_events ORDER BY id")
     by_id = {row.pop("id"): row for row in rows}
