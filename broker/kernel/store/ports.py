@@ -27,7 +27,8 @@ class Executor(Protocol):
 
     async def insert_new(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], key: str) -> None:
         """Insert many rows at once, leaving out those whose ``key`` (a unique column) is already stored: the bulk
-        path, for batches of many rows (the audit writer's)."""
+        path, for batches of many rows (the audit writer's). Each row gives a value for each of ``columns``,
+        which include every NOT NULL column of the table."""
         ...
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:

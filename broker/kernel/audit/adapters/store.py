@@ -2,8 +2,9 @@
 event is stored within about a quarter of a second of being recorded while the database answers).
 
 ``record`` appends the event to the spool (``broker/kernel/audit/spool.py``) before it returns, so the event
-survives the process being killed; the writer reads the spool from the last acknowledged position, makes the
-batch durable (fsync), inserts it (ids already stored are skipped, so a replay never duplicates) and only then
+survives the process being killed; the writer takes the events from the last acknowledged position (the rows
+``record`` made, kept in memory, or read back from the spool for what an earlier run left), makes the batch
+durable (fsync), inserts it (ids already stored are skipped, so a replay never duplicates) and only then
 acknowledges it. While the database is down the writer retries and the spool grows; when it holds its maximum,
 ``record`` waits for room (back pressure), it never drops an event. ``run`` drains the spool before it returns
 on shutdown, and starts by replaying what an earlier process left unacknowledged.
