@@ -62,13 +62,12 @@ class _Connection:
             return
         staging = f"{table}_new"
         names = ", ".join(columns)
-        try:
-            async with self._conn.transaction():  # a savepoint inside a caller's transaction
-                await self._conn.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {table})"
-                                         " ON COMMIT DELETE ROWS")
-                await self._conn.copy_records_to_table(staging, records=rows, columns=list(columns))
-                await self._conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging}"
-                                         f" ON CONFLICT ({key}) DO NOTHING")
+        try:  # in a transaction (the executors callers get are), which empties the staging table as it commits
+            await self._conn.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {table})"
+                                     " ON COMMIT DELETE ROWS")
+            await self._conn.copy_records_to_table(staging, records=rows, columns=list(columns))
+            await self._conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging}"
+                                     f" ON CONFLICT ({key}) DO NOTHING")
         except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
             raise _translate(exc) from exc
 
@@ -110,8 +109,8 @@ class PostgresDatabase:
             await conn.execute_many(sql, rows)
 
     async def insert_new(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], key: str) -> None:
-        async with self._acquire() as conn:
-            await conn.insert_new(table, columns, rows, key)
+        async with self.transaction() as tx:
+            await tx.insert_new(table, columns, rows, key)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         async with self._acquire() as conn:
