@@ -146,7 +146,7 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 _MAX_VALUES = 16_384
 
 
-def _chunks(rows: int, width: int = 1) -> list[int]:
+def _chunks(rows: int, width: int) -> list[int]:
     """``rows`` as a sum of powers of two, largest first, none over ``_MAX_VALUES // width`` rows: the statements a
     batch is inserted with. A statement per batch size would be prepared anew for nearly every batch (batches
     vary in size), and preparing one of a few hundred rows cost about as much as inserting them; these few are
