@@ -59,3 +59,16 @@ async def test_insert_new_leaves_out_rows_already_stored_and_goes_with_its_trans
         await db.insert_new("audit_events", COLUMNS, [], "id")
     finally:
         await db.close()
+
+
+async def test_a_commit_is_durable_when_it_returns(config: WardenConfig) -> None:
+    """The audit writer frees spool space once its commit returns, so a commit must survive a power loss: on
+    SQLite, the WAL is synced at every commit (synchronous=FULL), not only at checkpoints; PostgreSQL commits are
+    (synchronous_commit on, its default)."""
+    db = await open_database(config)
+    try:
+        async with db.transaction() as tx:
+            setting = await tx.fetchrow("PRAGMA synchronous" if db.dialect == "sqlite" else "SHOW synchronous_commit")
+        assert setting is not None and list(setting.values()) == ([2] if db.dialect == "sqlite" else ["on"])
+    finally:
+        await db.close()
