@@ -11,7 +11,6 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 
@@ -19,7 +18,7 @@ from ai_proxy.catalog_store import AiCatalogStore
 from broker.app import Kernel, open_kernel
 from broker.config import ConfigError, WardenConfig, load_config
 from broker.kernel.clock import SystemClock
-from broker.kernel.errors import WardenError
+from broker.kernel.errors import InvalidInput, WardenError
 from broker.kernel.identity.keys import KeySpec
 from broker.kernel.store.errors import StoreError
 from broker.kernel.store.migrations import migrate
@@ -127,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except (WardenError, StoreError) as exc:
         print(f"warden: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        for field in getattr(exc, "fields", []):  # InvalidInput: each bad entry of what was given
+            print(f"  {field.field}: {field.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -208,7 +209,12 @@ async def _roles(kernel: Kernel, args: argparse.Namespace) -> int:
     if args.action == "export":
         print(json.dumps(await roles.export(), indent=2))
         return 0
-    document: dict[str, Any] = json.loads(args.file.read_text(encoding="utf-8"))
+    try:
+        document = json.loads(args.file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"cannot read {args.file}: {exc}") from exc
+    if not isinstance(document, dict):
+        raise InvalidInput(f"{args.file} holds no JSON object (a roles export is one)")
     counts = await roles.import_(document, kernel.identity.user_by_email, kernel.identity.team_by_name)
     print(json.dumps(counts))
     return 0

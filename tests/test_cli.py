@@ -65,6 +65,18 @@ def test_errors_are_one_line_and_exit_non_zero(cli_env: Path, capsys: pytest.Cap
     assert code == 1
 
 
+def test_a_bad_roles_document_is_reported_by_entry(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    document = cli_env / "roles.json"
+    document.write_text("not json")
+    code, _, err = run(capsys, "roles", "import", str(document))
+    assert code == 1 and "cannot read" in err and "Traceback" not in err
+    document.write_text(json.dumps({"format": "warden.roles/v1", "roles": [{"name": "r"}],
+                                    "assignments": [{"email": "nobody@example.com", "role": "r"}]}))
+    code, _, err = run(capsys, "roles", "import", str(document))
+    assert code == 1 and err.splitlines() == ["warden: malformed document",
+                                              "  roles[0]: must be {name, permissions: [...], description?}"]
+
+
 def test_config_option_is_accepted_after_the_subcommand(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = cli_env / "warden.yaml"
     config.write_text("server: {console_port: 99999}\n")

@@ -72,40 +72,40 @@ class RoleCatalog:
 
     async def create(self, name: str, permissions: list[str], description: str = "",
                      actor_id: str | None = None) -> Role:
-        perms = validate_permissions(permissions)
-        role_id = uuid.uuid4().hex
-        now = self._clock.now()
+        role = Role(uuid.uuid4().hex, name, description, validate_permissions(permissions), False)
         try:
             async with self._db.transaction() as tx:
-                await tx.execute(
-                    "INSERT INTO roles (id, name, description, permissions, builtin, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    role_id, name, description, json.dumps(sorted(perms)), False, now, now,
-                )
-                role = Role(role_id, name, description, perms, False)
-                await self._record(tx, actor_id, "role.create", role_id, None, None, _state(role))
+                await self._insert_role(tx, role, actor_id)
         except UniqueViolation as exc:
             raise Conflict(f"a role named {name!r} already exists") from exc
         return role
 
+    async def _insert_role(self, tx: Executor, role: Role, actor_id: str | None) -> None:
+        now = self._clock.now()
+        await tx.execute(
+            "INSERT INTO roles (id, name, description, permissions, builtin, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            role.id, role.name, role.description, json.dumps(sorted(role.permissions)), False, now, now,
+        )
+        await self._record(tx, actor_id, "role.create", role.id, None, None, _state(role))
+
     async def update(self, role_id: str, changes: dict[str, Any], actor_id: str | None = None) -> Role:
         before = await self._editable(role_id)
-        name = changes.get("name", before.name)
-        description = changes.get("description", before.description)
-        perms = (validate_permissions(changes["permissions"]) if "permissions" in changes
-                 else before.permissions)
-        after = Role(role_id, name, description, perms, False)
+        after = _changed(before, changes)
         try:
             async with self._db.transaction() as tx:
-                await tx.execute(
-                    "UPDATE roles SET name = ?, description = ?, permissions = ?, updated_at = ? WHERE id = ?",
-                    name, description, json.dumps(sorted(perms)), self._clock.now(), role_id,
-                )
-                await self._record(tx, actor_id, "role.update", role_id, None, _state(before), _state(after))
+                await self._update_role(tx, before, after, actor_id)
         except UniqueViolation as exc:
-            raise Conflict(f"a role named {name!r} already exists") from exc
+            raise Conflict(f"a role named {after.name!r} already exists") from exc
         await self._grants_changed()
         return after
+
+    async def _update_role(self, tx: Executor, before: Role, after: Role, actor_id: str | None) -> None:
+        await tx.execute(
+            "UPDATE roles SET name = ?, description = ?, permissions = ?, updated_at = ? WHERE id = ?",
+            after.name, after.description, json.dumps(sorted(after.permissions)), self._clock.now(), after.id,
+        )
+        await self._record(tx, actor_id, "role.update", after.id, None, _state(before), _state(after))
 
     async def delete(self, role_id: str, actor_id: str | None = None) -> None:
         before = await self._editable(role_id)
@@ -124,21 +124,25 @@ class RoleCatalog:
     async def assign(self, user_id: str, role_id: str, team_id: str | None = None,
                      actor: Permissions | None = None, actor_id: str | None = None) -> RoleAssignment:
         role = await self.get(role_id)
-        if "*" in role.permissions and actor is not None and not actor.is_super_admin:
-            raise PermissionDenied("only a super_admin may grant super_admin")
-        assignment = RoleAssignment(uuid.uuid4().hex, user_id, role_id, team_id, self._clock.now())
+        _may_grant(role.permissions, actor)
         try:
             async with self._db.transaction() as tx:
-                await tx.execute(
-                    "INSERT INTO role_assignments (id, user_id, role_id, team_id, created_at, created_by)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    assignment.id, user_id, role_id, team_id, assignment.created_at, actor_id,
-                )
-                await self._record(tx, actor_id, "role.assign", role_id, user_id, None,
-                                   {"role": role.name, "team_id": team_id})
+                assignment = await self._insert_assignment(tx, user_id, role, team_id, actor_id)
         except UniqueViolation as exc:
             raise Conflict("the user already holds this role in this scope") from exc
         await self._grants_changed()
+        return assignment
+
+    async def _insert_assignment(self, tx: Executor, user_id: str, role: Role, team_id: str | None,
+                                 actor_id: str | None) -> RoleAssignment:
+        assignment = RoleAssignment(uuid.uuid4().hex, user_id, role.id, team_id, self._clock.now())
+        await tx.execute(
+            "INSERT INTO role_assignments (id, user_id, role_id, team_id, created_at, created_by)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            assignment.id, user_id, role.id, team_id, assignment.created_at, actor_id,
+        )
+        await self._record(tx, actor_id, "role.assign", role.id, user_id, None,
+                           {"role": role.name, "team_id": team_id})
         return assignment
 
     async def unassign(self, assignment_id: str, actor: Permissions | None = None,
@@ -220,29 +224,98 @@ class RoleCatalog:
 
     async def import_(self, document: dict[str, Any], resolve_user: Any, resolve_team: Any,
                       actor: Permissions | None = None, actor_id: str | None = None) -> dict[str, int]:
-        """Create or update custom roles by name and add missing assignments; returns counts."""
+        """Create or update custom roles by name and add missing assignments; returns counts. All or nothing:
+        the whole document is checked first (its shape, permissions, roles, users and teams, the actor's right
+        to grant), then one transaction writes it, so a bad entry leaves no half-imported state behind."""
         if document.get("format") != EXPORT_FORMAT:
             raise InvalidInput("unsupported document", [FieldError("format", f"must be {EXPORT_FORMAT!r}")])
-        counts = {"roles_created": 0, "roles_updated": 0, "assignments_added": 0}
-        for i, spec in enumerate(document.get("roles", [])):
-            validate_permissions(list(spec.get("permissions", [])), f"roles[{i}].permissions")
-        for spec in document.get("roles", []):
-            existing = await self.find_by_name(spec["name"])
-            if existing is None:
-                await self.create(spec["name"], list(spec["permissions"]), spec.get("description", ""), actor_id)
-                counts["roles_created"] += 1
-            elif not existing.builtin:
-                await self.update(existing.id, dict(spec), actor_id)
-                counts["roles_updated"] += 1
-        for i, item in enumerate(document.get("assignments", [])):
-            role = await self.find_by_name(item["role"])
-            if role is None:
-                raise InvalidInput("unknown role", [FieldError(f"assignments[{i}].role", "no such role")])
-            user_id = await resolve_user(item["email"])
-            team_id = await resolve_team(item["team"]) if item.get("team") else None
+        specs, items = _import_entries(document)
+        roles: dict[str, Role | None] = {spec["name"]: await self.find_by_name(spec["name"]) for spec in specs}
+        planned: dict[str, Role] = {}  # by name: each role as it will be once the roles are written
+        for spec in specs:
+            found = roles[spec["name"]]
+            planned[spec["name"]] = found if found is not None and found.builtin else \
+                _changed(found or Role(uuid.uuid4().hex, spec["name"], "", frozenset(), False), spec)
+        grants: dict[tuple[str, str, str | None], None] = {}  # (user id, role name, team id), each once, in order
+        for i, item in enumerate(items):
+            if item["role"] not in planned:
+                role = await self.find_by_name(item["role"])
+                if role is None:
+                    raise InvalidInput("unknown role", [FieldError(f"assignments[{i}].role", "no such role")])
+                planned[item["role"]] = role
+            _may_grant(planned[item["role"]].permissions, actor)
             try:
-                await self.assign(user_id, role.id, team_id, actor, actor_id)
-                counts["assignments_added"] += 1
-            except Conflict:
-                continue
+                user_id = await resolve_user(item["email"])
+                team_id = await resolve_team(item["team"]) if item.get("team") else None
+            except NotFound as exc:
+                raise InvalidInput("unknown user or team", [FieldError(f"assignments[{i}]", str(exc))]) from exc
+            grants[(user_id, item["role"], team_id)] = None
+        held = {(a.user_id, a.role_id, a.team_id)
+                for user_id in {grant[0] for grant in grants} for a in await self.assignments_of(user_id)}
+        counts = {"roles_created": 0, "roles_updated": 0, "assignments_added": 0}
+        try:
+            async with self._db.transaction() as tx:
+                for spec in specs:
+                    found, role = roles[spec["name"]], planned[spec["name"]]
+                    if found is None:
+                        await self._insert_role(tx, role, actor_id)
+                        counts["roles_created"] += 1
+                    elif not found.builtin:
+                        await self._update_role(tx, found, role, actor_id)
+                        counts["roles_updated"] += 1
+                for user_id, name, team_id in grants:
+                    if (user_id, planned[name].id, team_id) not in held:
+                        await self._insert_assignment(tx, user_id, planned[name], team_id, actor_id)
+                        counts["assignments_added"] += 1
+        except UniqueViolation as exc:  # changed by someone else meanwhile: nothing was imported
+            raise Conflict(f"roles or assignments changed while importing ({exc}); nothing was imported,"
+                           " try again") from exc
+        if counts["roles_updated"] or counts["assignments_added"]:
+            await self._grants_changed()
         return counts
+
+
+def _changed(role: Role, changes: dict[str, Any]) -> Role:
+    """``role`` with the name, description and permissions ``changes`` give (the others as they were)."""
+    return Role(role.id, changes.get("name", role.name), changes.get("description", role.description),
+                validate_permissions(changes["permissions"]) if "permissions" in changes else role.permissions,
+                False)
+
+
+def _may_grant(permissions: frozenset[str], actor: Permissions | None) -> None:
+    if "*" in permissions and actor is not None and not actor.is_super_admin:
+        raise PermissionDenied("only a super_admin may grant super_admin")
+
+
+def _import_entries(document: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """An import document's roles and assignments, each of the shape an export gives (else InvalidInput naming
+    every entry that is not); the roles' permissions checked against the catalogue."""
+    roles, items = document.get("roles", []), document.get("assignments", [])
+    errors = []
+    if not isinstance(roles, list):
+        errors.append(FieldError("roles", "must be a list"))
+    if not isinstance(items, list):
+        errors.append(FieldError("assignments", "must be a list"))
+    if errors:
+        raise InvalidInput("malformed document", errors)
+    names: set[str] = set()
+    for i, spec in enumerate(roles):
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"] \
+                or not isinstance(spec.get("permissions"), list) \
+                or not isinstance(spec.get("description", ""), str):
+            errors.append(FieldError(f"roles[{i}]", "must be {name, permissions: [...], description?}"))
+        elif spec["name"] in names:
+            errors.append(FieldError(f"roles[{i}].name", "named twice in the document"))
+        else:
+            names.add(spec["name"])
+            try:
+                validate_permissions(spec["permissions"], f"roles[{i}].permissions")
+            except InvalidInput as exc:
+                errors += exc.fields
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not all(isinstance(item.get(key), str) for key in ("email", "role")) \
+                or not isinstance(item.get("team"), str | None):
+            errors.append(FieldError(f"assignments[{i}]", "must be {email, role, team?}"))
+    if errors:
+        raise InvalidInput("malformed document", errors)
+    return roles, items

@@ -82,3 +82,69 @@ async def test_import_rejects_a_foreign_format(kernel: Kernel) -> None:
     identity = kernel.identity
     with pytest.raises(InvalidInput):
         await identity.roles.import_({"format": "other"}, identity.user_by_email, identity.team_by_name)
+
+
+async def _imported_state(kernel: Kernel) -> tuple[list[str], list[tuple[str, str]], int]:
+    """Custom role names, (user id, role id) assignments and the number of history entries."""
+    roles = kernel.identity.roles
+    users = [user.id for user in await kernel.identity.users.page(1000)]
+    return (sorted(r.name for r in await roles.all() if not r.builtin),
+            sorted([(a.user_id, a.role_id) for user_id in users for a in await roles.assignments_of(user_id)]),
+            len(await roles.history()))
+
+
+@pytest.mark.parametrize(("bad", "field"), [
+    ({"email": "nobody@example.com", "role": "bodies"}, "assignments[1]"),  # an unknown user
+    ({"email": "e@example.com", "role": "bodies", "team": "no-such-team"}, "assignments[1]"),
+    ({"email": "e@example.com", "role": "no-such-role"}, "assignments[1].role"),
+    ({"email": "e@example.com"}, "assignments[1]"),  # no role
+])
+async def test_an_import_with_a_bad_entry_writes_nothing(kernel: Kernel, bad: dict[str, str], field: str) -> None:
+    """All or nothing: the roles and the assignments before the bad entry are not written either."""
+    identity = kernel.identity
+    await identity.users.create("e@example.com")
+    await identity.roles.create("readers", ["audit:read"])
+    before = await _imported_state(kernel)
+    document = {"format": "warden.roles/v1",
+                "roles": [{"name": "bodies", "permissions": ["audit:read_bodies"]},
+                          {"name": "readers", "permissions": ["audit:read", "audit:read_bodies"]}],
+                "assignments": [{"email": "e@example.com", "role": "readers", "team": None}, bad]}
+    with pytest.raises(InvalidInput) as raised:
+        await identity.roles.import_(document, identity.user_by_email, identity.team_by_name)
+    assert [f.field for f in raised.value.fields] == [field]
+    assert await _imported_state(kernel) == before
+    assert (await identity.roles.find_by_name("readers")).permissions == {"audit:read"}  # type: ignore[union-attr]
+
+
+async def test_a_malformed_import_names_every_bad_entry_and_writes_nothing(kernel: Kernel) -> None:
+    identity = kernel.identity
+    before = await _imported_state(kernel)
+    document = {"format": "warden.roles/v1",
+                "roles": [{"name": "ok", "permissions": ["audit:read"]}, {"name": "no-permissions"},
+                          {"name": "ok", "permissions": []}, {"name": "bad", "permissions": ["no:such"]}],
+                "assignments": ["e@example.com"]}
+    with pytest.raises(InvalidInput) as raised:
+        await identity.roles.import_(document, identity.user_by_email, identity.team_by_name)
+    assert [f.field for f in raised.value.fields] == ["roles[1]", "roles[2].name", "roles[3].permissions[0]",
+                                                      "assignments[0]"]
+    assert await _imported_state(kernel) == before
+
+
+async def test_an_import_granting_super_admin_by_an_admin_is_refused_whole(kernel: Kernel) -> None:
+    identity = kernel.identity
+    admin = await identity.users.create("admin@example.com")
+    await identity.roles.assign(admin.id, "admin")
+    await identity.users.create("e@example.com")
+    before = await _imported_state(kernel)
+    document = {"format": "warden.roles/v1", "roles": [{"name": "bodies", "permissions": ["audit:read_bodies"]}],
+                "assignments": [{"email": "e@example.com", "role": "bodies"},
+                                {"email": "e@example.com", "role": "super_admin"}]}
+    with pytest.raises(PermissionDenied):
+        await identity.roles.import_(document, identity.user_by_email, identity.team_by_name,
+                                     await identity.roles.permissions_of(admin.id), admin.id)
+    assert await _imported_state(kernel) == before
+    counts = await identity.roles.import_({**document, "assignments": document["assignments"][:1] * 2},
+                                          identity.user_by_email, identity.team_by_name,
+                                          await identity.roles.permissions_of(admin.id), admin.id)
+    assert counts == {"roles_created": 1, "roles_updated": 0, "assignments_added": 1}  # the repeat added once
+    assert [h["actor_id"] for h in await identity.roles.history()][:2] == [admin.id, admin.id]
