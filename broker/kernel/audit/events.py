@@ -65,6 +65,7 @@ SPOOLED = ("id", "at", "trace_id", "surface", "user_id", "team_id", "api_key_id"
            "model", "provider", "input_tokens", "output_tokens", "weighted_tokens", "usd",
            "span_id", "parent_span_id", "bodies")
 STORED = SPOOLED.index("span_id")
+_TEXT_FIELDS = tuple(name for name, kind in AuditEvent.__annotations__.items() if kind.startswith("str"))
 AI_NUMBERS = SPOOLED[SPOOLED.index("model"):STORED]
 _NO_NUMBERS = (None,) * len(AI_NUMBERS)
 
@@ -75,7 +76,46 @@ def spooled(event: AuditEvent) -> bytes:
 
 
 def spooled_row(event: AuditEvent) -> tuple[tuple[Any, ...], bytes]:
-    """The event's row in the store (its first STORED values) and the event as the spool keeps it."""
+    """The event's row in the store (its first STORED values) and the event as the spool keeps it; texts a store
+    cannot hold (see ``storable``) made storable first."""
+    try:
+        row, payload = _spooled_row(event)
+    except TypeError:  # orjson: a text with a lone surrogate, which UTF-8 cannot encode
+        return _spooled_row(storable(event))
+    # JSON escapes NUL as \u0000: one search of the payload (a literal backslash-u0000 matches too: harmless).
+    return _spooled_row(storable(event)) if b"\\u0000" in payload else (row, payload)
+
+
+def storable(event: AuditEvent) -> AuditEvent:
+    """``event`` with NUL and lone surrogates in its texts (from clients: a tool or model name, an argument, a
+    body) replaced by U+FFFD. PostgreSQL's text cannot hold NUL, and one such row failed its whole batch, again
+    at every retry: no event was stored after it. A lone surrogate cannot be encoded as UTF-8 at all."""
+    texts = {name: _storable(value) for name in _TEXT_FIELDS if isinstance(value := getattr(event, name), str)}
+    bodies = {part: replace(body, text=_storable(body.text)) for part, body in event.bodies.items()} \
+        if event.bodies else event.bodies
+    return replace(event, **texts, detail=_storable(event.detail), bodies=bodies)
+
+
+def storable_text(text: str) -> str:
+    """``text`` with NUL and lone surrogates replaced by U+FFFD."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # the surrogates: through UTF-16, which pairs what pairs and replaces the rest
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text.replace("\x00", "\ufffd")
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(item) for item in value]
+    return value
+
+
+def _spooled_row(event: AuditEvent) -> tuple[tuple[Any, ...], bytes]:
     detail = event.detail
     numbers = (*map(detail.get, AI_NUMBERS),) if event.surface == "ai" else _NO_NUMBERS
     row = (event.id, event.at, event.trace_id, event.surface, event.user_id, event.team_id, event.api_key_id,
@@ -98,12 +138,16 @@ def unspooled(payload: bytes) -> dict[str, Any]:
 def stored_row(payload: bytes) -> list[Any]:
     """The store's row of a spooled event: its first STORED values."""
     if payload[:1] == b"[":
-        return orjson.loads(payload)[:STORED]  # type: ignore[no-any-return]
-    event = orjson.loads(payload)  # spooled by a version that kept events as JSON objects
-    detail = event["detail"]
-    values = {**event, "detail": orjson.dumps(detail).decode(),
-              **({name: detail.get(name) for name in AI_NUMBERS} if event["surface"] == "ai" else {})}
-    return [values.get(name) for name in SPOOLED[:STORED]]
+        row: list[Any] = orjson.loads(payload)[:STORED]
+    else:  # spooled by a version that kept events as JSON objects
+        event = orjson.loads(payload)
+        detail = event["detail"]
+        values = {**event, "detail": orjson.dumps(detail).decode(),
+                  **({name: detail.get(name) for name in AI_NUMBERS} if event["surface"] == "ai" else {})}
+        row = [values.get(name) for name in SPOOLED[:STORED]]
+    if b"\\u0000" in payload:  # spooled by a version that kept NUL (see ``storable``)
+        row = [storable_text(value) if isinstance(value, str) else value for value in row]
+    return row
 
 
 def has_bodies(payload: bytes) -> bool:

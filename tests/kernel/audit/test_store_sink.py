@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from broker.app import Kernel
+from broker.kernel.audit import events as events_module
 from broker.kernel.audit import spool as spool_module
 from broker.kernel.audit.adapters import store as store_module
 from broker.kernel.audit.adapters.store import BATCH, AuditQuery, StoreAuditSink
@@ -212,3 +213,48 @@ async def test_the_writer_inserts_remembered_rows_and_reads_only_the_rest_from_t
     assert sorted(row["id"] for row in stored) == sorted(e.id for e in [*left, *recorded, *later])
     bodies = await AuditQuery(kernel.db).bodies(captured.id, LocalBodyStore(tmp_path / "bodies"))
     assert bodies["request"]["text"] == "hello [EMAIL]"
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "a\ud800b"], ids=["nul", "lone-surrogate"])
+@pytest.mark.parametrize("where", ["action", "detail", "body"])
+async def test_texts_a_store_cannot_hold_are_stored_replaced_and_the_events_after_them_too(
+        kernel: Kernel, tmp_path: Path, text: str, where: str) -> None:
+    """A client's tool or model name, argument or body with NUL (PostgreSQL's text cannot hold it: the whole batch
+    failed at every retry, so nothing after it was ever stored) or a lone surrogate (not UTF-8: ``record``
+    raised) is stored with U+FFFD in its place."""
+    sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30), LocalBodyStore(tmp_path / "bodies"))
+    bad = event()
+    if where == "action":
+        bad = replace(bad, action=f"tools/call:{text}")
+    elif where == "detail":
+        bad.detail["arguments"] = {text: [text]}
+    else:
+        bad = with_bodies(bad, {"request": CapturedBody(text, 3, {}, False)})
+    after = event()
+    async with anyio.create_task_group() as group:
+        group.start_soon(sink.run)
+        await sink.record(bad)
+        await sink.record(after)
+        sink.close()
+        with anyio.fail_after(10):
+            await sink.drained.wait()
+    query = AuditQuery(kernel.db)
+    stored = await query.get(bad.id)
+    assert stored is not None and await query.get(after.id) is not None
+    if where == "action":
+        assert stored["action"] == "tools/call:a\ufffdb"
+    elif where == "detail":
+        assert stored["detail"]["arguments"] == {"a\ufffdb": ["a\ufffdb"]}
+    else:
+        assert (await query.bodies(bad.id, LocalBodyStore(tmp_path / "bodies")))["request"]["text"] == "a\ufffdb"
+
+
+async def test_nul_in_events_an_earlier_version_spooled_is_stored_replaced(kernel: Kernel, tmp_path: Path) -> None:
+    spool = AuditSpool(tmp_path / "spool", 1 << 30)
+    bad = with_bodies(replace(event(), action="tools/call:a\x00b"), {"result": CapturedBody("c\x00d", 3, {}, False)})
+    spool.append_spooled(events_module._spooled_row(bad)[1])  # as spooled before NUL was replaced
+    await write_spooled(kernel, spool, tmp_path)
+    stored = await AuditQuery(kernel.db).get(bad.id)
+    assert stored is not None and stored["action"] == "tools/call:a\ufffdb"
+    bodies = await AuditQuery(kernel.db).bodies(bad.id, LocalBodyStore(tmp_path / "bodies"))
+    assert bodies["result"]["text"] == "c\ufffdd"

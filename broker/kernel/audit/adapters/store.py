@@ -23,7 +23,16 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter
 
 from broker.kernel.audit.body_store import BodyStore, offload_key
-from broker.kernel.audit.events import SPOOLED, STORED, AuditEvent, has_bodies, spooled_row, stored_row, unspooled
+from broker.kernel.audit.events import (
+    SPOOLED,
+    STORED,
+    AuditEvent,
+    has_bodies,
+    spooled_row,
+    storable_text,
+    stored_row,
+    unspooled,
+)
 from broker.kernel.audit.spool import AuditSpool, SpoolFull
 from broker.kernel.errors import AuditUnavailable
 from broker.kernel.store.ports import Database, Row
@@ -169,8 +178,9 @@ class StoreAuditSink:
                 if body["offload"]:
                     key = offload_key(event["id"], event["at"], part)
                     await self._bodies.put(key, body["text"].encode())
+                # storable_text: bodies spooled by a version that kept NUL in them
                 rows.append((event["id"], part, event["at"], body["bytes"], orjson.dumps(body["redactions"]).decode(),
-                             None if key else body["text"], key))
+                             None if key else storable_text(body["text"]), key))
         return rows
 
     async def _insert(self, rows: list[Sequence[Any]], bodies: list[tuple[Any, ...]]) -> None:
