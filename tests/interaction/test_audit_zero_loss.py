@@ -204,6 +204,7 @@ def test_the_database_clickhouse_and_a_webhook_down_for_30_s_amid_a_load_lose_no
     log = (tmp_path / "warden.log").read_text()
     assert "audit write of" in log and "audit forwarding to siem failed" in log  # all really were down
     assert "audit forwarding to clickhouse failed" in log
+    assert "the database refuses event" not in log  # down is not refusing: no event was stored as 'unstorable'
     # requests were answered (and audited into the spool) while both were down
     assert len(marks["restored"] - marks["cut"]) > 100
     assert answered <= set(stored), f"{len(answered - set(stored))} answered requests are not in the database"

@@ -282,3 +282,32 @@ async def test_a_body_of_a_mebibyte_of_distinct_words_is_stored_and_searchable(k
     assert (await query.bodies(big.id, LocalBodyStore(tmp_path / "bodies")))["request"]["text"] == text
     search = StoreAuditSearch(kernel.db)
     assert [e["id"] for e in await search.events(AuditFilter(text=f"{words[5]} {words[9000]}"), 10)] == [big.id]
+
+
+async def test_an_event_the_database_refuses_is_kept_whole_as_unstorable_and_the_rest_is_written(
+        kernel: Kernel, tmp_path: Path) -> None:
+    """A value no check foresaw (here a provider's token count beyond a signed 64-bit integer, which both databases
+    refuse) used to fail its batch at every retry, holding up every event after it. The batch is halved until the
+    refused event is alone; it is stored as an 'unstorable' row keeping the whole event, bodies included."""
+    sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30), LocalBodyStore(tmp_path / "bodies"))
+    events = [replace(event(), surface="ai", detail={"input_tokens": 12}) for _ in range(7)]
+    events[4] = with_captured(replace(events[4], detail={"input_tokens": 1 << 63, "model": "m"}))
+    events[5] = with_captured(events[5])
+    async with anyio.create_task_group() as group:
+        group.start_soon(sink.run)
+        for item in events:
+            await sink.record(item)
+        sink.close()
+        with anyio.fail_after(20):
+            await sink.drained.wait()
+    query = AuditQuery(kernel.db)
+    stored = {item.id: await query.get(item.id) for item in events}
+    assert [row is not None and row["action"] for row in stored.values()] == \
+        ["tools/call:demo__x"] * 4 + ["unstorable"] + ["tools/call:demo__x"] * 2
+    kept = stored[events[4].id]
+    assert kept is not None and kept["user_id"] == "u1" and kept["outcome"] == "ok"
+    assert kept["detail"]["event"]["input_tokens"] == 1 << 63 and kept["detail"]["event"]["action"] == \
+        "tools/call:demo__x" and "detail" in kept["detail"]["event"]
+    assert [body["content"] for body in kept["detail"]["bodies"]] == ["hello [EMAIL]"]
+    assert (await query.bodies(events[5].id, LocalBodyStore(tmp_path / "bodies")))["request"]["text"] == \
+        "hello [EMAIL]"

@@ -45,8 +45,11 @@ REMEMBERED = 4 * BATCH  # rows kept for the writer, about 4 MB at most
 # third under load (bench/audit_cost.py, docs/performance.md).
 LINGER = 0.25
 _COLUMNS = SPOOLED[:STORED]  # a spooled event's first values are the row
-_INSERT_BODY = ("INSERT INTO audit_bodies (event_id, part, at, bytes, redactions, content, offload_key)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, part) DO NOTHING")
+_BODY_COLUMNS = ("event_id", "part", "at", "bytes", "redactions", "content", "offload_key")
+_INSERT_BODY = (f"INSERT INTO audit_bodies ({', '.join(_BODY_COLUMNS)}) VALUES ({', '.join('?' * len(_BODY_COLUMNS))})"
+                " ON CONFLICT (event_id, part) DO NOTHING")
+_TARGET = _COLUMNS.index("target")  # the row's values before it: ids, time and surface, all Warden's own
+_DETAIL = _COLUMNS.index("detail")
 
 
 # An event this process appended: where its record starts and ends in the spool, its row, and the spooled event
@@ -156,7 +159,10 @@ class StoreAuditSink:
                 with anyio.CancelScope(shield=True):  # a started transaction finishes even during shutdown
                     await self._spool.sync()
                     bodies = await self._body_rows(with_bodies)  # offloaded first: a row never points at nothing
-                    await self._insert(rows, bodies)
+                    if attempt == 1:
+                        await self._insert(rows, bodies)
+                    else:
+                        await self._insert_isolating(rows, bodies)
                 if attempt > 1:
                     log.warning("audit writes work again after %d failed attempt(s)", attempt - 1)
                 return
@@ -183,11 +189,44 @@ class StoreAuditSink:
                              None if key else storable_text(body["text"]), key))
         return rows
 
-    async def _insert(self, rows: list[Sequence[Any]], bodies: list[tuple[Any, ...]]) -> None:
+    async def _insert(self, rows: Sequence[Sequence[Any]], bodies: list[tuple[Any, ...]]) -> None:
         async with self._db.transaction() as tx:
             if bodies:
                 await tx.execute_many(_INSERT_BODY, bodies)
             await tx.insert_new("audit_events", _COLUMNS, rows, "id")
+
+    async def _insert_isolating(self, rows: Sequence[Sequence[Any]], bodies: list[tuple[Any, ...]]) -> None:
+        """``_insert`` for a batch that failed before: when the database answers yet refuses the batch, the part
+        it refuses is found by halving, and an event it refuses on its own is stored as an ``unstorable`` row
+        that keeps the whole event as JSON text. Retrying the batch as it was would fail forever and hold up
+        every event after it (a value no check foresaw: an integer beyond 64 bits from a provider, say). Raises
+        when the database does not answer (the caller retries the batch; what was written is skipped then)."""
+        try:
+            await self._insert(rows, bodies)
+            return
+        except Exception as exc:
+            await self._db.ping()  # down rather than refusing: the caller's retry
+            if len(rows) > 1:
+                half = len(rows) // 2
+                for part in (rows[:half], rows[half:]):
+                    ids = {row[0] for row in part}
+                    await self._insert_isolating(part, [body for body in bodies if body[0] in ids])
+                return
+            log.error("audit: the database refuses event %s (%s); stored as an 'unstorable' row that keeps the"
+                      " event as JSON text in its detail", rows[0][0], exc)
+            await self._insert([unstorable_row(rows[0], bodies, exc)], [])
+
+
+def unstorable_row(row: Sequence[Any], bodies: list[tuple[Any, ...]], error: Exception) -> tuple[Any, ...]:
+    """A row for an event the database refuses: its ids, time, surface and outcome (Warden's own values), action
+    ``unstorable``, and in its detail the database's error and the whole event, bodies included, as JSON."""
+    event = dict(zip(_COLUMNS, row, strict=True))
+    detail = {"unstorable": str(error)[:1000], "event": event,
+              "bodies": [dict(zip(_BODY_COLUMNS, body, strict=True)) for body in bodies]}
+    # The standard library's JSON: any integer, and ASCII only (a NUL or surrogate as an escape), so it stores.
+    text = json.dumps(detail, default=str)
+    return (*row[:_TARGET], "-", "unstorable", event["outcome"], None, event["duration_ms"] or 0.0, text,
+            *[None] * (len(_COLUMNS) - _DETAIL - 1))
 
 
 class AuditQuery:
