@@ -38,17 +38,22 @@ def with_captured(item: AuditEvent) -> AuditEvent:
     return with_bodies(item, {"request": CapturedBody("hello [EMAIL]", 21, {"email": 1}, False)})
 
 
-async def test_every_queued_event_is_written_before_the_writer_returns(kernel: Kernel, tmp_path: Path) -> None:
-    sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "small-spool", 1 << 20), LocalBodyStore(tmp_path / 'bodies'))
-    events = [event() for _ in range(500)]
-    events[0].detail["padding"] = "x" * (1 << 20)  # fills the spool at once: record waits instead of dropping
+async def record_all(sink: StoreAuditSink, events: list[AuditEvent], within: float = 10) -> None:
+    """Record ``events`` with the sink's writer running, then close it and wait until it wrote them all."""
     async with anyio.create_task_group() as group:
         group.start_soon(sink.run)
         for item in events:
             await sink.record(item)
         sink.close()
-        with anyio.fail_after(10):
+        with anyio.fail_after(within):
             await sink.drained.wait()
+
+
+async def test_every_queued_event_is_written_before_the_writer_returns(kernel: Kernel, tmp_path: Path) -> None:
+    sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "small-spool", 1 << 20), LocalBodyStore(tmp_path / 'bodies'))
+    events = [event() for _ in range(500)]
+    events[0].detail["padding"] = "x" * (1 << 20)  # fills the spool at once: record waits instead of dropping
+    await record_all(sink, events)
     stored = await StoreAuditSearch(kernel.db).events(AuditFilter(surface="mcp"), 1000)
     assert sorted(e["id"] for e in stored) == sorted(e.id for e in events)
     assert stored[0]["detail"]["timeline"][0]["event"] == "start"
@@ -57,13 +62,7 @@ async def test_every_queued_event_is_written_before_the_writer_returns(kernel: K
 async def test_replaying_an_event_does_not_duplicate_it(kernel: Kernel, tmp_path: Path) -> None:
     sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30), LocalBodyStore(tmp_path / 'bodies'))
     item = event()
-    async with anyio.create_task_group() as group:
-        group.start_soon(sink.run)
-        await sink.record(item)
-        await sink.record(item)
-        sink.close()
-        with anyio.fail_after(10):
-            await sink.drained.wait()
+    await record_all(sink, [item, item])
     assert len(await StoreAuditSearch(kernel.db).events(AuditFilter(surface="mcp"), 100)) == 1
     assert (await AuditQuery(kernel.db).get(item.id)) is not None
 
@@ -231,13 +230,7 @@ async def test_texts_a_store_cannot_hold_are_stored_replaced_and_the_events_afte
     else:
         bad = with_bodies(bad, {"request": CapturedBody(text, 3, {}, False)})
     after = event()
-    async with anyio.create_task_group() as group:
-        group.start_soon(sink.run)
-        await sink.record(bad)
-        await sink.record(after)
-        sink.close()
-        with anyio.fail_after(10):
-            await sink.drained.wait()
+    await record_all(sink, [bad, after])
     query = AuditQuery(kernel.db)
     stored = await query.get(bad.id)
     assert stored is not None and await query.get(after.id) is not None
@@ -270,13 +263,7 @@ async def test_a_body_of_a_mebibyte_of_distinct_words_is_stored_and_searchable(k
     big = with_bodies(event(), {"request": CapturedBody(text, len(text), {}, False)})
     after = event()
     sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30), LocalBodyStore(tmp_path / "bodies"))
-    async with anyio.create_task_group() as group:
-        group.start_soon(sink.run)
-        await sink.record(big)
-        await sink.record(after)
-        sink.close()
-        with anyio.fail_after(20):
-            await sink.drained.wait()
+    await record_all(sink, [big, after], within=20)
     query = AuditQuery(kernel.db)
     assert await query.get(after.id) is not None
     assert (await query.bodies(big.id, LocalBodyStore(tmp_path / "bodies")))["request"]["text"] == text
@@ -293,13 +280,7 @@ async def test_an_event_the_database_refuses_is_kept_whole_as_unstorable_and_the
     events = [replace(event(), surface="ai", detail={"input_tokens": 12}) for _ in range(7)]
     events[4] = with_captured(replace(events[4], detail={"input_tokens": 1 << 63, "model": "m"}))
     events[5] = with_captured(events[5])
-    async with anyio.create_task_group() as group:
-        group.start_soon(sink.run)
-        for item in events:
-            await sink.record(item)
-        sink.close()
-        with anyio.fail_after(20):
-            await sink.drained.wait()
+    await record_all(sink, events, within=20)
     query = AuditQuery(kernel.db)
     stored = {item.id: await query.get(item.id) for item in events}
     assert [row is not None and row["action"] for row in stored.values()] == \
