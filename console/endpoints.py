@@ -179,10 +179,37 @@ async def _parse_body(request: Request, model: type[BaseModel]) -> BaseModel:
         data = json.loads(raw) if raw else {}
     except ValueError as exc:
         raise InvalidInput("malformed JSON", [FieldError("body", f"not valid JSON: {exc}")]) from None
+    if unstorable := unstorable_texts(data):
+        raise InvalidInput("texts that cannot be stored", unstorable)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise invalid_fields(exc) from None
+
+
+def unstorable_texts(value: Any, path: str = "") -> list[FieldError]:
+    """The places in a parsed JSON body where a text (or a key) holds NUL or a lone surrogate: no store keeps
+    either (PostgreSQL's text cannot hold NUL; neither is UTF-8 a surrogate alone), so they are refused here with
+    their place named, whichever store is configured."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return [FieldError(path or "body", "holds a lone surrogate (not UTF-8)")]
+        return [FieldError(path or "body", "holds NUL (\\u0000)")] if "\x00" in value else []
+    if isinstance(value, dict):
+        places = {key: f"{path}.{_shown(key)}" if path else _shown(key) for key in value}
+        return [error for key, item in value.items()
+                for error in [*unstorable_texts(key, places[key]), *unstorable_texts(item, places[key])]]
+    if isinstance(value, list):
+        return [error for index, item in enumerate(value)
+                for error in unstorable_texts(item, f"{path}.{index}" if path else str(index))]
+    return []
+
+
+def _shown(key: str) -> str:
+    """A key as it can be named in an answer: a surrogate or NUL in it escaped."""
+    return key.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
 
 
 def invalid_fields(exc: ValidationError) -> InvalidInput:

@@ -21,7 +21,7 @@ from broker.authserver.server import InvalidAuthorizationRequest, McpAuthorizati
 from broker.edge.credentials import client_ip
 from broker.kernel.errors import AuthenticationFailed, FieldError, InvalidInput
 from broker.kernel.identity.service import Identity
-from console.endpoints import SESSION_COOKIE, ApiRoute, Call
+from console.endpoints import SESSION_COOKIE, ApiRoute, Call, unstorable_texts
 from console.notice import NO_STORE, notice_page
 from console.schemas import _Body
 
@@ -62,6 +62,8 @@ class OAuthServerRoutes:
             body = json.loads(await _bounded(request))
             if not isinstance(body, dict):
                 raise OAuthError("invalid_client_metadata", "the body must be a JSON object")
+            if unstorable := unstorable_texts(body):
+                raise OAuthError("invalid_client_metadata", f"{unstorable[0].field} {unstorable[0].message}")
             return JSONResponse(await self._server.register(body), 201, headers=NO_STORE)
         except ValueError:
             return _error(OAuthError("invalid_client_metadata", "the body is not valid JSON"))

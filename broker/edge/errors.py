@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from broker.kernel.errors import AuthenticationFailed, InvalidInput, WardenError
-from broker.kernel.store.errors import StoreUnavailable
+from broker.kernel.store.errors import StoreUnavailable, UnstorableText
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,12 @@ async def store_unavailable(request: Request, exc: Exception) -> Response:
                         headers={"Retry-After": "1"})
 
 
+async def unstorable_text(request: Request, exc: Exception) -> Response:
+    """A client's text the database cannot take (a NUL in a query parameter, say): the request's fault."""
+    return JSONResponse(error_body("invalid_input", "a text in the request holds a character that cannot be stored:"
+                                   " NUL (\\u0000) or a lone surrogate"), 422)
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error serving %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(error_body("internal_error", "internal error"), 500)
@@ -61,5 +67,6 @@ EXCEPTION_HANDLERS = {
     WardenError: warden_error,
     HTTPException: http_error,
     StoreUnavailable: store_unavailable,
+    UnstorableText: unstorable_text,
     Exception: unexpected_error,
 }

@@ -210,6 +210,10 @@ def test_unregistered_redirects_are_never_followed(warden: WardenProcess) -> Non
         assert "error=invalid_target" in other_resource.headers["location"]
     bad_redirect = httpx.post(warden.console + "/oauth/register", json={"redirect_uris": ["http://evil.example/cb"]})
     assert bad_redirect.status_code == 400 and bad_redirect.json()["error"] == "invalid_redirect_uri"
+    nul_name = httpx.post(warden.console + "/oauth/register", headers={"content-type": "application/json"},
+                          content=b'{"redirect_uris": ["http://127.0.0.1:9/cb"], "client_name": "a\\u0000b"}')
+    assert nul_name.status_code == 400 and nul_name.json() == {
+        "error": "invalid_client_metadata", "error_description": "client_name holds NUL (\\u0000)"}
 
 
 def test_signing_in_first_comes_back_to_the_consent_page(warden: WardenProcess) -> None:

@@ -236,3 +236,23 @@ async def test_malformed_role_documents_are_422(admin: httpx.AsyncClient, docume
     response = await admin.post("/api/roles/import", json=document)
     assert response.status_code == 422
     assert response.json()["error"]["fields"]
+
+
+async def test_texts_no_store_keeps_are_refused_with_their_place(admin: httpx.AsyncClient, database_url: str) -> None:
+    """NUL (PostgreSQL's text cannot hold it) and lone surrogates (not UTF-8) in a body: 422 naming the field,
+    whichever store; in a query parameter, as far as the database: 422 on PostgreSQL (it was a 500)."""
+    json_type = {"content-type": "application/json"}
+    response = await admin.post("/api/teams", content=b'{"name": "a\\u0000b"}', headers=json_type)
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"] == [{"field": "name", "message": "holds NUL (\\u0000)"}]
+    response = await admin.post("/api/roles", headers=json_type,
+                                content=b'{"name": "r", "permissions": [], "description": "x\\ud800"}')
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"] == [{"field": "description",
+                                                   "message": "holds a lone surrogate (not UTF-8)"}]
+    response = await admin.post("/api/roles", headers=json_type, content=b'{"\\u0000": 1}')
+    assert response.status_code == 422 and response.json()["error"]["fields"][0]["field"] == "\\x00"
+    assert (await admin.get("/api/teams")).json()["items"] == []  # nothing was stored
+    response = await admin.get("/api/mcp/calls", params={"server": "a\x00b"})
+    assert response.status_code == (422 if database_url.startswith("postgresql") else 200), response.text
+    assert response.status_code == 200 or response.json()["error"]["code"] == "invalid_input"

@@ -2,6 +2,7 @@
 
 StoreError
 ├── UniqueViolation     an insert or update hit a unique index
+├── UnstorableText      a text holds a character the database cannot take (NUL on PostgreSQL, a lone surrogate)
 └── StoreUnavailable    the database did not answer, or refused the connection, within the deadline
 """
 
@@ -14,6 +15,11 @@ class StoreError(Exception):
 
 class UniqueViolation(StoreError):
     """A unique index rejected the write."""
+
+
+class UnstorableText(StoreError):
+    """A value given to the database holds a character it cannot take: NUL (PostgreSQL's text cannot hold it)
+    or a lone surrogate (not UTF-8). Such values come from clients: the edge answers 422."""
 
 
 class StoreUnavailable(StoreError):

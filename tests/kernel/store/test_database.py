@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from broker.config import WardenConfig
-from broker.kernel.store.errors import UniqueViolation
+from broker.kernel.store.errors import UniqueViolation, UnstorableText
 from broker.kernel.store.migrations import migrate
 from broker.storage import open_database
 
@@ -70,5 +70,24 @@ async def test_a_commit_is_durable_when_it_returns(config: WardenConfig) -> None
         async with db.transaction() as tx:
             setting = await tx.fetchrow("PRAGMA synchronous" if db.dialect == "sqlite" else "SHOW synchronous_commit")
         assert setting is not None and list(setting.values()) == ([2] if db.dialect == "sqlite" else ["on"])
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "a\ud800b"], ids=["nul", "lone-surrogate"])
+async def test_a_text_the_database_cannot_take_is_a_typed_error(config: WardenConfig, text: str) -> None:
+    """NUL (PostgreSQL's text cannot hold it; SQLite stores it) and lone surrogates (not UTF-8: neither takes
+    them) come from clients; the edge answers them with 422, so the adapters must say which error it is."""
+    db = await open_database(config)
+    try:
+        await migrate(db)
+        if db.dialect == "sqlite" and text == "a\x00b":
+            await db.execute(INSERT, "nul-kept", 1.0, text)
+            assert (await db.fetchrow("SELECT trace_id FROM audit_events WHERE id = 'nul-kept'")) == {"trace_id": text}
+            return
+        with pytest.raises(UnstorableText):
+            await db.execute(INSERT, "unstorable", 1.0, text)
+        with pytest.raises(UnstorableText):
+            await db.fetch("SELECT id FROM audit_events WHERE trace_id = ?", text)
     finally:
         await db.close()

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from broker.kernel.store.errors import StoreError, StoreUnavailable, UniqueViolation
+from broker.kernel.store.errors import StoreError, StoreUnavailable, UniqueViolation, UnstorableText
 from broker.kernel.store.ports import Dialect, Executor, Row
 
 _PLACEHOLDER = re.compile(r"\?")
@@ -26,9 +26,16 @@ def to_postgres(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
 
 
+_UNSTORABLE = (UnicodeEncodeError, asyncpg.exceptions.CharacterNotInRepertoireError,
+               asyncpg.exceptions.UntranslatableCharacterError)
+_FAILED = (asyncpg.PostgresError, UnicodeEncodeError, *_UNAVAILABLE)  # what the driver raises, translated
+
+
 def _translate(exc: Exception) -> StoreError:
     if isinstance(exc, asyncpg.exceptions.UniqueViolationError):
         return UniqueViolation(str(exc))
+    if isinstance(exc, _UNSTORABLE) or isinstance(exc.__cause__, UnicodeEncodeError):  # asyncpg's DataError
+        return UnstorableText(f"a text holds a character PostgreSQL cannot store (NUL, or a lone surrogate): {exc}")
     if isinstance(exc, _UNAVAILABLE):
         return StoreUnavailable(f"PostgreSQL unavailable: {exc}")
     return StoreError(str(exc))
@@ -46,13 +53,13 @@ class _Connection:
     async def execute(self, sql: str, *args: Any) -> int:
         try:
             return _rowcount(await self._conn.execute(to_postgres(sql), *args))
-        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+        except _FAILED as exc:
             raise _translate(exc) from exc
 
     async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         try:
             await self._conn.executemany(to_postgres(sql), rows)
-        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+        except _FAILED as exc:
             raise _translate(exc) from exc
 
     async def insert_new(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], key: str) -> None:
@@ -68,13 +75,13 @@ class _Connection:
             await self._conn.copy_records_to_table(staging, records=rows, columns=list(columns))
             await self._conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging}"
                                      f" ON CONFLICT ({key}) DO NOTHING")
-        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+        except _FAILED as exc:
             raise _translate(exc) from exc
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         try:
             return [dict(r) for r in await self._conn.fetch(to_postgres(sql), *args)]
-        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+        except _FAILED as exc:
             raise _translate(exc) from exc
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
@@ -96,7 +103,7 @@ class PostgresDatabase:
             pool = await asyncpg.create_pool(
                 url, min_size=1, max_size=pool_size, timeout=connect_timeout, command_timeout=30
             )
-        except (asyncpg.PostgresError, *_UNAVAILABLE) as exc:
+        except _FAILED as exc:
             raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
         return cls(pool)
 

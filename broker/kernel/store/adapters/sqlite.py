@@ -17,7 +17,7 @@ from typing import Any
 import aiosqlite
 import anyio
 
-from broker.kernel.store.errors import StoreError, StoreUnavailable, UniqueViolation
+from broker.kernel.store.errors import StoreError, StoreUnavailable, UniqueViolation, UnstorableText
 from broker.kernel.store.ports import Dialect, Executor, Row
 
 _PRAGMAS = (
@@ -32,7 +32,13 @@ _PRAGMAS = (
 )
 
 
-def _translate(exc: sqlite3.Error) -> StoreError:
+# What the driver raises: its own errors, and UnicodeEncodeError when binding a text with a lone surrogate.
+_FAILED = (sqlite3.Error, UnicodeEncodeError)
+
+
+def _translate(exc: Exception) -> StoreError:
+    if isinstance(exc, UnicodeEncodeError):
+        return UnstorableText(f"a text holds a character SQLite cannot store (a lone surrogate): {exc}")
     if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc):
         return UniqueViolation(str(exc))
     if isinstance(exc, sqlite3.OperationalError):
@@ -50,13 +56,13 @@ class _Connection:
         try:
             cursor = await self.conn.execute(sql, args)
             return cursor.rowcount
-        except sqlite3.Error as exc:
+        except _FAILED as exc:
             raise _translate(exc) from exc
 
     async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         try:
             await self.conn.executemany(sql, rows)
-        except sqlite3.Error as exc:
+        except _FAILED as exc:
             raise _translate(exc) from exc
 
     async def insert_new(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], key: str) -> None:
@@ -70,7 +76,7 @@ class _Connection:
         try:
             cursor = await self.conn.execute(sql, args)
             return [dict(row) for row in await cursor.fetchall()]
-        except sqlite3.Error as exc:
+        except _FAILED as exc:
             raise _translate(exc) from exc
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
