@@ -80,7 +80,7 @@ def spooled_row(event: AuditEvent) -> tuple[tuple[Any, ...], bytes]:
     cannot hold (see ``storable``) made storable first."""
     try:
         row, payload = _spooled_row(event)
-    except TypeError:  # orjson: a text with a lone surrogate, which UTF-8 cannot encode
+    except TypeError:  # orjson: a text with a lone surrogate (not UTF-8), or an integer beyond 64 bits
         return _spooled_row(storable(event))
     # JSON escapes NUL as \u0000: one search of the payload (a literal backslash-u0000 matches too: harmless).
     return _spooled_row(storable(event)) if b"\\u0000" in payload else (row, payload)
@@ -112,6 +112,8 @@ def _storable(value: Any) -> Any:
         return {_storable(key): _storable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_storable(item) for item in value]
+    if isinstance(value, int) and not -(1 << 63) <= value < 1 << 64:
+        return str(value)  # JSON (orjson) takes integers of up to 64 bits
     return value
 
 

@@ -292,3 +292,13 @@ async def test_an_event_the_database_refuses_is_kept_whole_as_unstorable_and_the
     assert [body["content"] for body in kept["detail"]["bodies"]] == ["hello [EMAIL]"]
     assert (await query.bodies(events[5].id, LocalBodyStore(tmp_path / "bodies")))["request"]["text"] == \
         "hello [EMAIL]"
+
+
+async def test_an_integer_beyond_64_bits_in_the_detail_is_kept_as_text(kernel: Kernel, tmp_path: Path) -> None:
+    """JSON as the spool writes it (orjson) takes integers of up to 64 bits; ``record`` raised on a larger one."""
+    sink = StoreAuditSink(kernel.db, AuditSpool(tmp_path / "spool", 1 << 30), LocalBodyStore(tmp_path / "bodies"))
+    item = event()
+    item.detail["count"] = 1 << 70
+    await record_all(sink, [item])
+    stored = await AuditQuery(kernel.db).get(item.id)
+    assert stored is not None and stored["detail"]["count"] == str(1 << 70)
