@@ -96,18 +96,20 @@ def storable(event: AuditEvent) -> AuditEvent:
     return replace(event, **texts, detail=_storable(event.detail), bodies=bodies)
 
 
-def storable_text(text: str) -> str:
-    """``text`` with NUL and lone surrogates replaced by U+FFFD."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:  # the surrogates: through UTF-16, which pairs what pairs and replaces the rest
-        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+def without_nul(text: str) -> str:
+    """``text`` with NUL replaced by U+FFFD: all a text read back from the spool can need, as its JSON (orjson's,
+    written and read) holds no lone surrogate. Unlike ``storable``, no UTF-8 copy of the text to look for one
+    (bodies run to a MiB), and ``text`` itself when it holds no NUL."""
     return text.replace("\x00", "\ufffd")
 
 
 def _storable(value: Any) -> Any:
     if isinstance(value, str):
-        return storable_text(value)
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # the surrogates: through UTF-16, which pairs what pairs and replaces the rest
+            value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return without_nul(value)
     if isinstance(value, dict):
         return {_storable(key): _storable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
@@ -148,7 +150,7 @@ def stored_row(payload: bytes) -> list[Any]:
                   **({name: detail.get(name) for name in AI_NUMBERS} if event["surface"] == "ai" else {})}
         row = [values.get(name) for name in SPOOLED[:STORED]]
     if b"\\u0000" in payload:  # spooled by a version that kept NUL (see ``storable``)
-        row = [storable_text(value) if isinstance(value, str) else value for value in row]
+        row = [without_nul(value) if isinstance(value, str) else value for value in row]
     return row
 
 

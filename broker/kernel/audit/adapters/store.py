@@ -29,9 +29,9 @@ from broker.kernel.audit.events import (
     AuditEvent,
     has_bodies,
     spooled_row,
-    storable_text,
     stored_row,
     unspooled,
+    without_nul,
 )
 from broker.kernel.audit.spool import AuditSpool, SpoolFull
 from broker.kernel.errors import AuditUnavailable
@@ -184,9 +184,9 @@ class StoreAuditSink:
                 if body["offload"]:
                     key = offload_key(event["id"], event["at"], part)
                     await self._bodies.put(key, body["text"].encode())
-                # storable_text: bodies spooled by a version that kept NUL in them
+                # without_nul: bodies spooled by a version that kept NUL in them
                 rows.append((event["id"], part, event["at"], body["bytes"], orjson.dumps(body["redactions"]).decode(),
-                             None if key else storable_text(body["text"]), key))
+                             None if key else without_nul(body["text"]), key))
         return rows
 
     async def _insert(self, rows: Sequence[Sequence[Any]], bodies: list[tuple[Any, ...]]) -> None:
