@@ -56,15 +56,18 @@ def with_bodies(event: AuditEvent, bodies: dict[str, CapturedBody] | None) -> Au
                    detail={**event.detail, "bodies": {part: body.summary() for part, body in bodies.items()}})
 
 
-# How the spool keeps an event: one JSON array with the values in this order, the detail already JSON text and,
-# for AI events, the numbers the store keeps in columns of their own taken out of it. The first STORED values are
-# the store's row as they are: its writer inserts them without building the event again (parsing the event as a
-# JSON object, then serialising its detail a second time, cost it five times as much). Captured bodies come last.
+# How the spool keeps an event: one JSON array with the values in this order, the detail a JSON object (the text
+# the store keeps, spliced in as it is) and, for AI events, the numbers the store keeps in columns of their own
+# taken out of it. The first STORED values are the store's row (the detail as its text): its writer inserts the row
+# ``record`` kept without building the event again (parsing the event as a JSON object, then serialising its detail
+# a second time, cost it five times as much). Captured bodies come last. Versions before 2026-11-28 spooled the
+# detail as a JSON string; ``stored_row`` and ``unspooled`` read both.
 SPOOLED = ("id", "at", "trace_id", "surface", "user_id", "team_id", "api_key_id", "target", "action", "outcome",
            "error_code", "duration_ms", "detail", "request_id", "client_ip", "user_agent",
            "model", "provider", "input_tokens", "output_tokens", "weighted_tokens", "usd",
            "span_id", "parent_span_id", "bodies")
 STORED = SPOOLED.index("span_id")
+_DETAIL = SPOOLED.index("detail")
 _TEXT_FIELDS = tuple(name for name, kind in AuditEvent.__annotations__.items() if kind.startswith("str"))
 AI_NUMBERS = SPOOLED[SPOOLED.index("model"):STORED]
 _NO_NUMBERS = (None,) * len(AI_NUMBERS)
@@ -82,8 +85,9 @@ def spooled_row(event: AuditEvent) -> tuple[tuple[Any, ...], bytes]:
         row, payload = _spooled_row(event)
     except TypeError:  # orjson: a text with a lone surrogate (not UTF-8), or an integer beyond 64 bits
         return _spooled_row(storable(event))
-    # JSON escapes NUL as \u0000: one search of the payload (a literal backslash-u0000 matches too: harmless).
-    return _spooled_row(storable(event)) if b"\\u0000" in payload else (row, payload)
+    # JSON escapes NUL as \u0000. Most events hold no text that needs escaping at all, so a search for any
+    # backslash (memchr) comes first; a literal backslash-u0000 matches too: harmless.
+    return _spooled_row(storable(event)) if b"\\" in payload and b"\\u0000" in payload else (row, payload)
 
 
 def storable(event: AuditEvent) -> AuditEvent:
@@ -122,10 +126,14 @@ def _storable(value: Any) -> Any:
 def _spooled_row(event: AuditEvent) -> tuple[tuple[Any, ...], bytes]:
     detail = event.detail
     numbers = (*map(detail.get, AI_NUMBERS),) if event.surface == "ai" else _NO_NUMBERS
-    row = (event.id, event.at, event.trace_id, event.surface, event.user_id, event.team_id, event.api_key_id,
-           event.target, event.action, event.outcome, event.error_code, event.duration_ms,
-           orjson.dumps(detail).decode(), event.request_id, event.client_ip, event.user_agent, *numbers)
-    return row, orjson.dumps((*row, event.span_id, event.parent_span_id, event.bodies))
+    text = orjson.dumps(detail)
+    head = (event.id, event.at, event.trace_id, event.surface, event.user_id, event.team_id, event.api_key_id,
+            event.target, event.action, event.outcome, event.error_code, event.duration_ms)
+    tail = (event.request_id, event.client_ip, event.user_agent, *numbers)
+    # The detail spliced in as JSON, not as a string holding JSON: nothing to escape a second time, and a payload
+    # with no backslash in it unless some text needed one (see ``spooled_row``).
+    payload = orjson.dumps((*head, orjson.Fragment(text), *tail, event.span_id, event.parent_span_id, event.bodies))
+    return (*head, text.decode(), *tail), payload
 
 
 def unspooled(payload: bytes) -> dict[str, Any]:
@@ -133,7 +141,8 @@ def unspooled(payload: bytes) -> dict[str, Any]:
     if payload[:1] == b"{":  # spooled by a version that kept events as JSON objects
         return dict(orjson.loads(payload))
     event = dict(zip(SPOOLED, orjson.loads(payload), strict=False))
-    event["detail"] = orjson.loads(event["detail"])
+    if isinstance(event["detail"], str):  # spooled by a version that kept the detail as JSON text
+        event["detail"] = orjson.loads(event["detail"])
     for name in AI_NUMBERS:
         del event[name]
     return event
@@ -143,6 +152,8 @@ def stored_row(payload: bytes) -> list[Any]:
     """The store's row of a spooled event: its first STORED values."""
     if payload[:1] == b"[":
         row: list[Any] = orjson.loads(payload)[:STORED]
+        if not isinstance(row[_DETAIL], str):  # else spooled by a version that kept the detail as JSON text
+            row[_DETAIL] = orjson.dumps(row[_DETAIL]).decode()
     else:  # spooled by a version that kept events as JSON objects
         event = orjson.loads(payload)
         detail = event["detail"]

@@ -3,24 +3,33 @@ and leaves the spool only once a sink has confirmed it.
 
 Appending copies the record into the current segment, a file mapped into memory (shared, so the copy is in the
 kernel's page cache at once): an event survives the process being killed (``kill -9``) the moment ``append``
-returns; ``sync`` (fsync, in a worker thread) makes it survive the machine too, and the writer calls it for each
-batch before handing the batch on. A mapping rather than a ``write`` per event: under load a ``write`` waited on
-the filesystem journal (the database writes to the same disk) for about 10 us on average and now and then for
-milliseconds, on the event loop; a copy into the mapping costs a page fault per 4 KiB at most. Each segment's
-space is reserved (fallocate) when it is started, so a full disk is an error from ``append``, never a SIGBUS
-from a copy. After a restart the events past the
+returns; ``sync`` (fsync, in a worker thread) makes it survive the machine too. A sink that makes events durable
+itself (the store: its commit is an fsync) needs no ``sync`` for a batch it takes at once; the store writer calls
+it when a write fails and while forwarding channels are configured (they have no other copy). A mapping rather
+than a ``write`` per event: under load a ``write`` waited on the filesystem journal (the database writes to the
+same disk) for about 10 us on average and now and then for milliseconds, on the event loop; a copy into the
+mapping costs a page fault per 4 KiB at most. Each segment's space is reserved (fallocate) when it is started, so
+a full disk is an error from ``append``, never a SIGBUS from a copy. After a restart the events past the
 acknowledged position are read again and handed on again; sinks ignore an id they already hold.
 
 Layout, in ``<data_dir>/audit-spool``: segment files named after the spool-wide byte position they start at
-(``00000000000000000000.spool``), each a run of records — 4-byte little-endian length, 4-byte CRC-32 of the
-payload, the payload (the event as JSON) — and ``acked``, the position up to which the sink confirmed. A record cut
-short by a crash is found by its length or CRC when the spool is opened and cut off; nothing after it was
-acknowledged to anyone.
+(``00000000000000000000.spool``), each a run of records — 4-byte little-endian length (its top bit set), 4-byte
+CRC-32 of the payload seeded with the record's spool-wide position, the payload (the event as JSON) — and
+``acked``, the position up to which the sink confirmed. A record cut short by a crash is found by its length or CRC
+when the spool is opened and cut off; nothing after it was acknowledged to anyone. The seed makes a record valid
+only where it was written: a reused segment's old records, past the new ones after a crash, fail their CRC, so the
+segment need not be zeroed first. (Records without the top bit, from versions before the seed, are checked with
+an unseeded CRC.)
 
-A segment everyone is done with becomes the next one (``spare``, zeroed by the writer's ``sync`` in its worker
-thread, renamed when a new segment starts) instead of being deleted: writing into a file's pages that are in the
-page cache with their disk blocks allocated cost about 0.2 us per 4 KiB page here, filling a new file's pages
-about 8.5 us (block allocation, the page cache growing): 1.6-1.9 us an event of 730 bytes in the copy alone.
+After a power loss, what was never made durable may read back as zeros or old bytes, and not only at the end: the
+``acked`` file may be older than the database's latest commit, and a segment acknowledged since (hence never
+synced) may be back. Reading skips from a damaged record to the next segment: what it passes over was either
+stored already or was not durable anywhere.
+
+A segment everyone is done with becomes the next one (renamed ``spare.seg`` until a new segment starts) instead
+of being deleted: writing into a file's pages that are in the page cache with their disk blocks allocated cost
+about 0.2 us per 4 KiB page here, filling a new file's pages about 8.5 us (block allocation, the page cache
+growing): 1.6-1.9 us an event of 730 bytes in the copy alone.
 
 Forwarding channels (syslog, webhooks, NATS) read the same spool, each from its own position, kept in
 ``forwarded.<channel>``: the spool is every channel's queue, so a channel that is down keeps its events, in
@@ -42,7 +51,7 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 from prometheus_client.core import GaugeMetricFamily
@@ -55,7 +64,10 @@ SEGMENT_BYTES = 8 * 1024 * 1024  # a new segment starts past this; acknowledged 
 _HEADER = struct.Struct("<II")
 _READ_BYTES = 1 << 20  # reading a finished segment: a chunk at a time
 _SUFFIX = ".spool"
-_SPARE = "spare"  # an acknowledged segment kept to become the next one (not a *.spool: no reader sees it)
+_SPARE = "spare.seg"  # an acknowledged segment kept to become the next one (not a *.spool: no reader sees it)
+# A spare left by a version before seeded CRCs: its old records would pass the unseeded check; deleted at start.
+_LEGACY_SPARE = "spare"
+_SEEDED = 0x8000_0000  # the length's top bit: the record's CRC is seeded with its position
 
 
 class SpoolFull(Exception):
@@ -86,7 +98,8 @@ class AuditSpool:
         self._starts = segments  # the segments' start positions, oldest first (only this process changes them)
         self._position_files: dict[str, int] = {}  # descriptors of ``acked`` and ``forwarded.*``, kept open
         self._segment_start = segments[-1]
-        self._position = self._segment_start + _valid_length(directory / _name(self._segment_start))
+        self._position = self._segment_start + _valid_length(directory / _name(self._segment_start),
+                                                             self._segment_start)
         os.truncate(directory / _name(self._segment_start), self._position - self._segment_start)
         self._acked = min(max(acked, segments[0]), self._position)  # 0 (a torn file): from the oldest kept
         self.left_over = self._position - self._acked  # what an earlier process recorded but the sink never took
@@ -97,13 +110,13 @@ class AuditSpool:
         for stale in directory.glob(_forwarded_file("*")):
             if stale.name not in {_forwarded_file(name) for name in self._forwarded}:
                 stale.unlink()
-        # parked: an acknowledged segment renamed ``spare``, its old records still in it; zeroed: ready for reuse
-        # (only then, so that after a crash no old record can be read as a new one)
-        self._spare: Literal["parked", "zeroed"] | None = "parked" if (directory / _SPARE).exists() else None
+        (directory / _LEGACY_SPARE).unlink(missing_ok=True)
+        self._spare = (directory / _SPARE).exists()
         self._delete_below(self._kept_from())
         self._fd, self._map = _mapped(directory / _name(self._segment_start), self._position - self._segment_start)
         self._room: anyio.Event | None = None  # set when an acknowledgement makes room in a full spool
-        self._retired: list[int] = []  # finished segments' descriptors, closed once ``sync`` made them durable
+        # Finished segments' descriptors by start, closed once ``sync`` made them durable or they are let go
+        self._retired: dict[int, int] = {}
         self._grown: anyio.Event | None = None  # set by the next append, for channels waiting for events
 
     # -- writing (on the event loop: one write to the page cache) ---------------------------------------------
@@ -121,6 +134,11 @@ class AuditSpool:
     def unacked_bytes(self) -> int:
         return self._position - self._acked
 
+    @property
+    def has_channels(self) -> bool:
+        """Whether forwarding channels read this spool (for them it is the only durable copy of an event)."""
+        return bool(self._forwarded)
+
     def full(self) -> bool:
         return self.unacked_bytes >= self._max_bytes
 
@@ -132,13 +150,14 @@ class AuditSpool:
         """Append one event as ``broker.kernel.audit.events.spooled`` made it, or raise SpoolFull."""
         if self.full():
             raise SpoolFull(f"the audit spool holds {self.unacked_bytes} unacknowledged bytes")
-        record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-        offset = self._position - self._segment_start
+        position = self._position
+        record = _HEADER.pack(len(payload) | _SEEDED, zlib.crc32(payload, _seed(position))) + payload
+        offset = position - self._segment_start
         if offset + len(record) > len(self._map):
             self._rotate(len(record))
             offset = 0
         self._map[offset:offset + len(record)] = record
-        self._position += len(record)
+        self._position = position + len(record)
         if self._grown is not None:
             self._grown.set()
             self._grown = None
@@ -158,52 +177,36 @@ class AuditSpool:
 
     async def sync(self) -> None:
         """Make what was appended so far durable on disk (fsync in a worker thread, off the event loop)."""
-        retired, self._retired = self._retired, []
-        descriptors = [*retired, self._fd]
-        spare = self._directory / _SPARE if self._spare == "parked" else None
+        retired, self._retired = self._retired, {}
+        descriptors = [*retired.values(), self._fd]
 
-        def fsync_all() -> OSError | None:
+        def fsync_all() -> None:
             for descriptor in descriptors:
                 os.fsync(descriptor)
-            if spare is not None:
-                try:
-                    _zero(spare)
-                except OSError as exc:  # reusing a segment saves work; failing to must not stop the writer
-                    return exc
-            return None
 
         try:
-            unusable = await anyio.to_thread.run_sync(fsync_all)
+            await anyio.to_thread.run_sync(fsync_all)
         except BaseException:
-            self._retired = [*retired, *self._retired]  # synced again by the next attempt
+            self._retired = {**retired, **self._retired}  # synced again by the next attempt
             raise
-        if spare is not None:
-            if unusable is None:
-                self._spare = "zeroed"
-            else:
-                log.warning("audit spool: the spare segment could not be reused (%s); new segments are new files",
-                            unusable)
-                with contextlib.suppress(OSError):
-                    spare.unlink()
-                self._spare = None
-        for descriptor in retired:
+        for descriptor in retired.values():
             os.close(descriptor)
 
     def close(self) -> None:
         self._finish_segment()
-        for descriptor in (*self._retired, *self._position_files.values(), self._fd, self._lock):
+        for descriptor in (*self._retired.values(), *self._position_files.values(), self._fd, self._lock):
             os.close(descriptor)
-        self._retired = []
+        self._retired = {}
 
     def _rotate(self, record_bytes: int) -> None:
         """Start a new segment at the current position (one record may be larger than SEGMENT_BYTES)."""
         if self._position > self._segment_start:
             self._finish_segment()
-            self._retired.append(self._fd)  # made durable by the writer's next ``sync``, not here on the loop
+            self._retired[self._segment_start] = self._fd  # made durable by a ``sync``, not here on the loop
             self._segment_start = self._position
             self._starts.append(self._segment_start)
-            if self._spare == "zeroed":
-                self._spare = None
+            if self._spare:
+                self._spare = False
                 with contextlib.suppress(FileNotFoundError):  # removed behind the spool's back: a new file then
                     os.replace(self._directory / _SPARE, self._directory / _name(self._segment_start))
         else:  # nothing in this segment yet: it grows to take the record
@@ -296,16 +299,23 @@ class AuditSpool:
             chunk = self._bytes(segment, position, min(segment_end, position + _READ_BYTES))
             offset = 0
             while len(payloads) < limit and position < segment_end:
-                payload = _record_at(chunk, offset)
+                payload = _record_at(chunk, offset, position)
                 if payload is None:
                     if offset:
                         break  # the rest of the segment is in the next chunk (or a damaged record, found there)
-                    whole = _HEADER.size + _HEADER.unpack_from(chunk)[0] if len(chunk) >= _HEADER.size else 0
-                    if len(chunk) < whole <= segment_end - position:  # one record larger than a chunk
-                        chunk = self._bytes(segment, position, position + whole)
-                        if len(chunk) == whole:
+                    length = _HEADER.unpack_from(chunk)[0] & ~_SEEDED if len(chunk) >= _HEADER.size else 0
+                    if len(chunk) < _HEADER.size + length <= segment_end - position:  # larger than a chunk
+                        chunk = self._bytes(segment, position, position + _HEADER.size + length)
+                        if len(chunk) == _HEADER.size + length:
                             continue
-                    raise ValueError(f"audit spool: no whole, undamaged record at {position} in {_name(segment)}")
+                    if index + 1 == len(self._starts):  # the segment being written was checked when opened
+                        raise ValueError(f"audit spool: no whole, undamaged record at {position} in"
+                                         f" {_name(segment)}")
+                    log.warning("audit spool: no whole, undamaged record at %d in %s (what a power loss left of"
+                                " bytes never synced); skipped %d bytes to the next segment", position,
+                                _name(segment), segment_end - position)
+                    position = segment_end
+                    break
                 payloads.append(payload)
                 offset += _HEADER.size + len(payload)
                 position += _HEADER.size + len(payload)
@@ -326,10 +336,13 @@ class AuditSpool:
         """Let go of the segments that end at or before ``position`` (never the last one, still appended to): the
         first becomes the spare when there is none, the others are deleted."""
         while len(self._starts) > 1 and self._starts[1] <= position:
-            path = self._directory / _name(self._starts.pop(0))
-            if self._spare is None and path.exists():
+            start = self._starts.pop(0)
+            if (descriptor := self._retired.pop(start, None)) is not None:  # never synced: its events are stored
+                os.close(descriptor)
+            path = self._directory / _name(start)
+            if not self._spare and path.exists():
                 os.replace(path, self._directory / _SPARE)
-                self._spare = "parked"
+                self._spare = True
             else:
                 path.unlink(missing_ok=True)
 
@@ -376,33 +389,31 @@ def _mapped(path: Path, used: int, record_bytes: int = 0) -> tuple[int, mmap.mma
         raise
 
 
-def _zero(path: Path) -> None:
-    """Overwrite a spare segment with zeros (in place: its pages and disk blocks are kept), SEGMENT_BYTES long."""
-    descriptor = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    try:
-        os.ftruncate(descriptor, min(os.fstat(descriptor).st_size, SEGMENT_BYTES))
-        os.pwrite(descriptor, bytes(SEGMENT_BYTES), 0)
-    finally:
-        os.close(descriptor)
-
-
-def _valid_length(path: Path) -> int:
-    """The length of the run of whole, CRC-valid records at the start of a segment."""
+def _valid_length(path: Path, start: int) -> int:
+    """The length of the run of whole, CRC-valid records at the start of the segment starting at ``start``."""
     data = path.read_bytes()
     offset = 0
-    while (payload := _record_at(data, offset)) is not None:
+    while (payload := _record_at(data, offset, start + offset)) is not None:
         offset += _HEADER.size + len(payload)
     return offset
 
 
-def _record_at(data: bytes, offset: int) -> bytes | None:
-    """The payload of the record at ``offset``, or None when no whole, CRC-valid one starts there (an empty one
-    counts as none: zeros past the last record, reserved or left by a crash, are no record)."""
+def _seed(position: int) -> int:
+    """A record's CRC seed: its spool-wide position, folded to the 32 bits a CRC-32 starts from."""
+    return (position ^ position >> 32) & 0xFFFF_FFFF
+
+
+def _record_at(data: bytes, offset: int, position: int) -> bytes | None:
+    """The payload of the record at ``offset`` in ``data``, spool-wide at ``position``, or None when no whole,
+    CRC-valid one starts there (an empty one counts as none: zeros past the last record, reserved or left by a
+    crash, are no record; nor does an old one in a reused segment, written at another position)."""
     if offset + _HEADER.size > len(data):
         return None
     length, crc = _HEADER.unpack_from(data, offset)
+    seed = _seed(position) if length & _SEEDED else 0
+    length &= ~_SEEDED
     payload = data[offset + _HEADER.size:offset + _HEADER.size + length]
-    if not length or len(payload) < length or zlib.crc32(payload) != crc:
+    if not length or len(payload) < length or zlib.crc32(payload, seed) != crc:
         return None
     return payload
 

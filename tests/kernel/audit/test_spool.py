@@ -4,15 +4,18 @@ cut off, segments rotate and go once acknowledged, and a full spool refuses unti
 from __future__ import annotations
 
 import signal
+import struct
 import subprocess
 import sys
 import uuid
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
 import anyio
 import pytest
 
+from broker.kernel.audit import events as events_module
 from broker.kernel.audit import spool as spool_module
 from broker.kernel.audit.events import AuditEvent
 from broker.kernel.audit.spool import AuditSpool, SpoolFull
@@ -73,16 +76,18 @@ def test_segments_rotate_and_acknowledged_ones_are_deleted(tmp_path: Path, monke
     assert [r["detail"]["n"] for r in rest] == list(range(15, 20))
 
 
-def test_an_acknowledged_segment_is_zeroed_and_becomes_the_next_one(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """The file (its pages and disk blocks) of a segment everyone is done with is written again as a later segment;
-    none of its old records is read back as a new one after a crash: the records are of equal size, so an old one
-    would start exactly where the new ones end."""
+def test_an_acknowledged_segment_becomes_the_next_one_and_its_old_records_stay_dead(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file (its pages and disk blocks) of a segment everyone is done with is written again as a later segment,
+    not zeroed first; none of its old records is read back as a new one after a crash: the records are of equal
+    size, so an old one starts exactly where the new ones end, and only its CRC, seeded with the position it was
+    written at, tells it apart."""
     script = f"""
 import os, signal, sys
 import anyio
 sys.path.insert(0, {str(Path(__file__).resolve().parents[3])!r})
 from pathlib import Path
+from broker.kernel.audit import events as events_module
 from broker.kernel.audit import spool as spool_module
 from tests.kernel.audit.test_spool import event
 spool_module.SEGMENT_BYTES = 4096
@@ -93,12 +98,11 @@ inode = first.stat().st_ino
 while len(list(directory.glob("*.spool"))) < 2:
     spool.append(event(1000))
 spool.ack(spool.position - 1)  # the first segment, not the second: the first becomes the spare
-assert not first.exists() and (directory / "spare").stat().st_ino == inode
-anyio.run(spool.sync)  # zeroes the spare off the event loop
+assert not first.exists() and (directory / "spare.seg").stat().st_ino == inode
 while len(list(directory.glob("*.spool"))) < 2:
     spool.append(event(2000))
 reused = sorted(directory.glob("*.spool"))[-1]
-assert reused.stat().st_ino == inode and not (directory / "spare").exists()
+assert reused.stat().st_ino == inode and not (directory / "spare.seg").exists()
 spool.append(event(3000))
 print(reused.name, spool.position, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
@@ -120,8 +124,7 @@ def test_a_spare_segment_that_cannot_be_reused_does_not_stop_the_writer(tmp_path
     while len(list(tmp_path.glob("*.spool"))) < 2:
         spool.append(event(1000))
     spool.ack(spool.position - 1)
-    (tmp_path / "spare").unlink()  # gone behind the spool's back
-    anyio.run(spool.sync)  # still makes the events durable, without complaint
+    (tmp_path / "spare.seg").unlink()  # gone behind the spool's back
     while len(list(tmp_path.glob("*.spool"))) < 2:
         spool.append(event(2000))
     newest = sorted(tmp_path.glob("*.spool"))[-1]
@@ -211,3 +214,43 @@ def test_a_torn_position_file_replays_from_the_oldest_event_kept(tmp_path: Path)
     reopened = AuditSpool(tmp_path, 1 << 20, ["siem"])
     assert reopened.acked == 0 and reopened.forwarded("siem") == 0  # sinks skip ids they hold; channels resend
     assert [r["detail"]["n"] for r in reopened.read(0, 10)[0]] == list(range(5))
+
+
+def test_records_an_earlier_version_wrote_with_unseeded_crcs_are_read_and_its_spare_is_dropped(
+        tmp_path: Path) -> None:
+    """Versions before seeded CRCs wrote the plain length and CRC-32: their records left in a spool are read back,
+    and new ones follow them. Their spare segment (zeroed, or with old records still in it) is deleted rather
+    than reused: its old records would pass the unseeded check."""
+    payloads = [events_module.spooled(event(n)) for n in range(2)]
+    (tmp_path / "00000000000000000000.spool").write_bytes(
+        b"".join(struct.pack("<II", len(p), zlib.crc32(p)) + p for p in payloads) + bytes(4096))
+    (tmp_path / "spare").write_bytes(b"old records")
+    spool = AuditSpool(tmp_path, 1 << 20)
+    assert not (tmp_path / "spare").exists()
+    spool.append(event(2))
+    spool.close()
+    reopened = AuditSpool(tmp_path, 1 << 20)
+    assert [r["detail"]["n"] for r in reopened.read(0, 10)[0]] == [0, 1, 2]
+
+
+def test_a_damaged_record_in_an_earlier_segment_is_skipped_to_the_next_segment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """After a power loss, bytes never synced may read back as zeros anywhere (the events there were stored by the
+    database or were durable nowhere): reading goes on at the next segment instead of failing for good."""
+    monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 2048)
+    spool = AuditSpool(tmp_path, 1 << 20)
+    for n in range(30):
+        spool.append(event(n))
+    spool.close()
+    segments = sorted(tmp_path.glob("*.spool"))
+    assert len(segments) >= 3
+    second = bytearray(segments[1].read_bytes())
+    second[len(second) // 2:] = bytes(len(second) - len(second) // 2)
+    segments[1].write_bytes(second)
+
+    reopened = AuditSpool(tmp_path, 1 << 20)
+    read, end = reopened.read(0, 100)
+    numbers = [r["detail"]["n"] for r in read]
+    assert end == reopened.position and numbers[-1] == 29
+    assert numbers == sorted(numbers) and 0 < 30 - len(numbers) < 10  # only the damaged segment's tail is gone
+    assert "skipped" in caplog.text and segments[1].name in caplog.text

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import anyio
 import orjson
@@ -111,10 +112,18 @@ async def test_events_a_killed_process_left_in_the_spool_are_written_once_at_the
     assert sorted(stored_ids) == sorted([written.id, *(e.id for e in unwritten)])
 
 
-async def test_events_spooled_by_an_earlier_version_as_json_objects_are_read_and_written_alike(
+def detail_as_text(item: AuditEvent) -> bytes:
+    """How events were spooled before their detail was spliced in as JSON: a string holding the JSON."""
+    values = orjson.loads(events_module.spooled(item))
+    values[events_module.SPOOLED.index("detail")] = orjson.dumps(values[events_module.SPOOLED.index("detail")]).decode()
+    return orjson.dumps(values)
+
+
+async def test_events_spooled_by_earlier_versions_are_read_and_written_alike(
         kernel: Kernel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Spooled events were JSON objects before they became rows: a spool left by that version, upgraded in place,
-    is still written to the store and forwarded, an event in either form the same."""
+    """Spooled events were JSON objects before they became rows, then rows with the detail as JSON text: a spool
+    left by those versions, upgraded in place, is still written to the store and forwarded, an event in any form
+    the same."""
     ai = AuditEvent(uuid.uuid4().hex, 2.0, "t" * 32, "ai", "u1", "t1", "k1", "provider:p", "chat.completions:m",
                     "ok", None, 3.0, {"model": "m", "provider": "p", "input_tokens": 5, "output_tokens": 7,
                                       "weighted_tokens": 12.0, "usd": 0.5, "routing": "weights"},
@@ -123,16 +132,18 @@ async def test_events_spooled_by_an_earlier_version_as_json_objects_are_read_and
     monkeypatch.setattr(spool_module, "spooled", orjson.dumps)  # how events were spooled before
     spool.append(ai)
     spool.append(event())
+    monkeypatch.setattr(spool_module, "spooled", detail_as_text)
+    spool.append(replace(ai, id=uuid.uuid4().hex))
     monkeypatch.undo()
     spool.append(replace(ai, id=uuid.uuid4().hex))
-    old_ai, old_mcp, new_ai = spool.read(0, 10)[0]
-    assert {**old_ai, "id": new_ai["id"]} == new_ai
+    old_ai, old_mcp, text_ai, new_ai = spool.read(0, 10)[0]
+    assert {**old_ai, "id": new_ai["id"]} == {**text_ai, "id": new_ai["id"]} == new_ai
     assert old_mcp["detail"] == {"timeline": [{"t_ms": 0, "event": "start"}]} and "model" not in new_ai
 
     await write_spooled(kernel, spool, tmp_path)
     rows = await kernel.db.fetch("SELECT id, model, provider, input_tokens, output_tokens, weighted_tokens, usd,"
                                  " detail, request_id FROM audit_events WHERE surface = 'ai' ORDER BY id")
-    assert len(rows) == 2
+    assert len(rows) == 3
     for row in rows:
         assert (row["model"], row["provider"], row["input_tokens"], row["output_tokens"], row["weighted_tokens"],
                 row["usd"], row["request_id"]) == ("m", "p", 5, 7, 12.0, 0.5, "r")
@@ -302,3 +313,43 @@ async def test_an_integer_beyond_64_bits_in_the_detail_is_kept_as_text(kernel: K
     await record_all(sink, [item])
     stored = await AuditQuery(kernel.db).get(item.id)
     assert stored is not None and stored["detail"]["count"] == str(1 << 70)
+
+
+class WatchedSpool(AuditSpool):
+    """A spool noting its syncs among the sink's other steps."""
+
+    def __init__(self, directory: Path, steps: list[str], channels: tuple[str, ...] = ()) -> None:
+        super().__init__(directory, 1 << 30, channels)
+        self.steps = steps
+
+    async def sync(self) -> None:
+        self.steps.append("sync")
+        await super().sync()
+
+
+@pytest.mark.parametrize("channels", [(), ("siem",)])
+async def test_the_spool_is_synced_only_while_it_holds_the_only_copy(kernel: Kernel, tmp_path: Path,
+                                                                    channels: tuple[str, ...]) -> None:
+    """A batch the database commits at once is durable there: syncing the spool's copy too only wrote back pages
+    nobody reads again. A failed write syncs before the retry's wait (the spool is then the only copy), and so does
+    every batch while forwarding channels read the spool."""
+    steps: list[str] = []
+    spool = WatchedSpool(tmp_path / "spool", steps, channels)
+    sink = StoreAuditSink(kernel.db, spool, LocalBodyStore(tmp_path / "bodies"))
+    insert = sink._insert
+    failures = [RuntimeError("the database went away")]
+
+    async def watched_insert(rows: Any, bodies: Any) -> None:
+        steps.append(f"insert {len(rows)}")
+        if failures and len(rows) == 2:
+            raise failures.pop()
+        await insert(rows, bodies)
+
+    sink._insert = watched_insert  # type: ignore[method-assign]
+    await record_all(sink, [event()])
+    assert steps == [*["sync"] * bool(channels), "insert 1"]
+    steps.clear()
+    items = [event(), event()]
+    await record_all(sink, items)
+    assert steps == [*["sync"] * bool(channels), "insert 2", "sync", "sync", "insert 2"]
+    assert all([await AuditQuery(kernel.db).get(item.id) for item in items])
