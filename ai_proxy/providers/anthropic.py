@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ai_proxy import sse
+from ai_proxy.chat_usage import count
 from ai_proxy.errors import ProxyError
 from ai_proxy.provider_http import ProviderResponse
 from ai_proxy.providers.base import (
@@ -35,7 +36,7 @@ FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "st
 
 def input_tokens_of(usage: dict[str, Any]) -> int:
     """All the input a request was charged for: fresh, written to and read from the prompt cache."""
-    return sum(int(usage.get(name) or 0) for name in ("input_tokens", "cache_creation_input_tokens",
+    return sum(count(usage.get(name)) for name in ("input_tokens", "cache_creation_input_tokens",
                                                       "cache_read_input_tokens"))
 
 
@@ -55,7 +56,7 @@ class AnthropicDialect:
 
     def native_usage(self, answer: dict[str, Any]) -> tuple[int, int]:
         usage = answer.get("usage") or {}
-        return input_tokens_of(usage), int(usage.get("output_tokens") or 0)
+        return input_tokens_of(usage), count(usage.get("output_tokens"))
 
     async def native_stream(self, response: ProviderResponse, body: dict[str, Any],
                             note: NoteUsage) -> AsyncIterator[bytes]:
@@ -67,7 +68,7 @@ class AnthropicDialect:
                     else data.get("usage")
                 if isinstance(usage, dict):
                     input_tokens = input_tokens_of(usage) or input_tokens
-                    output_tokens = int(usage.get("output_tokens") or 0) or output_tokens
+                    output_tokens = count(usage.get("output_tokens")) or output_tokens
                     note(input_tokens, output_tokens)
             yield event
 
@@ -93,7 +94,7 @@ class AnthropicDialect:
                 message = event.get("message") or {}
                 writer = ChunkWriter(str(message.get("id", "warden")).removeprefix("msg_"), model)
                 input_tokens = input_tokens_of(message.get("usage") or {})
-                output_tokens = int((message.get("usage") or {}).get("output_tokens") or 0)
+                output_tokens = count((message.get("usage") or {}).get("output_tokens"))
                 continue
             if kind == "error":
                 raise StreamFailed(str((event.get("error") or {}).get("message") or "the provider failed"))
@@ -119,7 +120,7 @@ class AnthropicDialect:
             elif kind == "message_delta":
                 usage = event.get("usage") or {}
                 input_tokens = input_tokens_of(usage) or input_tokens
-                output_tokens = int(usage.get("output_tokens") or 0) or output_tokens
+                output_tokens = count(usage.get("output_tokens")) or output_tokens
                 reason = (event.get("delta") or {}).get("stop_reason")
                 for chunk in writer.delta({}, FINISH_REASONS.get(reason or "end_turn", "stop")):
                     yield chunk
@@ -136,7 +137,7 @@ class AnthropicDialect:
         return self._outgoing(provider, "/messages/count_tokens", json_bytes(body))
 
     def counted(self, answer: dict[str, Any]) -> int:
-        return int(answer.get("input_tokens") or 0)
+        return count(answer.get("input_tokens"))
 
 
 def request(hub: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
+from ai_proxy.chat_usage import count
 from ai_proxy.errors import ProxyError
 from ai_proxy.provider_http import ProviderResponse
 from ai_proxy.providers.base import (
@@ -115,8 +116,8 @@ class BedrockDialect:
 
 
 def usage_of(usage: dict[str, Any]) -> tuple[int, int]:
-    return int(usage.get("inputTokens") or 0) + int(usage.get("cacheReadInputTokens") or 0) \
-        + int(usage.get("cacheWriteInputTokens") or 0), int(usage.get("outputTokens") or 0)
+    return count(usage.get("inputTokens")) + count(usage.get("cacheReadInputTokens")) \
+        + count(usage.get("cacheWriteInputTokens")), count(usage.get("outputTokens"))
 
 
 def _outgoing(provider: Provider, model: str, method: str, value: dict[str, Any], stream: bool) -> Outgoing:

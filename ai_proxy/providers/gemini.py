@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ai_proxy import sse
+from ai_proxy.chat_usage import count
 from ai_proxy.errors import ProxyError
 from ai_proxy.provider_http import ProviderResponse
 from ai_proxy.providers.base import (
@@ -111,8 +112,8 @@ class GeminiDialect:
 
 def usage_of(answer: dict[str, Any]) -> tuple[int, int]:
     meta = answer.get("usageMetadata") or {}
-    return int(meta.get("promptTokenCount") or 0), \
-        int(meta.get("candidatesTokenCount") or 0) + int(meta.get("thoughtsTokenCount") or 0)
+    return count(meta.get("promptTokenCount")), \
+        count(meta.get("candidatesTokenCount")) + count(meta.get("thoughtsTokenCount"))
 
 
 def _parts(answer: dict[str, Any]) -> list[dict[str, Any]]:
