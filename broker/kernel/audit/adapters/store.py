@@ -3,15 +3,15 @@ event is stored within about a quarter of a second of being recorded while the d
 
 ``record`` appends the event to the spool (``broker/kernel/audit/spool.py``) before it returns, so the event
 survives the process being killed; the writer takes the events from the last acknowledged position (the rows
-``record`` made, kept in memory, or read back from the spool for what an earlier run left), inserts it (ids
-already stored are skipped, so a replay never duplicates) and only then acknowledges it. The database's commit makes
-the batch durable; the spool's copy is synced (fsync) only when that is the only one: when a write fails, and for
-every batch while forwarding channels read the spool. Syncing each batch the database then took at once cost
-about a microsecond a request in writing back pages no one reads again, for no event more kept after a power loss:
-either way what the last few hundred milliseconds recorded is not yet on disk. While the database is down the
-writer retries and the spool grows; when it holds its maximum,
-``record`` waits for room (back pressure), it never drops an event. ``run`` drains the spool before it returns
-on shutdown, and starts by replaying what an earlier process left unacknowledged.
+``record`` made, kept in memory, or read back from the spool for what an earlier run left), inserts them (ids
+already stored are skipped, so a replay never duplicates) and only then acknowledges them. The database's commit
+makes a batch durable; the spool's copy is synced (fsync) only while it is the only one: when a write fails, and
+for every batch while forwarding channels read the spool. Syncing each batch the database then took at once wrote
+back pages no one reads again (its thread's CPU: 1-2.6 us a request under load, docs/performance.md), for no
+event more kept after a power loss: either way what the last few hundred milliseconds recorded is not yet on
+disk. While the database is down the writer retries and the spool grows; when it holds its maximum, ``record``
+waits for room (back pressure), it never drops an event. ``run`` drains the spool before it returns on shutdown,
+and starts by replaying what an earlier process left unacknowledged.
 """
 
 from __future__ import annotations
