@@ -137,6 +137,16 @@ def _rounds_of_one_start(work: Path, args: argparse.Namespace) -> list[dict[bool
     return rounds
 
 
+def machine_speed() -> float:
+    """Seconds a fixed pure-Python loop takes on CPU 1: which phase of this machine's drift a run saw (the same
+    build read 12.3 % in a fast phase and 8.0 % in a slow one, docs/performance.md)."""
+    loop = ("import time; t = time.perf_counter(); s = 0\n"
+            "for i in range(5_000_000): s += i\n"
+            "print(time.perf_counter() - t)")
+    return min(float(subprocess.run(["taskset", "-c", "1", sys.executable, "-c", loop], capture_output=True,
+                                    text=True, check=True).stdout) for _ in range(3))
+
+
 def main() -> int:
     if sys.argv[1:] == ["--serve-without-audit"]:
         serve_without_audit()
@@ -150,6 +160,7 @@ def main() -> int:
     parser.add_argument("--control", action="store_true",
                         help="audit on in both instances: what the measurement itself reads as a difference")
     args = parser.parse_args()
+    speed = machine_speed()
     work = Path(tempfile.mkdtemp(prefix="warden-audit-bench-"))
     mock = subprocess.Popen(["taskset", "-c", "0", sys.executable, str(KIT / "mock_upstream.py"), "9000"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -176,6 +187,7 @@ def main() -> int:
           f" {paired:.3f} |")
     print(f"| RPS measured (median{', sharing the core' if args.together else ''}) | {rps[True]:,.0f} |"
           f" {rps[False]:,.0f} | {paired_rps:.3f} |")
+    print(f"machine speed: a fixed loop took {speed:.3f} s on CPU 1 before the run, {machine_speed():.3f} s after")
     print(f"audit costs {100 * (1 - paired):.1f} % of the maximum RPS by CPU time, {100 * (1 - paired_rps):.1f} %"
           " by measured RPS (target: at most 10 %)")
     return 0
