@@ -151,8 +151,7 @@ class AuditSpool:
         if self.full():
             raise SpoolFull(f"the audit spool holds {self.unacked_bytes} unacknowledged bytes")
         position = self._position
-        seed = (position ^ position >> 32) & 0xFFFF_FFFF  # ``_seed``, inline: once a request
-        record = _HEADER.pack(len(payload) | _SEEDED, zlib.crc32(payload, seed)) + payload
+        record = _HEADER.pack(len(payload) | _SEEDED, zlib.crc32(payload, _seed(position))) + payload
         offset = position - self._segment_start
         if offset + len(record) > len(self._map):
             self._rotate(len(record))

@@ -161,7 +161,7 @@ class StoreAuditSink:
             attempt += 1
             try:
                 with anyio.CancelScope(shield=True):  # a started transaction finishes even during shutdown
-                    if attempt > 1 or self._spool.has_channels:  # the spool's copy is the only one (see above)
+                    if self._spool.has_channels:  # the spool's copy is their only one (see above)
                         await self._spool.sync()
                     bodies = await self._body_rows(with_bodies)  # offloaded first: a row never points at nothing
                     if attempt == 1:
@@ -173,8 +173,7 @@ class StoreAuditSink:
                 return
             except Exception as exc:
                 log.error("audit write of %d event(s) failed (attempt %d): %s", len(rows), attempt, exc)
-                if attempt == 1:
-                    await self._sync_after_failure()
+                await self._sync_after_failure()
             try:
                 await anyio.sleep(min(0.2 * 2**attempt, 5))
             except anyio.get_cancelled_exc_class():
@@ -183,7 +182,8 @@ class StoreAuditSink:
                 raise
 
     async def _sync_after_failure(self) -> None:
-        """Sync the spool at once, not after the first retry's wait: the events are in no database now."""
+        """Sync the spool before the retry's wait: the events are in no database now (nor those recorded while
+        the database is down, which each failed attempt syncs too)."""
         try:
             with anyio.CancelScope(shield=True):
                 await self._spool.sync()
