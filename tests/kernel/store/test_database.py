@@ -41,14 +41,17 @@ async def test_insert_new_leaves_out_rows_already_stored_and_goes_with_its_trans
     db = await open_database(config)
     try:
         await migrate(db)
-        await db.insert_new("audit_events", COLUMNS, [row(f"bulk-{i:05d}", i) for i in range(0, 4000, 2)], "id")
+        await db.insert_new("audit_events", COLUMNS, [row(f"bulk-{i:05d}", i) for i in range(0, 4000, 4)], "id")
+        # Outside a transaction too (PostgreSQL first copies the rows straight in, which a stored key fails)
+        await db.insert_new("audit_events", COLUMNS, [row(f"bulk-{i:05d}", i) for i in range(0, 4000, 2)]
+                            + [row("bulk-00002", -3)], "id")
         batch = [row(f"bulk-{i:05d}", -1) for i in range(5000)] + [row("bulk-00001", -2)]
         async with db.transaction() as tx:
             await tx.insert_new("audit_events", COLUMNS, batch, "id")
             await tx.insert_new("audit_events", COLUMNS, [row("bulk-last")], "id")  # twice in one transaction
         rows = await db.fetch("SELECT id, at, duration_ms FROM audit_events WHERE id LIKE 'bulk-%' ORDER BY id")
         assert [r["id"] for r in rows] == [*(f"bulk-{i:05d}" for i in range(5000)), "bulk-last"]
-        assert [r["at"] for r in rows[:4:2]] == [0.0, 2.0] and rows[3]["at"] == -1.0  # stored rows kept
+        assert [r["at"] for r in rows[:6:2]] == [0.0, 2.0, 4.0] and rows[3]["at"] == -1.0  # stored rows kept
         assert rows[1]["at"] in (-1.0, -2.0)  # one of the pair
         assert rows[0]["duration_ms"] == 1.0
         with pytest.raises(RuntimeError):

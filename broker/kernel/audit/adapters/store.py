@@ -205,9 +205,11 @@ class StoreAuditSink:
         return rows
 
     async def _insert(self, rows: Sequence[Sequence[Any]], bodies: list[tuple[Any, ...]]) -> None:
+        if not bodies:  # the store's bulk path on its own: on PostgreSQL one COPY, no transaction around it
+            await self._db.insert_new("audit_events", _COLUMNS, rows, "id")
+            return
         async with self._db.transaction() as tx:
-            if bodies:
-                await tx.execute_many(_INSERT_BODY, bodies)
+            await tx.execute_many(_INSERT_BODY, bodies)
             await tx.insert_new("audit_events", _COLUMNS, rows, "id")
 
     async def _insert_isolating(self, rows: Sequence[Sequence[Any]], bodies: list[tuple[Any, ...]]) -> None:
