@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from broker.app import Warden
+from broker.kernel.audit.adapters.store import SEARCHED_CHARS
 from broker.kernel.audit.adapters.store_search import AuditFilter
 from broker.kernel.audit.capture import CapturedBody
 from broker.kernel.audit.events import AuditEvent, with_bodies
@@ -102,6 +103,32 @@ async def test_full_text_search_over_bodies_takes_words_never_query_syntax(audit
     assert await ids(audit_log, q='quote " NEAR( *') == ["e3"]  # FTS5 syntax characters are just punctuation
     assert await ids(audit_log, q='alpha" OR "stars') == []  # not an OR: all of alpha, OR, stars
     assert await ids(audit_log, q="alpha", user_id="u2") == []
+
+
+async def test_offloaded_bodies_are_found_by_the_start_of_their_text(warden: Warden,
+                                                                     audit_log: httpx.AsyncClient) -> None:
+    """A body offloaded past body_max_bytes is searched by its first SEARCHED_CHARS characters, kept for that
+    alone; purged, it leaves the index as well."""
+    text = "zeppelin " + "filler " * (SEARCHED_CHARS // 7) + "tailword"
+    offloaded = {"response": CapturedBody(text, len(text), {}, True)}
+    await warden.kernel.audit.record(with_bodies(ai("e7", DAY2 + 4, "u3", "t3", "gpt-4o", "openai", 0.1), offloaded))
+    assert await eventually(lambda: _found(audit_log, "zeppelin", ["e7"]))
+    row = await warden.kernel.db.fetchrow("SELECT content, offload_key, search_text FROM audit_bodies"
+                                          " WHERE event_id = 'e7'")
+    assert row is not None and row["content"] is None and row["offload_key"] is not None
+    assert row["search_text"] == text[:SEARCHED_CHARS]
+    assert await ids(audit_log, q="tailword") == []  # beyond what is kept for search
+    assert await ids(audit_log, q="zeppelin alpha") == []  # all words in one body, not across bodies
+    assert await ids(audit_log, q="alpha") == ["e1"]  # bodies kept whole are found as before
+    await warden.kernel.db.execute("DELETE FROM audit_bodies WHERE event_id = 'e7'")  # as retention does
+    assert await ids(audit_log, q="zeppelin") == []
+    if warden.kernel.db.dialect == "sqlite":  # the index agrees with the table it indexes
+        await warden.kernel.db.execute("INSERT INTO audit_bodies_offloaded_fts (audit_bodies_offloaded_fts)"
+                                       " VALUES ('integrity-check')")
+
+
+async def _found(console: httpx.AsyncClient, q: str, expected: list[str]) -> bool:
+    return await ids(console, q=q) == expected
 
 
 async def test_pages_follow_the_cursor_to_the_end(audit_log: httpx.AsyncClient) -> None:

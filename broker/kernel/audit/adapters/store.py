@@ -49,7 +49,10 @@ REMEMBERED = 4 * BATCH  # rows kept for the writer, about 4 MB at most
 # third under load (bench/audit_cost.py, docs/performance.md).
 LINGER = 0.25
 _COLUMNS = SPOOLED[:STORED]  # a spooled event's first values are the row
-_BODY_COLUMNS = ("event_id", "part", "at", "bytes", "redactions", "content", "offload_key")
+# search_text: an offloaded body's first SEARCHED_CHARS characters, so that full-text search finds it too (NULL
+# for a body kept whole in content)
+_BODY_COLUMNS = ("event_id", "part", "at", "bytes", "redactions", "content", "offload_key", "search_text")
+SEARCHED_CHARS = 131_072  # as much of a body as PostgreSQL's full-text vector of it takes (migration 0018)
 _INSERT_BODY = (f"INSERT INTO audit_bodies ({', '.join(_BODY_COLUMNS)}) VALUES ({', '.join('?' * len(_BODY_COLUMNS))})"
                 " ON CONFLICT (event_id, part) DO NOTHING")
 _TARGET = _COLUMNS.index("target")  # the row's values before it: ids, time and surface, all Warden's own
@@ -196,12 +199,12 @@ class StoreAuditSink:
             event = unspooled(payload)
             for part, body in (event.get("bodies") or {}).items():
                 key = None
+                text = without_nul(body["text"])  # bodies spooled by a version that kept NUL in them
                 if body["offload"]:
                     key = offload_key(event["id"], event["at"], part)
                     await self._bodies.put(key, body["text"].encode())
-                # without_nul: bodies spooled by a version that kept NUL in them
                 rows.append((event["id"], part, event["at"], body["bytes"], orjson.dumps(body["redactions"]).decode(),
-                             None if key else without_nul(body["text"]), key))
+                             None if key else text, key, text[:SEARCHED_CHARS] if key else None))
         return rows
 
     async def _insert(self, rows: Sequence[Sequence[Any]], bodies: list[tuple[Any, ...]]) -> None:
@@ -239,7 +242,7 @@ def unstorable_row(row: Sequence[Any], bodies: list[tuple[Any, ...]], error: Exc
     ``unstorable``, and in its detail the database's error and the whole event, bodies included, as JSON."""
     event = dict(zip(_COLUMNS, row, strict=True))
     detail = {"unstorable": str(error)[:1000], "event": event,
-              "bodies": [dict(zip(_BODY_COLUMNS, body, strict=True)) for body in bodies]}
+              "bodies": [dict(zip(_BODY_COLUMNS[:-1], body, strict=False)) for body in bodies]}  # no search_text
     # The standard library's JSON: any integer, and ASCII only (a NUL or surrogate as an escape), so it stores.
     text = json.dumps(detail, default=str)
     return (*row[:_TARGET], "-", "unstorable", event["outcome"], None, event["duration_ms"] or 0.0, text,

@@ -125,13 +125,19 @@ class StoreAuditSearch:
             add("error_code IS NULL") if f.status == 200 else add("error_code = ?", f.status)
         if f.text is not None:
             words = _WORD.findall(f.text)
+            # Bodies kept whole, then offloaded ones by the start of their text kept for search (search_text).
             if self._db.dialect == "sqlite":
                 # Each word as an FTS5 string: the caller's text is never read as FTS query syntax.
-                add("id IN (SELECT b.event_id FROM audit_bodies b JOIN audit_bodies_fts ON audit_bodies_fts.rowid"
-                    " = b.rowid WHERE audit_bodies_fts MATCH ?)", " ".join(f'"{word}"' for word in words))
+                query = " ".join(f'"{word}"' for word in words)
+                add("id IN (SELECT b.event_id FROM audit_bodies b JOIN audit_bodies_fts f ON f.rowid = b.rowid"
+                    " WHERE audit_bodies_fts MATCH ? UNION ALL SELECT b.event_id FROM audit_bodies b"
+                    " JOIN audit_bodies_offloaded_fts f ON f.rowid = b.rowid WHERE audit_bodies_offloaded_fts MATCH ?)",
+                    query, query)
             else:
-                add("id IN (SELECT event_id FROM audit_bodies WHERE search @@ plainto_tsquery('simple', ?))",
-                    " ".join(words))
+                query = " ".join(words)
+                add("id IN (SELECT event_id FROM audit_bodies WHERE search @@ plainto_tsquery('simple', ?)"
+                    " UNION ALL SELECT event_id FROM audit_bodies WHERE search_text IS NOT NULL"
+                    " AND to_tsvector('simple', search_text) @@ plainto_tsquery('simple', ?))", query, query)
         return clauses, args
 
 
