@@ -93,6 +93,13 @@ def auth_settings(raw: dict[str, Any]) -> tuple[UpstreamAuth, dict[str, str]]:
     return auth_from(raw), {name: str(raw[name]) for name in AUTH_SECRETS if raw.get(name)}
 
 
+def secrets_used(auth: UpstreamAuth, secrets: dict[str, str]) -> dict[str, str]:
+    """Of ``secrets``, those ``auth`` reads: ``secret`` for static, ``client_secret`` for oauth with an
+    admin-supplied client. A server switched to another mode keeps no secret at rest that nothing reads."""
+    used = {"static": ("secret",), "oauth": ("client_secret",) if auth.client_id else ()}.get(auth.mode, ())
+    return {name: value for name, value in secrets.items() if name in used}
+
+
 NO_AUTH = UpstreamAuth()
 
 
@@ -206,6 +213,7 @@ class McpServerStore:
 
     async def create(self, definition: UpstreamDefinition, source: str = "api") -> UpstreamDefinition:
         validate_definition(definition)
+        definition = replace(definition, auth_secrets=secrets_used(definition.auth, definition.auth_secrets))
         if await self._db.fetchrow("SELECT name FROM mcp_virtual_servers WHERE name = ?", definition.name):
             raise Conflict(f"a virtual MCP server is named {definition.name!r}; upstream servers share its names")
         now = self._clock.now()
@@ -229,6 +237,7 @@ class McpServerStore:
             raise Conflict("this server comes from the configuration file; change it there")
         updated = replace(current, **changes)
         validate_definition(updated)
+        updated = replace(updated, auth_secrets=secrets_used(updated.auth, updated.auth_secrets))
         await self._db.execute(
             "UPDATE mcp_servers SET transport = ?, command = ?, args = ?, env_sealed = ?, url = ?,"
             " timeout_seconds = ?, enabled = ?, tool_options = ?, auth = ?, auth_sealed = ?, updated_at = ?,"

@@ -85,6 +85,13 @@ def test_secrets_are_write_only_and_sealed(warden: WardenProcess) -> None:
     changed = httpx.patch(warden.console + "/api/mcp/servers/viaapi", headers=auth, json={
         "auth": {"mode": "static", "header": "X-Other", "template": "{token}"}})  # the secret is kept
     assert changed.status_code == 200 and changed.json()["auth"]["secrets_set"] == ["secret"]
+    # Switched to a mode that reads no secret, the secret is not kept at rest: switching back needs it again.
+    unauthenticated = httpx.patch(warden.console + "/api/mcp/servers/viaapi", headers=auth, json={
+        "auth": {"mode": "none"}})
+    assert unauthenticated.status_code == 200 and unauthenticated.json()["auth"]["secrets_set"] == []
+    back = httpx.patch(warden.console + "/api/mcp/servers/viaapi", headers=auth, json={
+        "auth": {"mode": "static", "header": "X-Other", "template": "{token}"}})
+    assert back.status_code == 422 and back.json()["error"]["fields"][0]["field"] == "auth.secret", back.text
     database = (Path(warden.env["WARDEN_SERVER_DATA_DIR"]) / "warden.db").read_bytes()
     assert SECRET.encode() not in database and b"api-secret-77" not in database
     assert SECRET not in warden.log_path.read_text(errors="replace")
