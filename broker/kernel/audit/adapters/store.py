@@ -198,13 +198,15 @@ class StoreAuditSink:
         for payload in with_bodies:
             event = unspooled(payload)
             for part, body in (event.get("bodies") or {}).items():
-                key = None
-                text = without_nul(body["text"])  # bodies spooled by a version that kept NUL in them
-                if body["offload"]:
-                    key = offload_key(event["id"], event["at"], part)
+                # without_nul: bodies spooled by a version that kept NUL in them
+                key = offload_key(event["id"], event["at"], part) if body["offload"] else None
+                if key is not None:
                     await self._bodies.put(key, body["text"].encode())
+                    content, searched = None, without_nul(body["text"][:SEARCHED_CHARS])
+                else:
+                    content, searched = without_nul(body["text"]), None
                 rows.append((event["id"], part, event["at"], body["bytes"], orjson.dumps(body["redactions"]).decode(),
-                             None if key else text, key, text[:SEARCHED_CHARS] if key else None))
+                             content, key, searched))
         return rows
 
     async def _insert(self, rows: Sequence[Sequence[Any]], bodies: list[tuple[Any, ...]]) -> None:
@@ -242,7 +244,8 @@ def unstorable_row(row: Sequence[Any], bodies: list[tuple[Any, ...]], error: Exc
     ``unstorable``, and in its detail the database's error and the whole event, bodies included, as JSON."""
     event = dict(zip(_COLUMNS, row, strict=True))
     detail = {"unstorable": str(error)[:1000], "event": event,
-              "bodies": [dict(zip(_BODY_COLUMNS[:-1], body, strict=False)) for body in bodies]}  # no search_text
+              "bodies": [{column: value for column, value in zip(_BODY_COLUMNS, body, strict=True)
+                          if column != "search_text"} for body in bodies]}  # the body is there whole already
     # The standard library's JSON: any integer, and ASCII only (a NUL or surrogate as an escape), so it stores.
     text = json.dumps(detail, default=str)
     return (*row[:_TARGET], "-", "unstorable", event["outcome"], None, event["duration_ms"] or 0.0, text,
