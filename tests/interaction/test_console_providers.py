@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import openai
@@ -136,6 +137,23 @@ def test_weights_traffic_projection_and_the_kill_switch(page: Page, warden: Ward
     served_bar = card.locator(".traffic-row >> nth=1")
     assert "alpha" in served_bar.inner_text()
     assert card.locator(".sparkline path.line").count() == 1
+    # The latest minute is the line's last point, also when the page's clock reads that minute's first second
+    # (it fell off the end then).
+    with console_session(warden, ADMIN) as api:
+        minutes = api.get("/api/audit/usage", params={"surface": "ai", "group_by": "model", "period": "minute",
+                                                      "model": "duo", "since": int(time.time()) - 3600}).json()
+    latest = max(datetime.fromisoformat(row["period"].replace("Z", ":00+00:00")) for row in minutes["items"])
+    for second in (0, 59):
+        pinned = page.context.new_page()  # signed in too; its clock alone is pinned
+        try:
+            pinned.clock.set_fixed_time(latest + timedelta(seconds=second))
+            pinned.goto(warden.console + "/providers")
+            line = pinned.locator("[data-model=duo] .sparkline path.line")
+            line.wait_for(state="attached")  # one point: a path of no size
+            d = line.get_attribute("d") or ""
+            assert d.split()[-1][1:].startswith("120.0,"), (second, d)
+        finally:
+            pinned.close()
     projection = card.locator(".projection").inner_text()
     assert "routed by these weights" in projection and "all to the cheapest peer" in projection, projection
     screenshot(page, "providers", card)

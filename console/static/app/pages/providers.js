@@ -155,11 +155,13 @@ function projection(model, state, traffic) {
 }
 
 function latency(traffic) {
-  const start = traffic.now - HOUR;
+  // The last 60 minutes, the one now is in last: counted back from its start (counted from an hour before now,
+  // the current minute fell off the end whenever now was its first second).
+  const current = Math.floor(traffic.now / 60) * 60;
   const points = Array.from({ length: 60 }, () => null);
   for (const row of traffic.perMinute) {
     const at = Date.parse(row.period.replace("Z", ":00Z")) / 1000;
-    const index = Math.floor((at - start) / 60);
+    const index = 59 - Math.round((current - at) / 60);
     if (index >= 0 && index < 60) points[index] = row.avg_duration_ms;
   }
   const last = [...points].reverse().find((p) => p !== null);
