@@ -199,12 +199,12 @@ class StoreAuditSink:
             event = unspooled(payload)
             for part, body in (event.get("bodies") or {}).items():
                 # without_nul: bodies spooled by a version that kept NUL in them
-                key = offload_key(event["id"], event["at"], part) if body["offload"] else None
-                if key is not None:
+                if body["offload"]:
+                    key = offload_key(event["id"], event["at"], part)
                     await self._bodies.put(key, body["text"].encode())
                     content, searched = None, without_nul(body["text"][:SEARCHED_CHARS])
                 else:
-                    content, searched = without_nul(body["text"]), None
+                    key, content, searched = None, without_nul(body["text"]), None
                 rows.append((event["id"], part, event["at"], body["bytes"], orjson.dumps(body["redactions"]).decode(),
                              content, key, searched))
         return rows
