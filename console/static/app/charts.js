@@ -40,6 +40,13 @@ export function barList(rows, description) {
   }));
 }
 
+// The 60 minutes up to the one `now` (unix seconds) is in, oldest first, named as the usage API names a minute
+// period ("2026-11-28T02:37Z").
+export function lastHourPeriods(now) {
+  const current = Math.floor(now / 60) * 60;
+  return Array.from({ length: 60 }, (_, i) => new Date((current - (59 - i) * 60) * 1000).toISOString().slice(0, 16) + "Z");
+}
+
 // points: numbers in time order (null: no data that minute) as a small line, with its last value in words.
 export function sparkline(points, description) {
   const width = 120;

@@ -2,7 +2,7 @@
 // month by team and model; top users and tools; health of the dependencies and of every upstream.
 import { api } from "../api.js";
 import { formatTime, h } from "../dom.js";
-import { barList, stackedBars } from "../charts.js";
+import { barList, lastHourPeriods, stackedBars } from "../charts.js";
 import { t } from "../i18n.js";
 import { can, teamScope } from "../session.js";
 import { followStream } from "../streams.js";
@@ -98,12 +98,7 @@ function showStats(view, stats) {
   view.live.errors.textContent = last.requests ? `${((100 * last.errors) / last.requests).toFixed(1)} %` : "—";
   view.live.p50.textContent = last.p50_ms === null ? "—" : `${Math.round(last.p50_ms)} ms`;
   view.live.p95.textContent = last.p95_ms === null ? "—" : `${Math.round(last.p95_ms)} ms`;
-  const byMinute = new Map();
-  const nowMinute = Math.floor(stats.at / 60) * 60;
-  for (let i = 59; i >= 0; i--) {
-    const label = new Date((nowMinute - i * 60) * 1000).toISOString().slice(0, 16) + "Z";
-    byMinute.set(label, { label: label.slice(11, 16), values: {} });
-  }
+  const byMinute = new Map(lastHourPeriods(stats.at).map((period) => [period, { label: period.slice(11, 16), values: {} }]));
   for (const row of stats.minutes) {
     const bucket = byMinute.get(row.period);
     if (bucket) bucket.values[row.surface] = (bucket.values[row.surface] || 0) + row.requests;

@@ -2,7 +2,7 @@
 // with manual weights beside the traffic they really got in the last hour, the auto modes, what the last day's
 // tokens would have cost routed by weight or automatically, the kill switch, and a latency sparkline.
 import { api } from "../api.js";
-import { shareBar, sparkline } from "../charts.js";
+import { lastHourPeriods, shareBar, sparkline } from "../charts.js";
 import { h, toast } from "../dom.js";
 import { form, openDialog } from "../forms.js";
 import { t } from "../i18n.js";
@@ -155,15 +155,8 @@ function projection(model, state, traffic) {
 }
 
 function latency(traffic) {
-  // The last 60 minutes, the one now is in last: counted back from its start (counted from an hour before now,
-  // the current minute fell off the end whenever now was its first second).
-  const current = Math.floor(traffic.now / 60) * 60;
-  const points = Array.from({ length: 60 }, () => null);
-  for (const row of traffic.perMinute) {
-    const at = Date.parse(row.period.replace("Z", ":00Z")) / 1000;
-    const index = 59 - Math.round((current - at) / 60);
-    if (index >= 0 && index < 60) points[index] = row.avg_duration_ms;
-  }
+  const byPeriod = new Map(traffic.perMinute.map((row) => [row.period, row.avg_duration_ms]));
+  const points = lastHourPeriods(traffic.now).map((period) => byPeriod.get(period) ?? null);
   const last = [...points].reverse().find((p) => p !== null);
   const text = last === undefined ? t("models.no_latency") : t("models.latency_now", { ms: milliseconds(last) });
   return h("div", { class: "latency" }, h("span", { class: "muted" }, t("models.latency_60")), sparkline(points, `${t("models.latency_60")}: ${text}`),
